@@ -1,0 +1,97 @@
+//! The documented causes of a pod stuck in `Terminating`, with their stable ids.
+//!
+//! The ids are part of terminus's public contract: scenario files, `--json` output and
+//! external detectors all speak them, so a variant is never renamed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CauseId {
+    DiskFull,
+    ImmutableFile,
+    RuntimeHang,
+    Finalizer,
+    KubeletMissedDelete,
+    RuntimeDesync,
+    DaemonsetHashChurn,
+    MountHeld,
+}
+
+impl CauseId {
+    pub const ALL: [CauseId; 8] = [
+        CauseId::DiskFull,
+        CauseId::ImmutableFile,
+        CauseId::RuntimeHang,
+        CauseId::Finalizer,
+        CauseId::KubeletMissedDelete,
+        CauseId::RuntimeDesync,
+        CauseId::DaemonsetHashChurn,
+        CauseId::MountHeld,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CauseId::DiskFull => "disk-full",
+            CauseId::ImmutableFile => "immutable-file",
+            CauseId::RuntimeHang => "runtime-hang",
+            CauseId::Finalizer => "finalizer",
+            CauseId::KubeletMissedDelete => "kubelet-missed-delete",
+            CauseId::RuntimeDesync => "runtime-desync",
+            CauseId::DaemonsetHashChurn => "daemonset-hash-churn",
+            CauseId::MountHeld => "mount-held",
+        }
+    }
+
+    /// One line a person paged at 3 a.m. understands.
+    pub fn title(self) -> &'static str {
+        match self {
+            CauseId::DiskFull => "the disk holding the runtime's data is full",
+            CauseId::ImmutableFile => "a file with the immutable attribute (chattr +i) blocks removal",
+            CauseId::RuntimeHang => "the container runtime stopped answering",
+            CauseId::Finalizer => "a finalizer nobody removes holds the pod object",
+            CauseId::KubeletMissedDelete => "kubelet never acted on the deletion",
+            CauseId::RuntimeDesync => "the runtime's layers disagree about the container",
+            CauseId::DaemonsetHashChurn => "a DaemonSet's pods are endlessly replaced (revision hash churn)",
+            CauseId::MountHeld => "another process holds the container's rootfs mount",
+        }
+    }
+}
+
+impl fmt::Display for CauseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown cause id `{0}`; known ids: disk-full, immutable-file, runtime-hang, finalizer, kubelet-missed-delete, runtime-desync, daemonset-hash-churn, mount-held")]
+pub struct UnknownCause(pub String);
+
+impl FromStr for CauseId {
+    type Err = UnknownCause;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CauseId::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| UnknownCause(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_str_and_serde() {
+        for cause in CauseId::ALL {
+            assert_eq!(cause.as_str().parse::<CauseId>().ok(), Some(cause));
+            let json = serde_json::to_string(&cause).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", cause.as_str()));
+        }
+        assert!("disk_full".parse::<CauseId>().is_err());
+    }
+}

@@ -1,0 +1,81 @@
+//! What must hold before any rule runs: the pod is Terminating, and has been for
+//! long enough that "stuck" is a fair word.
+
+use super::{Options, Verdict};
+use crate::evidence::{Evidence, SourceStatus, BUNDLE_FILES};
+
+pub fn before_rules(ev: &Evidence, options: &Options, notes: &mut Vec<String>) -> Option<Verdict> {
+    let Some(pod) = &ev.pod else {
+        notes.push("no pod.yaml: diagnosing from node and runtime evidence alone".into());
+        return None;
+    };
+    let Some(deleted) = pod.deletion_timestamp else {
+        // DaemonSet churn shows on pods that are not (yet) being deleted too.
+        if pod.owner.as_ref().is_some_and(|(kind, _)| kind == "DaemonSet") && !ev.revisions.is_empty() {
+            return None;
+        }
+        notes.push(format!("pod {}/{} has no deletionTimestamp: it is not Terminating", pod.namespace, pod.name));
+        return Some(Verdict::NotTerminating);
+    };
+    let Some(now) = ev.captured_at else {
+        notes.push("capture time unknown: cannot tell whether the grace period is over".into());
+        return None;
+    };
+    // deletionTimestamp is the moment the grace period ends, not when delete was called.
+    let past_grace = now.signed_duration_since(deleted);
+    if past_grace < chrono::Duration::zero() {
+        notes.push(format!(
+            "pod {}/{} is still inside its grace period (it ends at {deleted}, {}s after capture): wait for it",
+            pod.namespace,
+            pod.name,
+            -past_grace.num_seconds()
+        ));
+        return Some(Verdict::TooEarly);
+    }
+    let min = chrono::Duration::from_std(options.min_stuck).unwrap_or_default();
+    if past_grace < min {
+        notes.push(format!(
+            "pod {}/{} left its grace period only {}s before capture; controllers and kubelet may still be finishing (finalizers: {}). Look again in {}s",
+            pod.namespace,
+            pod.name,
+            past_grace.num_seconds(),
+            if pod.finalizers.is_empty() { "none".to_owned() } else { pod.finalizers.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>().join(", ") },
+            (min - past_grace).num_seconds()
+        ));
+        return Some(Verdict::TooEarly);
+    }
+    notes.push(format!("pod {}/{} has been Terminating for {}s past its grace period", pod.namespace, pod.name, past_grace.num_seconds()));
+    None
+}
+
+/// What each absent source would have shown, for "no known cause" answers and for
+/// readers wondering how sure a diagnosis is.
+pub fn missing(ev: &Evidence) -> Vec<String> {
+    let why = |name: &str| match name {
+        "pod.yaml" => "deletion time, finalizers, container states",
+        "events.yaml" => "kill attempts and runtime errors kubelet reported",
+        "kubelet.log" => "whether kubelet tried to kill the pod and what the runtime answered",
+        "runtime.log" => "the runtime's own errors (no space, operation not permitted, busy)",
+        "df.txt" | "df-inodes.txt" => "a full filesystem",
+        "lsattr.txt" => "files with the immutable attribute",
+        "mountinfo.txt" => "other mount namespaces holding the rootfs",
+        "ps.txt" => "stopped runtime or kubelet processes, mount holders",
+        "crictl-ps.txt" | "ctr-tasks.txt" | "docker-ps.txt" => "whether the runtime's layers agree",
+        _ => "",
+    };
+    BUNDLE_FILES
+        .iter()
+        .filter_map(|(name, _)| {
+            let reason = why(name);
+            if reason.is_empty() {
+                return None;
+            }
+            match ev.sources.get(*name) {
+                Some(SourceStatus::Present) => None,
+                Some(SourceStatus::Unreadable(e)) => Some(format!("{name}: unreadable ({e}); it would show {reason}")),
+                Some(SourceStatus::Unparseable(e)) => Some(format!("{name}: not understood ({e}); it would show {reason}")),
+                Some(SourceStatus::Missing) | None => Some(format!("{name}: missing; it would show {reason}")),
+            }
+        })
+        .collect()
+}

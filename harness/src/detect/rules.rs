@@ -1,0 +1,521 @@
+//! One function per cause. Each reads the evidence, quotes what supports its cause
+//! and fills the remedy in with names from the evidence. A rule that finds nothing
+//! returns None; confidence says how much of its proof was present.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::{Diagnosis, Step};
+use crate::cause::CauseId;
+use crate::evidence::{ContainerState, Evidence, PsEntry, Quote};
+
+/// Below this a diagnosis is noise and is not reported.
+pub const THRESHOLD: f64 = 0.3;
+
+pub fn all(ev: &Evidence) -> Vec<Diagnosis> {
+    [disk_full, immutable_file, runtime_hang, finalizer, kubelet_missed_delete, runtime_desync, daemonset_hash_churn, mount_held]
+        .iter()
+        .filter_map(|rule| rule(ev))
+        .collect()
+}
+
+fn diagnosis(cause: CauseId, confidence: f64, summary: String, evidence: Vec<Quote>, remedy: Vec<Step>) -> Option<Diagnosis> {
+    Some(Diagnosis { cause, title: cause.title(), confidence: confidence.min(0.99), summary, evidence, remedy })
+}
+
+fn pod_ref(ev: &Evidence) -> Option<(String, String)> {
+    ev.pod.as_ref().map(|p| (p.name.clone(), p.namespace.clone()))
+}
+
+/// `kubectl get pod NAME -n NS -w`, to watch the pod go away after a remedy.
+fn watch_step(ev: &Evidence) -> Option<Step> {
+    pod_ref(ev).map(|(name, ns)| Step::run("watch the pod go away", format!("kubectl get pod {name} -n {ns} -w")))
+}
+
+fn node_name(ev: &Evidence) -> String {
+    ev.pod
+        .as_ref()
+        .and_then(|p| p.node.clone())
+        .or_else(|| ev.node.as_ref().map(|n| n.name.clone()))
+        .unwrap_or_else(|| "the node".into())
+}
+
+const RUNTIME_PROGRAMS: [&str; 5] = ["containerd", "dockerd", "containerd-shim", "containerd-shim-runc-v2", "docker-containerd"];
+
+fn is_runtime(p: &PsEntry) -> bool {
+    RUNTIME_PROGRAMS.contains(&p.program()) || p.program().starts_with("containerd-shim")
+}
+
+// ---------------------------------------------------------------------------- 1
+
+static ENOSPC_PATH: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:write|mkdir|open|create|rename)\s+(/[^\s:]+?)(?::| \(| to )?[^/]*no space left on device").expect("regex")
+});
+
+fn disk_full(ev: &Evidence) -> Option<Diagnosis> {
+    let enospc: Vec<&Quote> = ev.log_lines().filter(|q| q.text.to_lowercase().contains("no space left on device")).collect();
+    let full: Vec<(&crate::evidence::DfRow, &str)> = ev
+        .df
+        .iter()
+        .map(|r| (r, "blocks"))
+        .chain(ev.df_inodes.iter().map(|r| (r, "inodes")))
+        .filter(|(r, _)| r.is_full() && relevant_mount(&r.mount, &enospc))
+        .collect();
+    if enospc.is_empty() && full.is_empty() {
+        return None;
+    }
+    let confidence = match (enospc.is_empty(), full.is_empty()) {
+        (false, false) => 0.95,
+        (false, true) => 0.85,
+        (true, false) => 0.6,
+        (true, true) => unreachable!("returned above"),
+    };
+    let mut evidence: Vec<Quote> = enospc.iter().take(3).map(|q| (*q).clone()).collect();
+    evidence.extend(full.iter().map(|(r, _)| r.quote.clone()));
+    evidence.extend(ev.events.iter().filter(|e| e.reason == "Killing" && e.count > 1).map(|e| e.quote.clone()).take(1));
+    let failed_path = enospc.iter().find_map(|q| ENOSPC_PATH.captures(&q.text).map(|c| c[1].to_owned()));
+    let mut remedy = Vec::new();
+    for (row, what) in &full {
+        remedy.push(Step::run(
+            format!("{} is full ({} {what} left on {}); find what fills it", row.mount, row.available, row.filesystem),
+            format!("du -xh --max-depth=2 {} 2>/dev/null | sort -h | tail -20", row.mount),
+        ));
+    }
+    if full.is_empty() {
+        let target = failed_path.as_deref().unwrap_or("/var/lib/containerd");
+        remedy.push(Step::run(format!("find the full filesystem holding {target}"), format!("df -P {target}; df -P -i {target}")));
+    }
+    remedy.push(Step::say("free space on it (remove the filler, old images: `crictl rmi --prune`, logs); kubelet retries the kill by itself"));
+    remedy.extend(watch_step(ev));
+    let summary = match (&failed_path, full.first()) {
+        (Some(path), _) => format!("the runtime cannot write {path}: no space left on device"),
+        (None, Some((row, what))) => format!("{} has no {what} left", row.mount),
+        (None, None) => "the runtime reports no space left on device".into(),
+    };
+    diagnosis(CauseId::DiskFull, confidence, summary, evidence, remedy)
+}
+
+/// A full filesystem matters when it holds the runtime's or kubelet's data, or the
+/// path a no-space error named.
+fn relevant_mount(mount: &str, enospc: &[&Quote]) -> bool {
+    const DATA: [&str; 6] = ["/", "/var", "/var/lib", "/var/lib/containerd", "/var/lib/docker", "/var/lib/kubelet"];
+    DATA.contains(&mount)
+        || mount.contains("containerd")
+        || mount.contains("docker")
+        || mount.contains("kubelet")
+        || enospc.iter().any(|q| mount.len() > 1 && q.text.contains(&format!("{mount}/")))
+}
+
+// ---------------------------------------------------------------------------- 2
+
+static EPERM_PATH: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:unlinkat|unlink|remove|rmdir|rename)\s+(/[^\s:]+):\s*operation not permitted").expect("regex")
+});
+
+fn immutable_file(ev: &Evidence) -> Option<Diagnosis> {
+    let mut paths: BTreeSet<String> = BTreeSet::new();
+    let mut evidence = Vec::new();
+    for q in ev.log_lines() {
+        let mut hit = false;
+        for c in EPERM_PATH.captures_iter(&q.text) {
+            paths.insert(c[1].to_owned());
+            hit = true;
+        }
+        if hit && evidence.len() < 3 {
+            evidence.push(q.clone());
+        }
+    }
+    let from_logs = !paths.is_empty();
+    let flagged: Vec<_> = ev.lsattr.iter().filter(|e| e.immutable()).collect();
+    for e in &flagged {
+        paths.insert(e.path.clone());
+        evidence.push(e.quote.clone());
+    }
+    if paths.is_empty() {
+        return None;
+    }
+    let confidence = match (from_logs, !flagged.is_empty()) {
+        (true, true) => 0.97,
+        (true, false) => 0.9,
+        _ => 0.8,
+    };
+    // When lsattr named the flagged files, they are the ones to clear; a log path may be
+    // a directory the kernel refused because of a flagged file below it.
+    let targets: Vec<&String> = if flagged.is_empty() { paths.iter().collect() } else { flagged.iter().map(|e| &e.path).collect() };
+    let mut remedy: Vec<Step> = targets
+        .iter()
+        .map(|p| Step::run(format!("clear the immutable attribute on {p}"), format!("chattr -i {p}")))
+        .collect();
+    let leaked_snapshot = evidence.iter().any(|q| q.text.contains("failed to remove directory") && q.text.contains("snapshots"));
+    if leaked_snapshot {
+        remedy.push(Step::say("containerd's garbage collector then removes the leaked snapshot directory by itself; the node is clean when the path is gone"));
+    } else {
+        remedy.push(Step::say("kubelet retries the removal by itself and the pod goes away"));
+    }
+    remedy.extend(watch_step(ev));
+    remedy.push(Step::say("root fix: never set the immutable attribute in images or from containers"));
+    let first = targets.first().map(|s| s.as_str()).unwrap_or("?");
+    let summary = if leaked_snapshot {
+        format!("{first} is immutable: the runtime cannot delete it and leaks the snapshot (the pod may be gone, the node is not clean)")
+    } else {
+        format!("{first} is immutable: removal fails with operation not permitted")
+    };
+    diagnosis(CauseId::ImmutableFile, confidence, summary, evidence, remedy)
+}
+
+// ---------------------------------------------------------------------------- 3
+
+fn runtime_hang(ev: &Evidence) -> Option<Diagnosis> {
+    const HANG: [&str; 4] = ["DeadlineExceeded", "context deadline exceeded", "timed out waiting for server handshake", "Cannot connect to the Docker daemon"];
+    let lines: Vec<&Quote> = ev.log_lines().filter(|q| HANG.iter().any(|h| q.text.contains(h))).collect();
+    let stopped: Vec<&PsEntry> = ev.ps.iter().filter(|p| p.stopped() && is_runtime(p)).collect();
+    let unknown: Vec<_> = ev.ctr_tasks.iter().filter(|t| t.status == "UNKNOWN").collect();
+    if lines.is_empty() && stopped.is_empty() {
+        return None;
+    }
+    let mut confidence: f64 = if lines.is_empty() { 0.75 } else { 0.8 };
+    if !stopped.is_empty() && !lines.is_empty() {
+        confidence = 0.95;
+    }
+    if !unknown.is_empty() {
+        confidence += 0.05;
+    }
+    let mut evidence: Vec<Quote> = lines.iter().take(3).map(|q| (*q).clone()).collect();
+    evidence.extend(stopped.iter().map(|p| p.quote.clone()));
+    evidence.extend(unknown.iter().map(|t| t.quote.clone()));
+    let mut remedy = Vec::new();
+    for p in &stopped {
+        remedy.push(Step::run(
+            format!("{} (pid {}) is stopped (state {}); let it run again", p.program(), p.pid, p.stat),
+            format!("kill -CONT {}", p.pid),
+        ));
+    }
+    if stopped.is_empty() {
+        let unit = if ev.ps.iter().any(|p| p.program() == "dockerd") || !ev.docker_ps.is_empty() { "docker" } else { "containerd" };
+        remedy.push(Step::run(
+            format!("the runtime does not answer; capture its goroutine stacks for the bug report (SIGUSR1 writes them to the journal), on {}", node_name(ev)),
+            format!("pkill -USR1 -x {}", if unit == "docker" { "dockerd" } else { "containerd" }),
+        ));
+        remedy.push(Step::run("then restart it", format!("systemctl restart {unit}")));
+    }
+    remedy.push(Step::say("long term: upgrade the runtime. `kubectl delete pod --force --grace-period=0` only removes the API object; the container may live on (check `crictl ps`/`docker ps`) — prefer an expert's look over force deletion"));
+    remedy.extend(watch_step(ev));
+    let summary = match stopped.first() {
+        Some(p) => format!("{} (pid {}) is stopped and the runtime no longer answers kubelet", p.program(), p.pid),
+        None => "calls to the runtime time out (context deadline exceeded)".into(),
+    };
+    diagnosis(CauseId::RuntimeHang, confidence, summary, evidence, remedy)
+}
+
+// ---------------------------------------------------------------------------- 4
+
+fn finalizer(ev: &Evidence) -> Option<Diagnosis> {
+    let pod = ev.pod.as_ref()?;
+    pod.deletion_timestamp?;
+    if pod.finalizers.is_empty() {
+        return None;
+    }
+    let running = pod.containers.iter().any(|c| c.state == ContainerState::Running);
+    // With containers still running something else holds the pod first; the finalizer
+    // will matter only after that is solved.
+    let confidence = if running { 0.4 } else { 0.92 };
+    let mut evidence: Vec<Quote> = pod.deletion_quote.iter().cloned().collect();
+    evidence.extend(pod.finalizers.iter().filter_map(|(_, q)| q.clone()));
+    let mut remedy = vec![Step::say(format!(
+        "find the controller that owns {} and why it has not finished; if it is gone for good, remove the finalizer",
+        pod.finalizers.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>().join(", ")
+    ))];
+    // Remove each finalizer by value: a JSON patch `test` makes the command fail instead
+    // of removing the wrong entry if the list changed meanwhile.
+    for (index, (name, _)) in pod.finalizers.iter().enumerate().rev() {
+        remedy.push(Step::run(
+            format!("remove finalizer {name}"),
+            format!(
+                "kubectl patch pod {} -n {} --type=json -p '[{{\"op\":\"test\",\"path\":\"/metadata/finalizers/{index}\",\"value\":\"{name}\"}},{{\"op\":\"remove\",\"path\":\"/metadata/finalizers/{index}\"}}]'",
+                pod.name, pod.namespace
+            ),
+        ));
+    }
+    remedy.extend(watch_step(ev));
+    let summary = format!(
+        "pod {}/{} is deleted but {} finalizer{} remain{}",
+        pod.namespace,
+        pod.name,
+        pod.finalizers.len(),
+        if pod.finalizers.len() == 1 { "" } else { "s" },
+        if running { " (and containers are still running)" } else { "; its containers have stopped" }
+    );
+    diagnosis(CauseId::Finalizer, confidence, summary, evidence, remedy)
+}
+
+// ---------------------------------------------------------------------------- 5
+
+fn kubelet_missed_delete(ev: &Evidence) -> Option<Diagnosis> {
+    let pod = ev.pod.as_ref()?;
+    pod.deletion_timestamp?;
+    let running_ids: Vec<&str> = pod
+        .containers
+        .iter()
+        .filter(|c| c.state == ContainerState::Running)
+        .filter_map(|c| c.id.as_deref())
+        .collect();
+    let crictl_running: Vec<&Quote> = ev
+        .crictl_ps
+        .iter()
+        .filter(|r| r.state == "Running" && (r.pod == pod.name || running_ids.iter().any(|id| id.starts_with(&r.container_id))))
+        .map(|r| &r.quote)
+        .collect();
+    if running_ids.is_empty() && crictl_running.is_empty() {
+        return None;
+    }
+    // Any sign that kubelet acted on this pod's deletion rules this cause out.
+    let kill_words = ["Killing", "killing", "KillContainer", "StopContainer", "StopPodSandbox", "SyncLoop DELETE", "SyncLoop (DELETE"];
+    let attempted = ev.events.iter().any(|e| e.reason == "Killing")
+        || ev.kubelet_log.iter().any(|q| q.text.contains(&pod.name) && kill_words.iter().any(|w| q.text.contains(w)));
+    if attempted {
+        return None;
+    }
+    let kubelet_ps: Vec<&PsEntry> = ev.ps.iter().filter(|p| p.program() == "kubelet").collect();
+    let stopped: Vec<&&PsEntry> = kubelet_ps.iter().filter(|p| p.stopped()).collect();
+    let not_running = !ev.ps.is_empty() && kubelet_ps.is_empty();
+    let node_unknown = ev.node.as_ref().and_then(|n| n.ready.as_ref()).is_some_and(|(status, _, _)| status != "True");
+    let mut confidence: f64 = if ev.has("kubelet.log") || ev.has("events.yaml") { 0.75 } else { 0.5 };
+    if !stopped.is_empty() || not_running {
+        confidence = 0.95;
+    } else if node_unknown {
+        confidence += 0.1;
+    }
+    let mut evidence: Vec<Quote> = pod.deletion_quote.iter().cloned().collect();
+    evidence.extend(crictl_running.into_iter().cloned());
+    evidence.extend(stopped.iter().map(|p| p.quote.clone()));
+    if node_unknown {
+        evidence.extend(ev.node.as_ref().and_then(|n| n.ready_quote.clone()));
+    }
+    let node = node_name(ev);
+    let mut remedy = Vec::new();
+    for p in &stopped {
+        remedy.push(Step::run(format!("kubelet (pid {}) is stopped (state {}); let it run", p.pid, p.stat), format!("kill -CONT {}", p.pid)));
+    }
+    remedy.push(Step::run(format!("restart kubelet on {node}: it re-lists pods and acts on the deletion"), "systemctl restart kubelet"));
+    remedy.push(Step::say("long term: upgrade kubelet (the original list-watch bug was fixed after v1.8)"));
+    remedy.extend(watch_step(ev));
+    let summary = if let Some(p) = stopped.first() {
+        format!("kubelet (pid {}) on {node} is stopped, so nothing kills pod {}/{}", p.pid, pod.namespace, pod.name)
+    } else if not_running {
+        format!("no kubelet process runs on {node}, so nothing kills pod {}/{}", pod.namespace, pod.name)
+    } else {
+        format!("pod {}/{} is deleted, its containers still run, and kubelet on {node} shows no kill attempt", pod.namespace, pod.name)
+    };
+    diagnosis(CauseId::KubeletMissedDelete, confidence, summary, evidence, remedy)
+}
+
+// ---------------------------------------------------------------------------- 6
+
+fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
+    if !ev.has("ctr-tasks.txt") {
+        return None;
+    }
+    let task = |id: &str| ev.ctr_tasks.iter().find(|t| t.id.starts_with(id) || id.starts_with(&t.id));
+    let mut evidence = Vec::new();
+    let mut remedy = Vec::new();
+    for row in ev.docker_ps.iter().filter(|r| r.up()) {
+        match task(&row.id) {
+            Some(t) if t.status == "RUNNING" || t.status == "PAUSED" || t.status == "UNKNOWN" => {}
+            other => {
+                evidence.push(row.quote.clone());
+                evidence.extend(other.map(|t| t.quote.clone()));
+                remedy.push(Step::run(
+                    format!("docker says {} is {}, containerd {}; remove it", row.names, row.status, other.map_or("has no task for it".to_owned(), |t| format!("says {}", t.status))),
+                    format!("docker rm -f {}", row.id),
+                ));
+            }
+        }
+    }
+    for row in ev.crictl_ps.iter().filter(|r| r.state == "Running") {
+        match task(&row.container_id) {
+            Some(t) if t.status == "RUNNING" || t.status == "PAUSED" || t.status == "UNKNOWN" => {}
+            other => {
+                evidence.push(row.quote.clone());
+                evidence.extend(other.map(|t| t.quote.clone()));
+                remedy.push(Step::run(
+                    format!("the CRI says {} is Running, containerd {}; stop and remove it", row.name, other.map_or("has no task for it".to_owned(), |t| format!("says {}", t.status))),
+                    format!("crictl stop {0} && crictl rm {0}", row.container_id),
+                ));
+            }
+        }
+    }
+    if evidence.is_empty() {
+        return None;
+    }
+    let docker = !ev.docker_ps.is_empty();
+    remedy.push(if docker {
+        Step::run("if several containers disagree, prune or restart dockerd", "docker container prune -f; systemctl restart docker")
+    } else {
+        Step::run("if several containers disagree, restart containerd", "systemctl restart containerd")
+    });
+    remedy.push(Step::say("long term: check for an earlier disk-full episode; run containerd directly (no dockerd)"));
+    remedy.extend(watch_step(ev));
+    let disk_episode = ev.log_lines().any(|q| q.text.contains("no space left on device"));
+    let summary = format!(
+        "{} reports a container running that containerd has no running task for{}",
+        if docker { "docker" } else { "the CRI" },
+        if disk_episode { " (after a no-space episode)" } else { "" }
+    );
+    diagnosis(CauseId::RuntimeDesync, 0.9, summary, evidence, remedy)
+}
+
+// ---------------------------------------------------------------------------- 7
+
+fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
+    let pod = ev.pod.as_ref()?;
+    let (kind, ds) = pod.owner.as_ref()?;
+    if kind != "DaemonSet" {
+        return None;
+    }
+    let mut revisions: Vec<_> = ev.revisions.iter().filter(|r| r.owner.as_deref().is_none_or(|o| o == ds)).collect();
+    revisions.sort_by_key(|r| r.revision);
+    let newest = revisions.last()?;
+    let window = match (revisions.first().and_then(|r| r.created), newest.created) {
+        (Some(a), Some(b)) => (b - a).num_seconds(),
+        _ => i64::MAX,
+    };
+    // Revision numbers climb with every template change; a healthy DaemonSet changes
+    // a few times a day, a churning one every few seconds.
+    let churning = newest.revision >= 4 && revisions.len() >= 3 && window < 600;
+    if !churning {
+        return None;
+    }
+    let stale_hash = pod.revision_hash.as_ref().is_some_and(|h| !newest.name.ends_with(h.as_str()));
+    let owner = ev.owner.as_ref();
+    let affinity = owner.is_some_and(|o| o.affinity_terms >= 2);
+    let mut confidence: f64 = 0.75;
+    if stale_hash {
+        confidence += 0.1;
+    }
+    if affinity {
+        confidence += 0.1;
+    }
+    let mut evidence: Vec<Quote> = revisions.iter().rev().take(3).map(|r| r.quote.clone()).collect();
+    evidence.extend(owner.and_then(|o| o.generation_quote.clone()));
+    evidence.extend(pod.deletion_quote.clone());
+    let writers: BTreeSet<&str> = owner
+        .map(|o| o.managers.iter().filter(|(m, op, _)| op == "Update" && m != "kube-controller-manager").map(|(m, _, _)| m.as_str()).collect())
+        .unwrap_or_default();
+    let ns = &pod.namespace;
+    let mut remedy = vec![Step::run(
+        format!("see the churn: {} revisions of daemonset {ds} in {window}s", revisions.len()),
+        format!("kubectl get controllerrevisions -n {ns} -l controller-revision-hash --sort-by=.revision"),
+    )];
+    if !writers.is_empty() {
+        remedy.push(Step::say(format!(
+            "find and stop what keeps rewriting the template (managedFields writers: {})",
+            writers.into_iter().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    remedy.push(Step::run(
+        format!("work-around: schedule daemonset {ds} with nodeSelector instead of nodeAffinity"),
+        format!("kubectl edit daemonset {ds} -n {ns}"),
+    ));
+    remedy.push(Step::say("long term: upgrade kube-controller-manager (the sorting bug of 1.10/1.11 is fixed)"));
+    let summary = format!("daemonset {ns}/{ds} reached revision {} within {window}s: its pods are replaced over and over", newest.revision);
+    diagnosis(CauseId::DaemonsetHashChurn, confidence, summary, evidence, remedy)
+}
+
+// ---------------------------------------------------------------------------- 8
+
+static BUSY_PATH: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:unmount target|umount|remove|unlinkat|rmdir)\s+(/[^\s:]+):\s*device or resource busy").expect("regex")
+});
+
+fn mount_held(ev: &Evidence) -> Option<Diagnosis> {
+    let busy: Vec<&Quote> = ev.log_lines().filter(|q| q.text.contains("device or resource busy")).collect();
+    let busy_paths: BTreeSet<String> = busy.iter().filter_map(|q| BUSY_PATH.captures(&q.text).map(|c| c[1].to_owned())).collect();
+    let holders = mount_holders(ev, &busy_paths);
+    if busy.is_empty() && holders.is_empty() {
+        return None;
+    }
+    let confidence = match (busy.is_empty(), holders.is_empty()) {
+        (false, false) => 0.97,
+        (false, true) => 0.85,
+        _ => 0.6,
+    };
+    let mut evidence: Vec<Quote> = busy.iter().take(3).map(|q| (*q).clone()).collect();
+    let mut remedy = Vec::new();
+    for (pid, (mount, ps, quote)) in &holders {
+        evidence.push(quote.clone());
+        evidence.extend(ps.iter().map(|p| p.quote.clone()));
+        remedy.push(Step::run(
+            format!("pid {pid}{} holds {mount} in another mount namespace; see what it is", ps.map(|p| format!(" ({})", p.program())).unwrap_or_default()),
+            format!("ps -f {pid}"),
+        ));
+        remedy.push(Step::run(
+            "release the mount in its namespace (or stop the process if it is not needed)",
+            format!("nsenter -t {pid} -m -- umount {mount}   # or: kill {pid}"),
+        ));
+    }
+    if holders.is_empty() {
+        let path = busy_paths.iter().next().cloned().unwrap_or_else(|| "<the rootfs path>".into());
+        let id = container_id_in(&path).unwrap_or_else(|| path.clone());
+        remedy.push(Step::run("find the processes whose mount table holds the container", format!("grep -l {id} /proc/*/mountinfo")));
+        remedy.push(Step::run(
+            "and those whose working directory, root or open files are inside it",
+            format!("ls -l /proc/*/cwd /proc/*/root /proc/*/fd/* 2>/dev/null | grep {path}"),
+        ));
+        remedy.push(Step::say("stop the holder (`ps -f PID`, then kill it or leave the directory); the runtime retries the removal"));
+    }
+    remedy.extend(watch_step(ev));
+    let summary = match (holders.iter().next(), busy_paths.iter().next()) {
+        (Some((pid, (mount, _, _))), _) => format!("pid {pid} holds {mount} from another mount namespace"),
+        (None, Some(path)) => format!("{path} cannot be unmounted: device or resource busy"),
+        (None, None) => "a container mount is busy: device or resource busy".into(),
+    };
+    diagnosis(CauseId::MountHeld, confidence, summary, evidence, remedy)
+}
+
+/// A 64-hex container id or a containerd snapshot path component in `path`.
+fn container_id_in(path: &str) -> Option<String> {
+    path.split('/').find(|c| c.len() == 64 && c.chars().all(|ch| ch.is_ascii_hexdigit())).map(str::to_owned)
+}
+
+/// Processes whose mount table has a container mount under a mount id that the
+/// runtime's own namespace does not share: copies of the mount in another namespace.
+/// `grep ID /proc/*/mountinfo` also matches every process of the runtime's namespace,
+/// so matching alone proves nothing.
+fn mount_holders<'a>(ev: &'a Evidence, busy_paths: &BTreeSet<String>) -> BTreeMap<u32, (String, Option<&'a PsEntry>, Quote)> {
+    let container_like = |m: &crate::evidence::MountinfoEntry| {
+        let p = &m.mount_point;
+        p.contains("/rootfs") || p.contains("/merged") || p.contains("/snapshots/") || busy_paths.iter().any(|b| p.starts_with(b.as_str()))
+    };
+    let entries: Vec<_> = ev.mountinfo.iter().filter(|m| m.pid.is_some() && container_like(m)).collect();
+    if entries.is_empty() {
+        return BTreeMap::new();
+    }
+    let runtime_pids: BTreeSet<u32> = ev.ps.iter().filter(|p| is_runtime(p) || matches!(p.program(), "kubelet" | "systemd" | "init")).map(|p| p.pid).collect();
+    let mut host_ids: BTreeSet<u64> = entries.iter().filter(|m| m.pid.is_some_and(|p| runtime_pids.contains(&p))).map(|m| m.mount_id).collect();
+    if host_ids.is_empty() {
+        // No process list: the mount id most processes share is the runtime's namespace.
+        let mut count: BTreeMap<u64, usize> = BTreeMap::new();
+        for m in &entries {
+            *count.entry(m.mount_id).or_default() += 1;
+        }
+        let unique: BTreeSet<u64> = count.keys().copied().collect();
+        if unique.len() < 2 {
+            return BTreeMap::new();
+        }
+        if let Some((id, _)) = count.into_iter().max_by_key(|(_, n)| *n) {
+            host_ids.insert(id);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for m in entries {
+        let pid = m.pid.unwrap_or(0);
+        if host_ids.contains(&m.mount_id) || runtime_pids.contains(&pid) {
+            continue;
+        }
+        let ps = ev.ps.iter().find(|p| p.pid == pid);
+        out.entry(pid).or_insert((m.mount_point.clone(), ps, m.quote.clone()));
+    }
+    out
+}

@@ -1,0 +1,18 @@
+//! terminus: reproduce, detect and remedy Kubernetes pods stuck in `Terminating`.
+//!
+//! The crate is split along one line: [`detect`] is pure (evidence in, diagnoses out)
+//! and everything that touches a process, a file or a cluster lives at the edges
+//! ([`evidence`] reads bundles; cluster and node probes feed the same [`evidence::Evidence`]).
+//! ARCHITECTURE.md at the repository root has the map.
+
+pub mod cause;
+pub mod detect;
+pub mod evidence;
+pub mod report;
+pub mod scenario;
+
+pub use cause::CauseId;
+
+/// The image scenario workloads run unless they name another. Built offline
+/// (`images/busybox`) and loaded into kind nodes; no registry is involved.
+pub const DEFAULT_WORKLOAD_IMAGE: &str = "terminus/busybox:latest";

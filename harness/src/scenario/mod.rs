@@ -1,0 +1,17 @@
+//! Scenario files: `scenarios/*.yaml`, one reproduction each.
+//!
+//! Parsing has two stages, as ripgrep does with its flags: [`raw`] mirrors the file
+//! (every field, `deny_unknown_fields`, strings where the file has strings) and
+//! [`plan`] validates it into a [`Scenario`] that the rest of terminus trusts. Every
+//! error, from either stage, names the file, line, column and field.
+
+mod error;
+mod locate;
+mod plan;
+mod raw;
+
+pub use error::ScenarioError;
+pub use plan::{
+    load_dir, load_file, parse, Deadlines, FaultSpec, Fidelity, FidelityLevel, HoldVia, NodeUse,
+    Observe, PodOutcome, Remedy, Requirements, Runtime, Scenario, Volume, Workload, WorkloadKind,
+};

@@ -1,0 +1,625 @@
+//! Stage two: a validated scenario. Everything here has been checked against the
+//! file, so trials and the CLI never re-validate.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use semver::VersionReq;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::error::ScenarioError;
+use super::locate::locate;
+use super::raw::{RawFault, RawScenario};
+use crate::cause::CauseId;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub file: PathBuf,
+    pub id: String,
+    pub cause: CauseId,
+    pub title: String,
+    pub fidelity: Fidelity,
+    pub requires: Requirements,
+    pub workload: Workload,
+    pub fault: FaultSpec,
+    pub observe: Observe,
+    pub remedy: Remedy,
+    pub deadlines: Deadlines,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FidelityLevel {
+    /// The mechanism the handbook describes, on today's software.
+    Original,
+    /// Today's software cannot fail the old way; the nearest real failure is induced.
+    NearestEquivalent,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fidelity {
+    pub level: FidelityLevel,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    Containerd,
+    Docker,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeUse {
+    /// Runs beside other trials on a shared worker.
+    Shared,
+    /// Disrupts a whole node (runtime, kubelet, disk): gets a worker of its own.
+    Dedicated,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Requirements {
+    pub runtimes: Vec<Runtime>,
+    pub kubernetes: Option<VersionReq>,
+    pub kernel: Option<VersionReq>,
+    pub node: NodeUse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadKind {
+    Pod,
+    DaemonSet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Volume {
+    EmptyDir,
+    HostPath,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub image: String,
+    pub command: Vec<String>,
+    pub volume: Option<(Volume, String)>,
+    pub grace_period: Duration,
+    pub finalizers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImmutableLocation {
+    /// A file in the pod's volume: kubelet's teardown of the volume fails.
+    Volume,
+    /// A file in the container's rootfs (the handbook's case).
+    Rootfs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FreezeTarget {
+    Containerd,
+    Shim,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KubeletStop {
+    Stop,
+    Freeze,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DesyncHow {
+    /// Kill containerd and the shim while the upper layer is paused, so the exit is lost.
+    LostExit,
+    /// Delete the task behind the CRI's back.
+    DeleteTask,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HoldVia {
+    Cwd,
+    Fd,
+    Bind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FillMode {
+    Bytes,
+    Inodes,
+}
+
+/// The fault and its parameters; one variant per `fault.kind`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultSpec {
+    FillDisk { size_bytes: u64, mode: FillMode },
+    ImmutableFile { location: ImmutableLocation, path: String },
+    FreezeRuntime { target: FreezeTarget },
+    Finalizer { name: String },
+    StopKubelet { how: KubeletStop },
+    DesyncRuntime { how: DesyncHow },
+    AffinityChurn { interval: Duration },
+    HoldMount { via: HoldVia },
+}
+
+impl FaultSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FaultSpec::FillDisk { .. } => "fill-disk",
+            FaultSpec::ImmutableFile { .. } => "immutable-file",
+            FaultSpec::FreezeRuntime { .. } => "freeze-runtime",
+            FaultSpec::Finalizer { .. } => "finalizer",
+            FaultSpec::StopKubelet { .. } => "stop-kubelet",
+            FaultSpec::DesyncRuntime { .. } => "desync-runtime",
+            FaultSpec::AffinityChurn { .. } => "affinity-churn",
+            FaultSpec::HoldMount { .. } => "hold-mount",
+        }
+    }
+
+    /// The cause a fault of this kind induces.
+    pub fn induces(&self) -> CauseId {
+        match self {
+            FaultSpec::FillDisk { .. } => CauseId::DiskFull,
+            FaultSpec::ImmutableFile { .. } => CauseId::ImmutableFile,
+            FaultSpec::FreezeRuntime { .. } => CauseId::RuntimeHang,
+            FaultSpec::Finalizer { .. } => CauseId::Finalizer,
+            FaultSpec::StopKubelet { .. } => CauseId::KubeletMissedDelete,
+            FaultSpec::DesyncRuntime { .. } => CauseId::RuntimeDesync,
+            FaultSpec::AffinityChurn { .. } => CauseId::DaemonsetHashChurn,
+            FaultSpec::HoldMount { .. } => CauseId::MountHeld,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodOutcome {
+    /// The pod object must stay Terminating for at least `hold`.
+    StaysTerminating,
+    /// The pod goes away, but the node is left unclean (the immutable-rootfs variant).
+    GoesAway,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observe {
+    pub pod: PodOutcome,
+    pub hold: Duration,
+    /// True when the scenario expects the node to be left unclean until the remedy.
+    pub node_left_unclean: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    FreeDisk,
+    ClearImmutableFlag,
+    ThawRuntime,
+    RemoveFinalizers,
+    RestartKubelet,
+    RestartRuntime,
+    UseNodeSelector,
+    KillMountHolder,
+}
+
+impl Remedy {
+    const ALL: [(&'static str, Remedy, CauseId); 8] = [
+        ("free-disk", Remedy::FreeDisk, CauseId::DiskFull),
+        ("clear-immutable-flag", Remedy::ClearImmutableFlag, CauseId::ImmutableFile),
+        ("thaw-runtime", Remedy::ThawRuntime, CauseId::RuntimeHang),
+        ("remove-finalizers", Remedy::RemoveFinalizers, CauseId::Finalizer),
+        ("restart-kubelet", Remedy::RestartKubelet, CauseId::KubeletMissedDelete),
+        ("restart-runtime", Remedy::RestartRuntime, CauseId::RuntimeDesync),
+        ("use-node-selector", Remedy::UseNodeSelector, CauseId::DaemonsetHashChurn),
+        ("kill-mount-holder", Remedy::KillMountHolder, CauseId::MountHeld),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL.iter().find(|(_, r, _)| *r == self).map(|(s, _, _)| *s).unwrap_or("?")
+    }
+
+    /// The cause this remedy clears; a scenario's remedy must match its cause.
+    pub fn clears(self) -> CauseId {
+        Self::ALL.iter().find(|(_, r, _)| *r == self).map(|(_, _, c)| *c).unwrap_or(CauseId::Finalizer)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deadlines {
+    /// Workload deployed and Running.
+    pub ready: Duration,
+    /// Fault applied.
+    pub fault: Duration,
+    /// Pod seen Terminating after the delete.
+    pub stuck: Duration,
+    /// Evidence gathered and diagnosed.
+    pub detect: Duration,
+    /// Pod gone and node clean after the remedy.
+    pub clear: Duration,
+    /// Fault recovered on the way out.
+    pub recover: Duration,
+}
+
+/// Loads every `*.yaml` in `dir`, sorted by file name. Zero files is an error: a
+/// scenario directory that silently runs nothing hides a broken checkout.
+pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, Vec<ScenarioError>> {
+    let whole = |message: String| ScenarioError {
+        file: dir.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message,
+    };
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| vec![whole(format!("cannot read the scenario directory: {e}"))])?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(vec![whole("no scenario files (*.yaml) found".into())]);
+    }
+    let mut scenarios = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        match load_file(&file) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for s in &scenarios {
+        if let Some(first) = seen.insert(s.id.clone(), s.file.clone()) {
+            let source = std::fs::read_to_string(&s.file).unwrap_or_default();
+            let (line, column) = locate(&source, &["id"]);
+            errors.push(ScenarioError {
+                file: s.file.clone(),
+                line,
+                column,
+                field: "id".into(),
+                message: format!("id `{}` is also used by {}", s.id, first.display()),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(scenarios)
+    } else {
+        Err(errors)
+    }
+}
+
+pub fn load_file(file: &Path) -> Result<Scenario, ScenarioError> {
+    let source = std::fs::read_to_string(file).map_err(|e| ScenarioError {
+        file: file.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message: format!("cannot read file: {e}"),
+    })?;
+    parse(file, &source)
+}
+
+/// Parses and validates one scenario. `file` is only used to name the file in errors.
+pub fn parse(file: &Path, source: &str) -> Result<Scenario, ScenarioError> {
+    let raw: RawScenario = serde_yaml::from_str(source).map_err(|e| yaml_error(file, source, &e))?;
+    Validator { file, source }.scenario(raw)
+}
+
+/// Turns serde_yaml's message (`fault: unknown field `x`, expected ... at line 3 column 5`)
+/// into our shape: the path prefix becomes the field, the position the line and column.
+fn yaml_error(file: &Path, source: &str, e: &serde_yaml::Error) -> ScenarioError {
+    let text = e.to_string();
+    let text = match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    };
+    let (mut field, message) = match text.split_once(": ") {
+        Some((path, rest)) if !path.contains(' ') => (path.to_owned(), rest.to_owned()),
+        _ => (String::new(), text.clone()),
+    };
+    for marker in ["unknown field `", "missing field `"] {
+        if let Some(start) = message.find(marker) {
+            let name = &message[start + marker.len()..];
+            if let Some(end) = name.find('`') {
+                let name = &name[..end];
+                field = if field.is_empty() { name.to_owned() } else { format!("{field}.{name}") };
+            }
+        }
+    }
+    let (line, column) = match e.location() {
+        Some(loc) => (loc.line(), loc.column()),
+        None if source.trim().is_empty() => (0, 0),
+        None => {
+            let path: Vec<&str> = field.split('.').filter(|s| !s.is_empty()).collect();
+            locate(source, &path)
+        }
+    };
+    if source.trim().is_empty() {
+        return ScenarioError { file: file.to_path_buf(), line: 0, column: 0, field: String::new(), message: "the file is empty".into() };
+    }
+    ScenarioError { file: file.to_path_buf(), line, column, field, message }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    source: &'a str,
+}
+
+impl Validator<'_> {
+    fn err(&self, field: &str, message: impl Into<String>) -> ScenarioError {
+        let path: Vec<&str> = field.split('.').collect();
+        let (line, column) = locate(self.source, &path);
+        ScenarioError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn duration(&self, field: &str, text: &str) -> Result<Duration, ScenarioError> {
+        humantime::parse_duration(text)
+            .map_err(|e| self.err(field, format!("`{text}` is not a duration ({e}); write e.g. `30s` or `2m`")))
+    }
+
+    fn choice<T: Copy>(&self, field: &str, text: &str, options: &[(&str, T)]) -> Result<T, ScenarioError> {
+        options.iter().find(|(name, _)| *name == text).map(|(_, v)| *v).ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+            self.err(field, format!("`{text}` is not one of: {}", names.join(", ")))
+        })
+    }
+
+    fn version_req(&self, field: &str, text: &Option<String>) -> Result<Option<VersionReq>, ScenarioError> {
+        text.as_deref()
+            .map(|t| {
+                VersionReq::parse(t).map_err(|e| {
+                    self.err(field, format!("`{t}` is not a version range ({e}); write e.g. `>=1.34, <1.37`"))
+                })
+            })
+            .transpose()
+    }
+
+    fn scenario(&self, raw: RawScenario) -> Result<Scenario, ScenarioError> {
+        if raw.id.is_empty()
+            || !raw.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(self.err("id", format!("`{}` must be non-empty lowercase letters, digits and dashes (it names namespaces)", raw.id)));
+        }
+        let cause: CauseId = raw.cause.parse().map_err(|e: crate::cause::UnknownCause| self.err("cause", e.to_string()))?;
+        let fidelity = Fidelity {
+            level: self.choice(
+                "fidelity.level",
+                &raw.fidelity.level,
+                &[("original", FidelityLevel::Original), ("nearest-equivalent", FidelityLevel::NearestEquivalent)],
+            )?,
+            note: raw.fidelity.note.trim().to_owned(),
+        };
+        if fidelity.note.is_empty() {
+            return Err(self.err("fidelity.note", "say what is reproduced and why it is faithful (or the nearest equivalent)"));
+        }
+
+        let mut runtimes = Vec::new();
+        for r in &raw.requires.runtime {
+            runtimes.push(self.choice("requires.runtime", r, &[("containerd", Runtime::Containerd), ("docker", Runtime::Docker)])?);
+        }
+        if runtimes.is_empty() {
+            return Err(self.err("requires.runtime", "name at least one runtime (containerd, docker)"));
+        }
+        let requires = Requirements {
+            runtimes,
+            kubernetes: self.version_req("requires.kubernetes", &raw.requires.kubernetes)?,
+            kernel: self.version_req("requires.kernel", &raw.requires.kernel)?,
+            node: match raw.requires.node.as_deref() {
+                None => NodeUse::Shared,
+                Some(n) => self.choice("requires.node", n, &[("shared", NodeUse::Shared), ("dedicated", NodeUse::Dedicated)])?,
+            },
+        };
+
+        let w = raw.workload;
+        let workload = Workload {
+            kind: self.choice("workload.kind", &w.kind, &[("pod", WorkloadKind::Pod), ("daemonset", WorkloadKind::DaemonSet)])?,
+            image: w.image.unwrap_or_else(|| crate::DEFAULT_WORKLOAD_IMAGE.to_owned()),
+            command: w.command.unwrap_or_else(|| vec!["sleep".into(), "infinity".into()]),
+            volume: match w.volume {
+                None => None,
+                Some(v) => {
+                    let kind = self.choice("workload.volume.kind", &v.kind, &[("empty-dir", Volume::EmptyDir), ("host-path", Volume::HostPath)])?;
+                    if !v.mount_path.starts_with('/') {
+                        return Err(self.err("workload.volume.mount-path", "must be an absolute path"));
+                    }
+                    Some((kind, v.mount_path))
+                }
+            },
+            grace_period: match w.grace_period {
+                None => Duration::from_secs(2),
+                Some(t) => self.duration("workload.grace-period", &t)?,
+            },
+            finalizers: w.finalizers,
+        };
+
+        let fault = self.fault(&raw.fault, &workload)?;
+        if fault.induces() != cause {
+            return Err(self.err("fault.kind", format!("a `{}` fault induces {}, but the scenario's cause is {}", fault.kind(), fault.induces(), cause)));
+        }
+
+        let pod = self.choice(
+            "observe.pod",
+            &raw.observe.pod,
+            &[("stays-terminating", PodOutcome::StaysTerminating), ("goes-away", PodOutcome::GoesAway)],
+        )?;
+        let hold = match (&raw.observe.hold, pod) {
+            (Some(t), _) => self.duration("observe.for", t)?,
+            (None, PodOutcome::GoesAway) => Duration::ZERO,
+            (None, PodOutcome::StaysTerminating) => {
+                return Err(self.err("observe", "missing field `for`: how long the pod must stay Terminating"))
+            }
+        };
+        let node_left_unclean = match raw.observe.node.as_deref() {
+            None => false,
+            Some(n) => self.choice("observe.node", n, &[("clean", false), ("left-unclean", true)])?,
+        };
+        if hold <= workload.grace_period && pod == PodOutcome::StaysTerminating {
+            return Err(self.err("observe.for", "must be longer than the workload's grace period, or a normal deletion would pass"));
+        }
+
+        let remedy = self.choice("remedy.action", &raw.remedy.action, &Remedy::ALL.map(|(n, r, _)| (n, r)))?;
+        if remedy.clears() != cause {
+            return Err(self.err("remedy.action", format!("`{}` clears {}, not {}", remedy.as_str(), remedy.clears(), cause)));
+        }
+
+        let d = raw.deadlines;
+        let deadlines = Deadlines {
+            ready: self.duration("deadlines.ready", &d.ready)?,
+            fault: self.duration("deadlines.fault", &d.fault)?,
+            stuck: self.duration("deadlines.stuck", &d.stuck)?,
+            detect: self.duration("deadlines.detect", &d.detect)?,
+            clear: self.duration("deadlines.clear", &d.clear)?,
+            recover: self.duration("deadlines.recover", &d.recover)?,
+        };
+        if deadlines.stuck < hold {
+            return Err(self.err("deadlines.stuck", "must be at least `observe.for`, the time the pod is watched while stuck"));
+        }
+
+        Ok(Scenario {
+            file: self.file.to_path_buf(),
+            id: raw.id,
+            cause,
+            title: raw.title,
+            fidelity,
+            requires,
+            workload,
+            fault,
+            observe: Observe { pod, hold, node_left_unclean },
+            remedy,
+            deadlines,
+        })
+    }
+
+    fn params<T: DeserializeOwned>(&self, fault: &RawFault) -> Result<T, ScenarioError> {
+        let map: serde_yaml::Mapping = fault
+            .params
+            .iter()
+            .map(|(k, v)| (serde_yaml::Value::String(k.clone()), v.clone()))
+            .collect();
+        serde_yaml::from_value(serde_yaml::Value::Mapping(map)).map_err(|e| {
+            let text = e.to_string();
+            let field = ["unknown field `", "missing field `"]
+                .iter()
+                .find_map(|m| text.find(m).map(|i| &text[i + m.len()..]))
+                .and_then(|rest| rest.split('`').next())
+                .map(|name| format!("fault.params.{name}"))
+                .unwrap_or_else(|| "fault.params".to_owned());
+            self.err(&field, format!("{text} (for a `{}` fault)", fault.kind))
+        })
+    }
+
+    fn fault(&self, fault: &RawFault, workload: &Workload) -> Result<FaultSpec, ScenarioError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        struct FillDisk {
+            size: String,
+            mode: Option<FillMode>,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        struct Immutable {
+            location: ImmutableLocation,
+            path: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        struct Freeze {
+            target: FreezeTarget,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        struct Finalizer {
+            name: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        struct Kubelet {
+            how: KubeletStop,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        struct Desync {
+            how: DesyncHow,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        struct Churn {
+            interval: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        struct Hold {
+            via: HoldVia,
+        }
+
+        Ok(match fault.kind.as_str() {
+            "fill-disk" => {
+                let p: FillDisk = self.params(fault)?;
+                FaultSpec::FillDisk {
+                    size_bytes: parse_size(&p.size).ok_or_else(|| {
+                        self.err("fault.params.size", format!("`{}` is not a size; write e.g. `64Mi` or `1Gi`", p.size))
+                    })?,
+                    mode: p.mode.unwrap_or(FillMode::Bytes),
+                }
+            }
+            "immutable-file" => {
+                let p: Immutable = self.params(fault)?;
+                if p.location == ImmutableLocation::Volume && workload.volume.is_none() {
+                    return Err(self.err("fault.params.location", "`volume` needs a `workload.volume`"));
+                }
+                if p.path.is_empty() || p.path.starts_with('/') || p.path.split('/').any(|c| c == "..") {
+                    return Err(self.err("fault.params.path", "must be a relative path inside the volume or rootfs"));
+                }
+                FaultSpec::ImmutableFile { location: p.location, path: p.path }
+            }
+            "freeze-runtime" => FaultSpec::FreezeRuntime { target: self.params::<Freeze>(fault)?.target },
+            "finalizer" => {
+                let p: Finalizer = self.params(fault)?;
+                if !p.name.contains('/') {
+                    return Err(self.err("fault.params.name", "a finalizer name must be domain-qualified, e.g. `terminus.dev/hold`"));
+                }
+                FaultSpec::Finalizer { name: p.name }
+            }
+            "stop-kubelet" => FaultSpec::StopKubelet { how: self.params::<Kubelet>(fault)?.how },
+            "desync-runtime" => FaultSpec::DesyncRuntime { how: self.params::<Desync>(fault)?.how },
+            "affinity-churn" => {
+                let p: Churn = self.params(fault)?;
+                FaultSpec::AffinityChurn { interval: self.duration("fault.params.interval", &p.interval)? }
+            }
+            "hold-mount" => FaultSpec::HoldMount { via: self.params::<Hold>(fault)?.via },
+            other => {
+                return Err(self.err(
+                    "fault.kind",
+                    format!("`{other}` is not one of: fill-disk, immutable-file, freeze-runtime, finalizer, stop-kubelet, desync-runtime, affinity-churn, hold-mount"),
+                ))
+            }
+        })
+    }
+}
+
+/// `64Mi`, `1Gi`, `512Ki`, `1000` (bytes).
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+#[cfg(test)]
+mod tests;
