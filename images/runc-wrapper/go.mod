@@ -1,0 +1,3 @@
+module terminus.local/runc-wrapper
+
+go 1.22
