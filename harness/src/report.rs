@@ -42,9 +42,7 @@ pub fn to_text(evidence: &Evidence, report: &Report) -> String {
         Some(p) => {
             let _ = writeln!(out, "pod {}/{} on {}", p.namespace, p.name, p.node.as_deref().unwrap_or("an unknown node"));
         }
-        None => {
-            let _ = writeln!(out, "no pod.yaml: node and runtime evidence only");
-        }
+        None => {}
     }
     for note in &report.notes {
         let _ = writeln!(out, "  {note}");

@@ -433,7 +433,9 @@ fn mount_held(ev: &Evidence) -> Option<Diagnosis> {
     let busy: Vec<&Quote> = ev.log_lines().filter(|q| q.text.contains("device or resource busy")).collect();
     let busy_paths: BTreeSet<String> = busy.iter().filter_map(|q| BUSY_PATH.captures(&q.text).map(|c| c[1].to_owned())).collect();
     let holders = mount_holders(ev, &busy_paths);
-    if busy.is_empty() && holders.is_empty() {
+    // A mount seen in two namespaces is normal (propagation); without a busy error it
+    // is a cause only when the process list shows who holds it.
+    if busy.is_empty() && (holders.is_empty() || ev.ps.is_empty()) {
         return None;
     }
     let confidence = match (busy.is_empty(), holders.is_empty()) {
@@ -479,43 +481,67 @@ fn container_id_in(path: &str) -> Option<String> {
     path.split('/').find(|c| c.len() == 64 && c.chars().all(|ch| ch.is_ascii_hexdigit())).map(str::to_owned)
 }
 
-/// Processes whose mount table has a container mount under a mount id that the
-/// runtime's own namespace does not share: copies of the mount in another namespace.
-/// `grep ID /proc/*/mountinfo` also matches every process of the runtime's namespace,
-/// so matching alone proves nothing.
+/// Processes that hold a container mount in a mount namespace other than the
+/// runtime's. `grep ID /proc/*/mountinfo` matches every process of the runtime's own
+/// namespace too, so a match proves nothing by itself: a copy of the mount in another
+/// namespace has a mount id of its own, and that is what gives the holder away.
 fn mount_holders<'a>(ev: &'a Evidence, busy_paths: &BTreeSet<String>) -> BTreeMap<u32, (String, Option<&'a PsEntry>, Quote)> {
-    let container_like = |m: &crate::evidence::MountinfoEntry| {
-        let p = &m.mount_point;
-        p.contains("/rootfs") || p.contains("/merged") || p.contains("/snapshots/") || busy_paths.iter().any(|b| p.starts_with(b.as_str()))
+    let busy_ids: BTreeSet<String> = busy_paths.iter().filter_map(|p| container_id_in(p)).collect();
+    // Group by the container (or layer) id in the mount point, preferring the id the
+    // busy error named: a holder's copy may sit under another container's rootfs.
+    let key = |m: &crate::evidence::MountinfoEntry| -> Option<String> {
+        busy_ids.iter().find(|id| m.mount_point.contains(id.as_str())).cloned().or_else(|| {
+            let p = &m.mount_point;
+            (p.contains("/rootfs") || p.contains("/merged") || p.contains("/snapshots/")).then(|| container_id_in(p).unwrap_or_else(|| p.clone()))
+        })
     };
-    let entries: Vec<_> = ev.mountinfo.iter().filter(|m| m.pid.is_some() && container_like(m)).collect();
-    if entries.is_empty() {
-        return BTreeMap::new();
-    }
-    let runtime_pids: BTreeSet<u32> = ev.ps.iter().filter(|p| is_runtime(p) || matches!(p.program(), "kubelet" | "systemd" | "init")).map(|p| p.pid).collect();
-    let mut host_ids: BTreeSet<u64> = entries.iter().filter(|m| m.pid.is_some_and(|p| runtime_pids.contains(&p))).map(|m| m.mount_id).collect();
-    if host_ids.is_empty() {
-        // No process list: the mount id most processes share is the runtime's namespace.
-        let mut count: BTreeMap<u64, usize> = BTreeMap::new();
-        for m in &entries {
-            *count.entry(m.mount_id).or_default() += 1;
-        }
-        let unique: BTreeSet<u64> = count.keys().copied().collect();
-        if unique.len() < 2 {
-            return BTreeMap::new();
-        }
-        if let Some((id, _)) = count.into_iter().max_by_key(|(_, n)| *n) {
-            host_ids.insert(id);
+    let mut groups: BTreeMap<String, Vec<&crate::evidence::MountinfoEntry>> = BTreeMap::new();
+    for m in ev.mountinfo.iter().filter(|m| m.pid.is_some()) {
+        if let Some(k) = key(m) {
+            groups.entry(k).or_default().push(m);
         }
     }
     let mut out = BTreeMap::new();
-    for m in entries {
+    let mut hold = |m: &crate::evidence::MountinfoEntry| {
         let pid = m.pid.unwrap_or(0);
-        if host_ids.contains(&m.mount_id) || runtime_pids.contains(&pid) {
-            continue;
-        }
         let ps = ev.ps.iter().find(|p| p.pid == pid);
         out.entry(pid).or_insert((m.mount_point.clone(), ps, m.quote.clone()));
+    };
+    if !ev.ps.is_empty() {
+        let runtime_pids: BTreeSet<u32> =
+            ev.ps.iter().filter(|p| is_runtime(p) || matches!(p.program(), "kubelet" | "systemd" | "init")).map(|p| p.pid).collect();
+        let host_ids: BTreeSet<u64> =
+            ev.mountinfo.iter().filter(|m| m.pid.is_some_and(|p| runtime_pids.contains(&p))).map(|m| m.mount_id).collect();
+        for m in groups.values().flatten() {
+            if !host_ids.contains(&m.mount_id) && !m.pid.is_some_and(|p| runtime_pids.contains(&p)) {
+                hold(m);
+            }
+        }
+        return out;
+    }
+    // No process list: within a container's group, the mount id most processes share
+    // is the runtime's namespace. When the dump holds a single process's lines for the
+    // container the runtime failed to remove, that process is the holder (the
+    // handbook's `grep ID /proc/*/mountinfo` after the runtime had let go).
+    for (id, entries) in &groups {
+        let pids: BTreeSet<u32> = entries.iter().filter_map(|m| m.pid).collect();
+        if pids.len() == 1 {
+            if busy_ids.contains(id) {
+                hold(entries[0]);
+            }
+            continue;
+        }
+        let mut count: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
+        for m in entries {
+            count.entry(m.mount_id).or_default().extend(m.pid);
+        }
+        if count.len() < 2 {
+            continue;
+        }
+        let host = count.iter().max_by_key(|(_, pids)| pids.len()).map(|(id, _)| *id);
+        for m in entries.iter().filter(|m| Some(m.mount_id) != host) {
+            hold(m);
+        }
     }
     out
 }
