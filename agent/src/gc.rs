@@ -1,0 +1,148 @@
+//! `gc`: undo everything a run's ledger records, plus any resident daemon of the run
+//! found in /proc. Idempotent: what is already undone is skipped; what fails stays in
+//! the ledger for the next attempt.
+
+use std::path::PathBuf;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::json;
+
+use crate::attrs;
+use crate::daemon;
+use crate::error::Result;
+use crate::fill;
+use crate::hold;
+use crate::ledger::{Entry, Store};
+use crate::procfs;
+
+/// Undoes one entry. Ok(message) when the entry can be dropped from the ledger.
+fn undo(run: &str, e: &Entry) -> std::result::Result<String, String> {
+    match e {
+        Entry::Freeze { pid, start_ticks, comm, .. } => {
+            if procfs::same_process(*pid, *start_ticks) {
+                kill(Pid::from_raw(*pid), Signal::SIGCONT).map_err(|err| format!("SIGCONT {pid} ({comm}): {err}"))?;
+                Ok(format!("thawed pid {pid} ({comm})"))
+            } else {
+                Ok(format!("pid {pid} ({comm}) is gone; nothing to thaw"))
+            }
+        }
+        Entry::Immutable { path, .. } => match attrs::set_immutable(path, false) {
+            Ok((b, _)) if b & attrs::IMMUTABLE != 0 => Ok(format!("cleared immutable flag on {}", path.display())),
+            Ok(_) => Ok(format!("{} was not immutable", path.display())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(format!("{} is gone", path.display())),
+            Err(err) => Err(format!("clearing immutable flag on {}: {err}", path.display())),
+        },
+        Entry::Fill { files_dir, pid, start_ticks, .. } => {
+            let mut msg = Vec::new();
+            if let (Some(pid), Some(t)) = (pid, start_ticks) {
+                if procfs::same_process(*pid, *t) {
+                    if !daemon::kill_and_wait(*pid) {
+                        return Err(format!("filler pid {pid} did not exit"));
+                    }
+                    msg.push(format!("stopped filler pid {pid}"));
+                }
+            }
+            match fill::remove_files_dir(files_dir, run) {
+                Ok(true) => msg.push(format!("removed {}", files_dir.display())),
+                Ok(false) => {}
+                Err(err) => return Err(format!("removing {}: {err}", files_dir.display())),
+            }
+            Ok(if msg.is_empty() { format!("filler of {} already gone", files_dir.display()) } else { msg.join(", ") })
+        }
+        Entry::Hold { path, pid, start_ticks, bind_target, .. } => {
+            let mut msg = Vec::new();
+            if let (Some(pid), Some(t)) = (pid, start_ticks) {
+                if procfs::same_process(*pid, *t) {
+                    if !daemon::kill_and_wait(*pid) {
+                        return Err(format!("holder pid {pid} did not exit"));
+                    }
+                    msg.push(format!("killed holder pid {pid} of {}", path.display()));
+                }
+            }
+            if let Some(t) = bind_target {
+                if t.exists() {
+                    hold::remove_bind_target(t).map_err(|err| format!("removing {}: {err}", t.display()))?;
+                    msg.push(format!("removed {}", t.display()));
+                }
+            }
+            Ok(if msg.is_empty() { format!("holder of {} already gone", path.display()) } else { msg.join(", ") })
+        }
+    }
+}
+
+/// Thaw first (a frozen runtime blocks everything else), then holders, fillers, flags.
+fn priority(e: &Entry) -> u8 {
+    match e {
+        Entry::Freeze { .. } => 0,
+        Entry::Hold { .. } => 1,
+        Entry::Fill { .. } => 2,
+        Entry::Immutable { .. } => 3,
+    }
+}
+
+fn gc_run(store: &Store, run: &str) -> Result<serde_json::Value> {
+    let mut actions = Vec::new();
+    let mut errors = Vec::new();
+    let mut l = store.open(run)?;
+    // Daemons first (ledger entries may lack their pid if the agent died mid-spawn).
+    for (pid, _, argv) in daemon::find(Some(run)) {
+        if daemon::kill_and_wait(pid) {
+            actions.push(format!("killed daemon pid {pid} ({})", argv.join(" ")));
+            if argv.get(1).map(String::as_str) == Some("__fill") {
+                if let Some(fd) = daemon::arg_value(&argv, "--files-dir") {
+                    if let Ok(true) = fill::remove_files_dir(&PathBuf::from(&fd), run) {
+                        actions.push(format!("removed {fd}"));
+                    }
+                }
+            }
+        } else {
+            errors.push(format!("daemon pid {pid} did not exit"));
+        }
+    }
+    let mut order: Vec<usize> = (0..l.ledger.entries.len()).collect();
+    order.sort_by_key(|&i| (priority(&l.ledger.entries[i]), std::cmp::Reverse(i)));
+    let mut keep = vec![false; l.ledger.entries.len()];
+    for i in order {
+        match undo(run, &l.ledger.entries[i]) {
+            Ok(m) => actions.push(m),
+            Err(m) => {
+                errors.push(m);
+                keep[i] = true;
+            }
+        }
+    }
+    let mut k = keep.into_iter();
+    l.ledger.entries.retain(|_| k.next().unwrap_or(true));
+    l.save()?;
+    let removed = l.ledger.entries.is_empty();
+    if removed {
+        let _ = std::fs::remove_file(store.log_path(run));
+        let _ = std::fs::remove_file(store.dir.join(format!(".{run}.lock")));
+    }
+    Ok(json!({"run": run, "actions": actions, "errors": errors, "ledger_removed": removed}))
+}
+
+/// Runs gc for one run, or for every run with a ledger or a live daemon.
+pub fn gc(store: &Store, run: Option<&str>) -> Result<(bool, serde_json::Value)> {
+    let runs: Vec<String> = match run {
+        Some(r) => vec![r.to_string()],
+        None => {
+            let mut v = store.runs();
+            for (_, r, _) in daemon::find(None) {
+                if !v.contains(&r) && crate::ledger::validate_run(&r).is_ok() {
+                    v.push(r);
+                }
+            }
+            v
+        }
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for r in runs {
+        let v = gc_run(store, &r)?;
+        ok &= v["errors"].as_array().is_none_or(Vec::is_empty);
+        out.push(v);
+    }
+    Ok((ok, json!({"ok": ok, "runs": out})))
+}

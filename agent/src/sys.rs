@@ -1,0 +1,33 @@
+//! The only module with `unsafe`: the inode-flags ioctls, which no safe API in our
+//! dependency set exposes. Everything else goes through nix's safe wrappers.
+#![allow(unsafe_code, reason = "raw ioctl calls for FS_IOC_GETFLAGS/SETFLAGS")]
+
+use std::os::fd::AsRawFd;
+
+// The kernel declares these as _IOR/_IOW('f', 1/2, long), but ext4, xfs, btrfs and the
+// generic fileattr code copy an `int` in both directions. So the request number carries
+// sizeof(long) while the buffer we pass is a c_int.
+const FS_IOC_GETFLAGS: u64 =
+    nix::request_code_read!(b'f', 1, std::mem::size_of::<libc::c_long>()) as u64;
+const FS_IOC_SETFLAGS: u64 =
+    nix::request_code_write!(b'f', 2, std::mem::size_of::<libc::c_long>()) as u64;
+
+nix::ioctl_read_bad!(raw_getflags, FS_IOC_GETFLAGS, libc::c_int);
+nix::ioctl_write_ptr_bad!(raw_setflags, FS_IOC_SETFLAGS, libc::c_int);
+
+/// Reads the inode flags (the bits `lsattr` shows) of an open file.
+pub fn get_flags(file: &impl AsRawFd) -> nix::Result<u32> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: the fd is open for the lifetime of `file`; `v` is a valid, writable c_int,
+    // which is exactly what the kernel copies out for this request.
+    unsafe { raw_getflags(file.as_raw_fd(), &mut v) }?;
+    Ok(v as u32)
+}
+
+/// Replaces the inode flags of an open file.
+pub fn set_flags(file: &impl AsRawFd, flags: u32) -> nix::Result<()> {
+    let v = flags as libc::c_int;
+    // SAFETY: the fd is open; `v` lives across the call and the kernel only reads a c_int.
+    unsafe { raw_setflags(file.as_raw_fd(), &v) }?;
+    Ok(())
+}
