@@ -51,7 +51,7 @@ fn is_runtime(p: &PsEntry) -> bool {
 // ---------------------------------------------------------------------------- 1
 
 static ENOSPC_PATH: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:write|mkdir|open|create|rename)\s+(/[^\s:]+?)(?::| \(| to )?[^/]*no space left on device").expect("regex")
+    Regex::new(r"(?:write|mkdir|open|create|rename)\s+(/[^\s:]+):\s*no space left on device").expect("regex")
 });
 
 fn disk_full(ev: &Evidence) -> Option<Diagnosis> {
@@ -203,7 +203,7 @@ fn runtime_hang(ev: &Evidence) -> Option<Diagnosis> {
     remedy.push(Step::say("long term: upgrade the runtime. `kubectl delete pod --force --grace-period=0` only removes the API object; the container may live on (check `crictl ps`/`docker ps`) — prefer an expert's look over force deletion"));
     remedy.extend(watch_step(ev));
     let summary = match stopped.first() {
-        Some(p) => format!("{} (pid {}) is stopped and the runtime no longer answers kubelet", p.program(), p.pid),
+        Some(p) => format!("{} (pid {}) is stopped; calls to the runtime for its containers time out", p.program(), p.pid),
         None => "calls to the runtime time out (context deadline exceeded)".into(),
     };
     diagnosis(CauseId::RuntimeHang, confidence, summary, evidence, remedy)
@@ -432,7 +432,13 @@ static BUSY_PATH: LazyLock<Regex> = LazyLock::new(|| {
 fn mount_held(ev: &Evidence) -> Option<Diagnosis> {
     let busy: Vec<&Quote> = ev.log_lines().filter(|q| q.text.contains("device or resource busy")).collect();
     let busy_paths: BTreeSet<String> = busy.iter().filter_map(|q| BUSY_PATH.captures(&q.text).map(|c| c[1].to_owned())).collect();
-    let holders = mount_holders(ev, &busy_paths);
+    let mut holders = mount_holders(ev, &busy_paths);
+    for r in &ev.proc_refs {
+        if busy_paths.iter().any(|b| r.target.starts_with(b.as_str())) {
+            let ps = ev.ps.iter().find(|p| p.pid == r.pid);
+            holders.entry(r.pid).or_insert((r.target.clone(), ps, r.quote.clone()));
+        }
+    }
     // A mount seen in two namespaces is normal (propagation); without a busy error it
     // is a cause only when the process list shows who holds it.
     if busy.is_empty() && (holders.is_empty() || ev.ps.is_empty()) {
@@ -449,13 +455,10 @@ fn mount_held(ev: &Evidence) -> Option<Diagnosis> {
         evidence.push(quote.clone());
         evidence.extend(ps.iter().map(|p| p.quote.clone()));
         remedy.push(Step::run(
-            format!("pid {pid}{} holds {mount} in another mount namespace; see what it is", ps.map(|p| format!(" ({})", p.program())).unwrap_or_default()),
+            format!("pid {pid}{} holds {mount}; see what it is", ps.map(|p| format!(" ({})", p.program())).unwrap_or_default()),
             format!("ps -f {pid}"),
         ));
-        remedy.push(Step::run(
-            "release the mount in its namespace (or stop the process if it is not needed)",
-            format!("nsenter -t {pid} -m -- umount {mount}   # or: kill {pid}"),
-        ));
+        remedy.push(Step::run("stop it (or make it let go: leave the directory, close the file, unmount its copy); the runtime retries the removal", format!("kill {pid}")));
     }
     if holders.is_empty() {
         let path = busy_paths.iter().next().cloned().unwrap_or_else(|| "<the rootfs path>".into());
@@ -469,16 +472,22 @@ fn mount_held(ev: &Evidence) -> Option<Diagnosis> {
     }
     remedy.extend(watch_step(ev));
     let summary = match (holders.iter().next(), busy_paths.iter().next()) {
-        (Some((pid, (mount, _, _))), _) => format!("pid {pid} holds {mount} from another mount namespace"),
+        (Some((pid, (mount, _, _))), _) => format!("pid {pid} holds {mount}, so the runtime cannot unmount the container's rootfs"),
         (None, Some(path)) => format!("{path} cannot be unmounted: device or resource busy"),
         (None, None) => "a container mount is busy: device or resource busy".into(),
     };
     diagnosis(CauseId::MountHeld, confidence, summary, evidence, remedy)
 }
 
-/// A 64-hex container id or a containerd snapshot path component in `path`.
+/// The container (or layer) id in a runtime path: a 64-hex component, or the task
+/// directory before `rootfs` (`.../io.containerd.runtime.v2.task/<ns>/<id>/rootfs`).
 fn container_id_in(path: &str) -> Option<String> {
-    path.split('/').find(|c| c.len() == 64 && c.chars().all(|ch| ch.is_ascii_hexdigit())).map(str::to_owned)
+    let parts: Vec<&str> = path.split('/').collect();
+    parts
+        .iter()
+        .find(|c| c.len() == 64 && c.chars().all(|ch| ch.is_ascii_hexdigit()))
+        .or_else(|| parts.iter().position(|c| *c == "rootfs").and_then(|i| i.checked_sub(1)).and_then(|i| parts.get(i)))
+        .map(|s| (*s).to_owned())
 }
 
 /// Processes that hold a container mount in a mount namespace other than the

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::parse::{self, *};
 
 /// The files a bundle may hold, with the command that produces each. All optional.
-pub const BUNDLE_FILES: [(&str, &str); 16] = [
+pub const BUNDLE_FILES: [(&str, &str); 17] = [
     ("pod.yaml", "kubectl get pod NAME -n NS -o yaml"),
     ("events.yaml", "kubectl get events -n NS --field-selector involvedObject.name=NAME -o yaml"),
     ("node.yaml", "kubectl get node NODE -o yaml"),
@@ -23,6 +23,7 @@ pub const BUNDLE_FILES: [(&str, &str); 16] = [
     ("docker-ps.txt", "docker ps -a --no-trunc"),
     ("owner.yaml", "kubectl get OWNER-KIND OWNER -n NS -o yaml (extra, for DaemonSet pods)"),
     ("revisions.yaml", "kubectl get controllerrevisions -n NS -o yaml (extra, for DaemonSet pods)"),
+    ("proc-refs.txt", "ls -l /proc/*/cwd /proc/*/root /proc/*/fd/* 2>/dev/null | grep ID (extra, for mount holders)"),
     ("captured-at", "date -u +%Y-%m-%dT%H:%M:%SZ at capture (extra; else pod.yaml's mtime)"),
 ];
 
@@ -59,6 +60,7 @@ pub struct Evidence {
     pub docker_ps: Vec<DockerPsRow>,
     pub owner: Option<OwnerFacts>,
     pub revisions: Vec<RevisionFact>,
+    pub proc_refs: Vec<ProcRef>,
 }
 
 impl Evidence {
@@ -115,6 +117,7 @@ impl Evidence {
             "docker-ps.txt" => self.docker_ps = parse::docker_ps(text)?,
             "owner.yaml" => self.owner = Some(parse::owner(text)?),
             "revisions.yaml" => self.revisions = parse::revisions(text)?,
+            "proc-refs.txt" => self.proc_refs = parse::proc_refs(text)?,
             "captured-at" => {
                 self.captured_at = Some(
                     DateTime::parse_from_rfc3339(text.trim())

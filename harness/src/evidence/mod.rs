@@ -11,5 +11,5 @@ mod parse;
 pub use bundle::{Evidence, SourceStatus, BUNDLE_FILES};
 pub use parse::{
     ContainerFacts, ContainerState, CrictlRow, CtrTask, DfRow, DockerPsRow, EventFact, LsattrEntry,
-    MountinfoEntry, NodeFacts, OwnerFacts, PodFacts, PsEntry, Quote, RevisionFact,
+    MountinfoEntry, NodeFacts, OwnerFacts, PodFacts, ProcRef, PsEntry, Quote, RevisionFact,
 };

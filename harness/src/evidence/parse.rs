@@ -615,3 +615,29 @@ pub fn docker_ps(text: &str) -> Result<Vec<DockerPsRow>, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// A process's reference into the filesystem: `ls -l /proc/*/cwd /proc/*/root /proc/*/fd/*`
+/// lines (`lrwxrwxrwx 1 root root 0 Nov 28 11:46 /proc/123/cwd -> /path`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcRef {
+    pub pid: u32,
+    /// `cwd`, `root` or `fd/N`.
+    pub link: String,
+    pub target: String,
+    pub quote: Quote,
+}
+
+pub fn proc_refs(text: &str) -> Result<Vec<ProcRef>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some(at) = line.find("/proc/") else { continue };
+        let Some((link, target)) = line[at + 6..].split_once(" -> ") else { continue };
+        let Some((pid, link)) = link.split_once('/') else { continue };
+        let Ok(pid) = pid.parse() else { continue };
+        out.push(ProcRef { pid, link: link.to_owned(), target: target.trim().to_owned(), quote: Quote::new("proc-refs.txt", i, line) });
+    }
+    if out.is_empty() && !text.trim().is_empty() {
+        return Err("no `/proc/PID/... -> target` lines found".into());
+    }
+    Ok(out)
+}
