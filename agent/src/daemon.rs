@@ -21,6 +21,7 @@ use crate::procfs;
 
 pub const ARGV0: &str = "terminus-agent";
 pub const RUN_ENV: &str = "TERMINUS_RUN";
+pub const STATE_ENV: &str = "TERMINUS_AGENT_STATE_DIR";
 pub const DAEMON_SUBCOMMANDS: [&str; 2] = ["__fill", "__hold"];
 
 /// A started daemon: its pid, start time and the JSON it reported.
@@ -44,7 +45,7 @@ pub fn spawn(store: &Store, run: &str, args: &[OsString], deadline: Duration) ->
         .arg0(ARGV0)
         .args(args)
         .env(RUN_ENV, run)
-        .env("TERMINUS_AGENT_STATE_DIR", &store.dir)
+        .env(STATE_ENV, &store.dir)
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -94,9 +95,12 @@ pub fn spawn(store: &Store, run: &str, args: &[OsString], deadline: Duration) ->
     }
 }
 
-/// Daemon side: detach from the caller's session.
-pub fn detach() {
+/// Daemon side: detach from the caller's session, and take a readable name (comm
+/// would otherwise be `exe`, from /proc/self/exe).
+pub fn detach(comm: &std::ffi::CStr) {
+    crate::sys::close_inherited_fds();
     let _ = nix::unistd::setsid();
+    let _ = nix::sys::prctl::set_name(comm);
 }
 
 /// Daemon side: report readiness (or failure) to the waiting parent.
@@ -113,8 +117,10 @@ pub fn report_err(msg: &str) {
 }
 
 /// Daemon processes in /proc (argv[0] `terminus-agent`, argv[1] `__fill`/`__hold`) with
-/// `TERMINUS_RUN` equal to `run` (any run when `None`). Returns (pid, run, argv).
-pub fn find(run: Option<&str>) -> Vec<(i32, String, Vec<String>)> {
+/// `TERMINUS_RUN` equal to `run` (any run when `None`), started with the same state
+/// directory as `store`. Returns (pid, run, argv).
+pub fn find(store: &Store, run: Option<&str>) -> Vec<(i32, String, Vec<String>)> {
+    let state_kv = format!("{STATE_ENV}={}", store.dir.display());
     let me = std::process::id() as i32;
     procfs::pids()
         .into_iter()
@@ -126,9 +132,11 @@ pub fn find(run: Option<&str>) -> Vec<(i32, String, Vec<String>)> {
             {
                 return None;
             }
-            let r = procfs::environ(pid)
-                .into_iter()
-                .find_map(|kv| kv.strip_prefix(&format!("{RUN_ENV}=")).map(str::to_string))?;
+            let env = procfs::environ(pid);
+            if !env.contains(&state_kv) {
+                return None;
+            }
+            let r = env.into_iter().find_map(|kv| kv.strip_prefix(&format!("{RUN_ENV}=")).map(str::to_string))?;
             if run.is_some_and(|want| want != r) || !procfs::alive(pid) {
                 return None;
             }

@@ -169,7 +169,7 @@ impl Filler {
 
 /// Body of the hidden `__fill` subcommand: fill, report, then keep full forever.
 pub fn daemon_main(dir: &Path, files_dir: &Path, mode: FillMode, max_size: u64, max_inodes: u64) -> ! {
-    daemon::detach();
+    daemon::detach(c"terminus-fill");
     if let Err(e) = check_limits(dir, max_size, max_inodes) {
         daemon::report_err(&e.to_string());
         std::process::exit(e.exit_code());
@@ -332,7 +332,7 @@ pub fn unfill(store: &Store, run: &str, dir: Option<&Path>) -> Result<serde_json
             }
         }
     }
-    for (pid, _, argv) in daemon::find(Some(run)) {
+    for (pid, _, argv) in daemon::find(store, Some(run)) {
         if argv.get(1).map(String::as_str) != Some("__fill") {
             continue;
         }

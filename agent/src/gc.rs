@@ -86,7 +86,7 @@ fn gc_run(store: &Store, run: &str) -> Result<serde_json::Value> {
     let mut errors = Vec::new();
     let mut l = store.open(run)?;
     // Daemons first (ledger entries may lack their pid if the agent died mid-spawn).
-    for (pid, _, argv) in daemon::find(Some(run)) {
+    for (pid, _, argv) in daemon::find(store, Some(run)) {
         if daemon::kill_and_wait(pid) {
             actions.push(format!("killed daemon pid {pid} ({})", argv.join(" ")));
             if argv.get(1).map(String::as_str) == Some("__fill") {
@@ -116,10 +116,6 @@ fn gc_run(store: &Store, run: &str) -> Result<serde_json::Value> {
     l.ledger.entries.retain(|_| k.next().unwrap_or(true));
     l.save()?;
     let removed = l.ledger.entries.is_empty();
-    if removed {
-        let _ = std::fs::remove_file(store.log_path(run));
-        let _ = std::fs::remove_file(store.dir.join(format!(".{run}.lock")));
-    }
     Ok(json!({"run": run, "actions": actions, "errors": errors, "ledger_removed": removed}))
 }
 
@@ -129,7 +125,7 @@ pub fn gc(store: &Store, run: Option<&str>) -> Result<(bool, serde_json::Value)>
         Some(r) => vec![r.to_string()],
         None => {
             let mut v = store.runs();
-            for (_, r, _) in daemon::find(None) {
+            for (_, r, _) in daemon::find(store, None) {
                 if !v.contains(&r) && crate::ledger::validate_run(&r).is_ok() {
                     v.push(r);
                 }

@@ -41,7 +41,7 @@ fn via_str(v: Via) -> &'static str {
 
 /// Body of the hidden `__hold` subcommand.
 pub fn daemon_main(path: &Path, via: Via, ns: Ns, ns_of: Option<i32>, target: &Path) -> ! {
-    daemon::detach();
+    daemon::detach(c"terminus-hold");
     let r = (|| -> std::result::Result<Option<File>, String> {
         if let Some(p) = ns_of {
             let f = File::open(format!("/proc/{p}/ns/mnt")).map_err(|e| format!("opening mount ns of pid {p}: {e}"))?;
@@ -213,7 +213,7 @@ pub fn release(store: &Store, run: &str, path: Option<&Path>) -> Result<serde_js
             targets.extend(bind_target.clone());
         }
     }
-    for (pid, _, argv) in daemon::find(Some(run)) {
+    for (pid, _, argv) in daemon::find(store, Some(run)) {
         if argv.get(1).map(String::as_str) != Some("__hold") {
             continue;
         }

@@ -198,6 +198,18 @@ impl Locked {
     }
 }
 
+impl Drop for Locked {
+    /// A run with nothing left leaves nothing behind: no ledger, log or lock file.
+    fn drop(&mut self) {
+        if self.ledger.entries.is_empty() && !self.path.exists() {
+            if let (Some(dir), Some(run)) = (self.path.parent(), Some(&self.ledger.run)) {
+                let _ = std::fs::remove_file(dir.join(format!("{run}.log")));
+                let _ = std::fs::remove_file(dir.join(format!(".{run}.lock")));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

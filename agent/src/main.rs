@@ -274,7 +274,10 @@ fn check_run(run: &str) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<i32> {
-    let store = Store::new(&cli.state_dir);
+    // Absolute, because daemons are found again by the state dir in their environment.
+    let state_dir = std::path::absolute(&cli.state_dir)
+        .map_err(|e| AgentError::Usage(format!("--state-dir {}: {e}", cli.state_dir.display())))?;
+    let store = Store::new(state_dir);
     match cli.cmd {
         Cmd::Immutable { op: ImmutableOp::Set { path, run } } => {
             check_run(&run)?;

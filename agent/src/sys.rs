@@ -31,3 +31,20 @@ pub fn set_flags(file: &impl AsRawFd, flags: u32) -> nix::Result<()> {
     unsafe { raw_setflags(file.as_raw_fd(), &v) }?;
     Ok(())
 }
+
+/// Closes every inherited descriptor above stderr. Daemons call this first, so that a
+/// pipe some caller waits on for EOF (a test runner's, `docker exec`'s) is never kept
+/// open by a process that lives for hours.
+pub fn close_inherited_fds() {
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(rd) => rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|&fd| fd > 2).collect(),
+        Err(_) => return,
+    };
+    // The directory handle used for the listing is closed by now; closing its stale
+    // number is a harmless EBADF.
+    for fd in fds {
+        // SAFETY: called at daemon start, before this process opened or wrapped any fd
+        // of its own above 2, so no Rust owner of these descriptors exists.
+        unsafe { libc::close(fd) };
+    }
+}
