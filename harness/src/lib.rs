@@ -6,10 +6,13 @@
 //! ARCHITECTURE.md at the repository root has the map.
 
 pub mod cause;
+pub mod corpus;
 pub mod detect;
+pub mod detectors;
 pub mod evidence;
 pub mod report;
 pub mod scenario;
+pub mod scorecard;
 
 pub use cause::CauseId;
 

@@ -1,6 +1,7 @@
 //! The `terminus` command. Exit codes are part of the interface (docs/diagnose.md):
 //! 0 a cause was found / the command succeeded, 1 no known cause, 2 bad input,
-//! 3 an internal or infrastructure error.
+//! 3 an internal or infrastructure error. `terminus score` (docs/detectors.md): 0 every
+//! trial passed, 1 some trial failed (a wrong cause or a detector failure), 2 bad input.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use terminus::scenario;
 const EXIT_FOUND: u8 = 0;
 const EXIT_NOTHING: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
+const EXIT_TRIAL_FAILED: u8 = 1;
 
 #[derive(Parser)]
 #[command(name = "terminus", version, about = "Reproduce, detect and remedy Kubernetes pods stuck in Terminating")]
@@ -35,6 +37,21 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         bundle: PathBuf,
         /// Print one JSON object (schema terminus/diagnosis/v1) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Score detectors over bundles whose cause is known, and print the scorecard.
+    Score {
+        /// Searched recursively: every directory holding an `expected-cause` file is a bundle.
+        #[arg(long, value_name = "DIR")]
+        bundles: PathBuf,
+        /// `builtin`, or the path of an external detector (docs/detectors.md); repeat to compare.
+        #[arg(long = "detector", value_name = "DETECTOR", default_value = "builtin", value_parser = terminus::detectors::Detector::parse)]
+        detectors: Vec<terminus::detectors::Detector>,
+        /// How long an external detector may take on one bundle before it is killed.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+        timeout: std::time::Duration,
+        /// Print one JSON object (schema terminus/scorecard/v1) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -60,6 +77,7 @@ fn main() -> ExitCode {
         Command::Scenarios { command: ScenariosCommand::List { dir } } => list(&dir),
         Command::Scenarios { command: ScenariosCommand::Check { files } } => check(&files),
         Command::Diagnose { bundle, json } => diagnose(&bundle, json),
+        Command::Score { bundles, detectors, timeout, json } => score(&bundles, &detectors, timeout, json),
     })
 }
 
@@ -124,5 +142,43 @@ fn diagnose(bundle: &Path, json: bool) -> u8 {
         EXIT_NOTHING
     } else {
         EXIT_FOUND
+    }
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("a timeout must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (write e.g. 30s, 2m, 500ms)")),
+    }
+}
+
+fn score(dir: &Path, detectors: &[terminus::detectors::Detector], timeout: std::time::Duration, json: bool) -> u8 {
+    for (i, d) in detectors.iter().enumerate() {
+        if detectors[..i].contains(d) {
+            eprintln!("error: detector {d} is given twice");
+            return EXIT_BAD_INPUT;
+        }
+    }
+    let bundles = match terminus::corpus::find_bundles(dir) {
+        Ok(bundles) => bundles,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let context = terminus::detectors::DetectorContext { timeout, ..Default::default() };
+    let card = terminus::corpus::score(&bundles, detectors, &context);
+    if json {
+        println!("{}", card.to_json());
+    } else {
+        print!("{}", card.render_text());
+    }
+    if card.all_passed() {
+        EXIT_FOUND
+    } else {
+        EXIT_TRIAL_FAILED
     }
 }

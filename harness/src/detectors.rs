@@ -1,0 +1,614 @@
+//! Detectors under test: terminus's own rules ([`Detector::Builtin`]) or an external
+//! command that speaks the protocol of `docs/detectors.md`. Whatever a detector does —
+//! hang, crash, print garbage, name a cause that does not exist — running it yields a
+//! value: an [`Answer`] or a [`DetectorFailure`]. It is never a harness error and never
+//! a panic, because a broken detector is a result worth scoring, not a reason to stop.
+//!
+//! # API
+//!
+//! Running is **synchronous** (it blocks the calling thread until the detector answers or
+//! its timeout passes); async callers wrap it in `tokio::task::spawn_blocking`.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use std::time::Duration;
+//! use terminus::detectors::{Detector, DetectorContext};
+//!
+//! let detector = Detector::parse("examples/detectors/grep-detector")?; // or "builtin"
+//! let context = DetectorContext { timeout: Duration::from_secs(10), ..DetectorContext::default() }
+//!     .with_cluster("/tmp/kubeconfig", "terminus-1", "stuck-0", Some("kind-worker"));
+//! match detector.run(Path::new("corpus/disk-full/run-1"), &context) {
+//!     Ok(answer) => println!("{} says {:?}", detector.name(), answer.cause),
+//!     Err(failure) => println!("{} failed: {failure}", detector.name()),
+//! }
+//! # Ok::<(), terminus::detectors::DetectorSpecError>(())
+//! ```
+//!
+//! # How an external detector is run
+//!
+//! The command gets the bundle directory (made absolute) as its only argument, no
+//! stdin, and the context in `TERMINUS_*` variables (unset ones are removed, so a value
+//! from the harness's own environment never leaks into a trial). It runs in a process
+//! group of its own; on timeout the whole group gets SIGKILL, and after a normal exit
+//! whatever the detector left behind in its group is killed too, so a detector cannot
+//! leave processes running or keep a trial waiting on a pipe.
+
+use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cause::CauseId;
+use crate::detect;
+use crate::evidence::Evidence;
+
+/// How long an external detector may take when the caller does not say.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The answer is one small JSON object; anything bigger than this is not an answer.
+const MAX_STDOUT_BYTES: usize = 1 << 20;
+/// How much of a detector's stderr is kept for the failure report.
+const STDERR_TAIL_BYTES: usize = 4096;
+/// After SIGKILL, how long to wait for the kernel to reap the process.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// After the detector exited, how long its output pipes may stay open (held by a process
+/// that escaped its group) before the harness stops reading them.
+const PIPE_GRACE: Duration = Duration::from_secs(1);
+
+/// The environment variables of the protocol.
+pub const ENV_BUNDLE: &str = "TERMINUS_BUNDLE";
+pub const ENV_KUBECONFIG: &str = "TERMINUS_KUBECONFIG";
+pub const ENV_NAMESPACE: &str = "TERMINUS_NAMESPACE";
+pub const ENV_POD: &str = "TERMINUS_POD";
+pub const ENV_NODE: &str = "TERMINUS_NODE";
+
+/// A detector to score.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detector {
+    /// terminus's own rules ([`crate::detect::diagnose`]), run in-process.
+    Builtin,
+    /// An external command speaking the protocol of `docs/detectors.md`.
+    Command {
+        /// As the user wrote it; names the detector in scorecards.
+        spec: String,
+        /// Absolute, so the detector runs the same from any working directory.
+        program: PathBuf,
+    },
+}
+
+/// Why a `--detector` value names no runnable detector. Bad input, reported before any
+/// trial runs.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorSpecError {
+    #[error("an empty detector name; pass `builtin` or a path to an executable")]
+    Empty,
+    #[error("detector `{spec}`: no such file; pass `builtin` or a path to an executable (e.g. ./examples/detectors/grep-detector)")]
+    NotFound { spec: String },
+    #[error("detector `{spec}` is not a regular file")]
+    NotAFile { spec: String },
+    #[error("detector `{spec}` is not executable (chmod +x {spec})")]
+    NotExecutable { spec: String },
+    #[error("detector `{spec}`: {source}")]
+    Unreadable { spec: String, source: std::io::Error },
+}
+
+impl Detector {
+    /// `builtin`, or a path to an executable file (relative to the working directory).
+    pub fn parse(spec: &str) -> Result<Detector, DetectorSpecError> {
+        if spec == "builtin" {
+            return Ok(Detector::Builtin);
+        }
+        if spec.is_empty() {
+            return Err(DetectorSpecError::Empty);
+        }
+        let path = Path::new(spec);
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(DetectorSpecError::NotFound { spec: spec.to_owned() })
+            }
+            Err(source) => return Err(DetectorSpecError::Unreadable { spec: spec.to_owned(), source }),
+        };
+        if !meta.is_file() {
+            return Err(DetectorSpecError::NotAFile { spec: spec.to_owned() });
+        }
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(DetectorSpecError::NotExecutable { spec: spec.to_owned() });
+        }
+        let program = std::fs::canonicalize(path)
+            .map_err(|source| DetectorSpecError::Unreadable { spec: spec.to_owned(), source })?;
+        Ok(Detector::Command { spec: spec.to_owned(), program })
+    }
+
+    /// The name scorecards show: `builtin`, or the path as given.
+    pub fn name(&self) -> &str {
+        match self {
+            Detector::Builtin => "builtin",
+            Detector::Command { spec, .. } => spec,
+        }
+    }
+
+    /// Runs the detector over one bundle directory. Blocks until it answers, fails or
+    /// times out (`context.timeout`; the builtin detector is pure and ignores it).
+    pub fn run(&self, bundle: &Path, context: &DetectorContext) -> Result<Answer, DetectorFailure> {
+        match self {
+            Detector::Builtin => Ok(builtin_answer(bundle)),
+            Detector::Command { program, .. } => run_command(program, bundle, context),
+        }
+    }
+}
+
+impl fmt::Display for Detector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a detector is told besides the bundle directory. The cluster fields are set when
+/// a cluster is up (a live trial) and exported as `TERMINUS_*` variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetectorContext {
+    pub timeout: Duration,
+    pub kubeconfig: Option<PathBuf>,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub node: Option<String>,
+}
+
+impl Default for DetectorContext {
+    fn default() -> Self {
+        DetectorContext { timeout: DEFAULT_TIMEOUT, kubeconfig: None, namespace: None, pod: None, node: None }
+    }
+}
+
+impl DetectorContext {
+    /// The context of a live trial: where the cluster is and which pod is stuck.
+    pub fn with_cluster(
+        mut self,
+        kubeconfig: impl Into<PathBuf>,
+        namespace: impl Into<String>,
+        pod: impl Into<String>,
+        node: Option<impl Into<String>>,
+    ) -> Self {
+        self.kubeconfig = Some(kubeconfig.into());
+        self.namespace = Some(namespace.into());
+        self.pod = Some(pod.into());
+        self.node = node.map(Into::into);
+        self
+    }
+
+    /// Every protocol variable with its value, `None` for those to remove.
+    fn env(&self, bundle: &Path) -> [(&'static str, Option<std::ffi::OsString>); 5] {
+        [
+            (ENV_BUNDLE, Some(bundle.as_os_str().to_owned())),
+            (ENV_KUBECONFIG, self.kubeconfig.as_ref().map(|p| p.as_os_str().to_owned())),
+            (ENV_NAMESPACE, self.namespace.as_ref().map(Into::into)),
+            (ENV_POD, self.pod.as_ref().map(Into::into)),
+            (ENV_NODE, self.node.as_ref().map(Into::into)),
+        ]
+    }
+}
+
+/// A detector's verdict on one bundle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Answer {
+    /// `None`: the detector found no known cause.
+    pub cause: Option<CauseId>,
+    /// 0.0–1.0.
+    pub confidence: f64,
+    /// The lines the detector quotes as proof, as it gave them.
+    pub evidence: Vec<String>,
+}
+
+/// A detector that did not answer per the protocol. A scored result, not an error of
+/// the harness.
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[error("{kind}")]
+pub struct DetectorFailure {
+    #[serde(flatten)]
+    pub kind: FailureKind,
+    /// The end of what the detector wrote on stderr (empty when it wrote nothing).
+    pub stderr_tail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "failure", rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// The command could not be started (not executable, bad interpreter line, ...).
+    Spawn { reason: String },
+    /// Still running when the timeout passed; its process group was killed.
+    TimedOut { timeout_ms: u64 },
+    /// Exited with a non-zero status. Its stdout is ignored.
+    Exited { code: i32 },
+    /// Killed by a signal it did not get from the harness.
+    Signalled { signal: i32 },
+    /// Exited 0 but stdout is not one JSON object of the protocol's shape.
+    InvalidJson { reason: String },
+    /// A well-formed answer naming a cause id that does not exist.
+    UnknownCause { cause: String },
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureKind::Spawn { reason } => write!(f, "could not start: {reason}"),
+            FailureKind::TimedOut { timeout_ms } => write!(
+                f,
+                "timed out after {} (killed)",
+                humantime::format_duration(Duration::from_millis(*timeout_ms))
+            ),
+            FailureKind::Exited { code } => write!(f, "exited with status {code}"),
+            FailureKind::Signalled { signal } => write!(f, "killed by signal {signal}"),
+            FailureKind::InvalidJson { reason } => write!(f, "invalid answer: {reason}"),
+            FailureKind::UnknownCause { cause } => write!(f, "unknown cause id `{cause}`"),
+        }
+    }
+}
+
+impl FailureKind {
+    /// A short stable name: `spawn`, `timed-out`, `exited`, `signalled`, `invalid-json`,
+    /// `unknown-cause` (the `failure` field of the JSON scorecard).
+    pub fn name(&self) -> &'static str {
+        match self {
+            FailureKind::Spawn { .. } => "spawn",
+            FailureKind::TimedOut { .. } => "timed-out",
+            FailureKind::Exited { .. } => "exited",
+            FailureKind::Signalled { .. } => "signalled",
+            FailureKind::InvalidJson { .. } => "invalid-json",
+            FailureKind::UnknownCause { .. } => "unknown-cause",
+        }
+    }
+}
+
+fn builtin_answer(bundle: &Path) -> Answer {
+    let evidence = Evidence::load(bundle);
+    let report = detect::diagnose(&evidence);
+    match report.diagnoses.first() {
+        Some(first) => Answer {
+            cause: Some(first.cause),
+            confidence: first.confidence,
+            evidence: first.evidence.iter().map(|q| format!("{}:{}: {}", q.source, q.line, q.text)).collect(),
+        },
+        None => Answer { cause: None, confidence: 0.0, evidence: Vec::new() },
+    }
+}
+
+fn run_command(program: &Path, bundle: &Path, context: &DetectorContext) -> Result<Answer, DetectorFailure> {
+    let bundle = std::path::absolute(bundle).unwrap_or_else(|_| bundle.to_path_buf());
+    let mut command = Command::new(program);
+    command.arg(&bundle).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    for (name, value) in context.env(&bundle) {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let mut child = command.spawn().map_err(|e| DetectorFailure {
+        kind: FailureKind::Spawn { reason: e.to_string() },
+        stderr_tail: String::new(),
+    })?;
+    let group = rustix::process::Pid::from_child(&child);
+    let stdout = Capture::start(child.stdout.take(), Keep::Head(MAX_STDOUT_BYTES));
+    let stderr = Capture::start(child.stderr.take(), Keep::Tail(STDERR_TAIL_BYTES));
+
+    // `wait` runs on its own thread so this one can keep the deadline; the child stays
+    // unreaped until it really exits, so its pid (= the group id) cannot be reused
+    // while the group is being killed.
+    let (exited_tx, exited) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = exited_tx.send(child.wait());
+    });
+    let status = match exited.recv_timeout(context.timeout) {
+        Ok(status) => status,
+        Err(_) => {
+            kill_group(group);
+            let _ = exited.recv_timeout(KILL_GRACE);
+            let timeout_ms = u64::try_from(context.timeout.as_millis()).unwrap_or(u64::MAX);
+            return Err(DetectorFailure {
+                kind: FailureKind::TimedOut { timeout_ms },
+                stderr_tail: stderr.finish(PIPE_GRACE).text_tail(),
+            });
+        }
+    };
+    // Anything the detector started in its group and left running goes with it.
+    kill_group(group);
+    let stdout = stdout.finish(PIPE_GRACE);
+    let stderr_tail = stderr.finish(PIPE_GRACE).text_tail();
+    let fail = |kind| Err(DetectorFailure { kind, stderr_tail: stderr_tail.clone() });
+    match status {
+        Err(e) => return fail(FailureKind::Spawn { reason: format!("could not wait for it: {e}") }),
+        Ok(status) => {
+            if let Some(kind) = exit_failure(status) {
+                return fail(kind);
+            }
+        }
+    }
+    if stdout.overflowed {
+        return fail(FailureKind::InvalidJson {
+            reason: format!("more than {MAX_STDOUT_BYTES} bytes on stdout; the answer is one small JSON object"),
+        });
+    }
+    match parse_answer(&stdout.bytes) {
+        Ok(answer) => Ok(answer),
+        Err(kind) => fail(kind),
+    }
+}
+
+fn exit_failure(status: ExitStatus) -> Option<FailureKind> {
+    if let Some(signal) = status.signal() {
+        return Some(FailureKind::Signalled { signal });
+    }
+    match status.code() {
+        Some(0) => None,
+        Some(code) => Some(FailureKind::Exited { code }),
+        None => Some(FailureKind::Spawn { reason: format!("ended without an exit status ({status})") }),
+    }
+}
+
+fn kill_group(group: rustix::process::Pid) {
+    // ESRCH (nothing left in the group) is the normal case after a clean exit.
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+}
+
+/// Parses a detector's stdout per the protocol: exactly one JSON object with `cause`
+/// (a cause id or null), `confidence` (0–1; may be omitted when `cause` is null) and
+/// optionally `evidence` (strings). Other fields are ignored, so the protocol can grow.
+pub fn parse_answer(stdout: &[u8]) -> Result<Answer, FailureKind> {
+    let invalid = |reason: String| FailureKind::InvalidJson { reason };
+    let text = std::str::from_utf8(stdout).map_err(|e| invalid(format!("stdout is not UTF-8 ({e})")))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(invalid("nothing on stdout; expected one JSON object".into()));
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| invalid(format!("stdout is not one JSON object ({e}); it begins `{}`", head(text, 80))))?;
+    let Value::Object(fields) = value else {
+        return Err(invalid(format!("stdout is JSON but not an object: `{}`", head(text, 80))));
+    };
+    let cause = match fields.get("cause") {
+        None => return Err(invalid("no `cause` field (use null for \"no known cause\")".into())),
+        Some(Value::Null) => None,
+        Some(Value::String(id)) => {
+            Some(id.parse::<CauseId>().map_err(|_| FailureKind::UnknownCause { cause: id.clone() })?)
+        }
+        Some(other) => return Err(invalid(format!("`cause` must be a cause id string or null, not {other}"))),
+    };
+    let confidence = match fields.get("confidence") {
+        None | Some(Value::Null) if cause.is_none() => 0.0,
+        None => return Err(invalid("no `confidence` field (a number from 0 to 1)".into())),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(c) if (0.0..=1.0).contains(&c) => c,
+            _ => return Err(invalid(format!("`confidence` must be from 0 to 1, not {n}"))),
+        },
+        Some(other) => return Err(invalid(format!("`confidence` must be a number from 0 to 1, not {other}"))),
+    };
+    let evidence = match fields.get("evidence") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(line) => Ok(line.clone()),
+                other => Err(invalid(format!("`evidence` must hold strings, not {other}"))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(invalid(format!("`evidence` must be an array of strings, not {other}"))),
+    };
+    Ok(Answer { cause, confidence, evidence })
+}
+
+fn head(text: &str, max_chars: usize) -> String {
+    let mut out: String = text.chars().take(max_chars).collect();
+    if text.chars().nth(max_chars).is_some() {
+        out.push('…');
+    }
+    out.replace('\n', "\\n")
+}
+
+enum Keep {
+    /// The first N bytes; more sets `overflowed`.
+    Head(usize),
+    /// The last N bytes.
+    Tail(usize),
+}
+
+#[derive(Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl Captured {
+    /// The last few lines, as text, for a failure report.
+    fn text_tail(&self) -> String {
+        let text = String::from_utf8_lossy(&self.bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(20);
+        let mut tail = lines[start..].join("\n");
+        if self.overflowed || start > 0 {
+            tail.insert_str(0, "…\n");
+        }
+        tail
+    }
+}
+
+/// Reads one of the detector's pipes on a thread of its own, so a detector filling one
+/// pipe never blocks on the other, and the result is available even if the pipe is
+/// never closed.
+struct Capture {
+    captured: Arc<Mutex<Captured>>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Capture {
+    fn start(pipe: Option<impl Read + Send + 'static>, keep: Keep) -> Capture {
+        let captured = Arc::new(Mutex::new(Captured::default()));
+        let (done_tx, done) = mpsc::channel();
+        let sink = Arc::clone(&captured);
+        thread::spawn(move || {
+            if let Some(mut pipe) = pipe {
+                let mut buf = [0u8; 8192];
+                loop {
+                    let n = match pipe.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let mut c = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    match keep {
+                        Keep::Head(max) => {
+                            let room = max.saturating_sub(c.bytes.len());
+                            c.bytes.extend_from_slice(&buf[..n.min(room)]);
+                            c.overflowed |= n > room;
+                        }
+                        Keep::Tail(max) => {
+                            c.bytes.extend_from_slice(&buf[..n]);
+                            if c.bytes.len() > max {
+                                let excess = c.bytes.len() - max;
+                                c.bytes.drain(..excess);
+                                c.overflowed = true;
+                            }
+                        }
+                    }
+                }
+            }
+            let _ = done_tx.send(());
+        });
+        Capture { captured, done }
+    }
+
+    /// What was read, once the pipe closed or `grace` passed.
+    fn finish(self, grace: Duration) -> Captured {
+        let _ = self.done.recv_timeout(grace);
+        let mut c = self.captured.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::take(&mut *c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn test_detector(name: &str) -> Detector {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/detectors").join(name);
+        Detector::parse(path.to_str().expect("utf-8 path")).expect("test detector exists and is executable")
+    }
+
+    fn seed_bundle() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed/handbook-disk-full")
+    }
+
+    fn quick() -> DetectorContext {
+        DetectorContext { timeout: Duration::from_secs(20), ..DetectorContext::default() }
+    }
+
+    #[test]
+    fn answers_are_parsed_per_the_protocol() {
+        let a = parse_answer(br#" {"cause": "mount-held", "confidence": 0.8, "evidence": ["a", "b"], "extra": 1} "#)
+            .expect("valid");
+        assert_eq!(a, Answer { cause: Some(CauseId::MountHeld), confidence: 0.8, evidence: vec!["a".into(), "b".into()] });
+        let none = parse_answer(br#"{"cause": null}"#).expect("null cause needs no confidence");
+        assert_eq!(none, Answer { cause: None, confidence: 0.0, evidence: vec![] });
+    }
+
+    #[test]
+    fn malformed_answers_say_what_is_wrong() {
+        let cases: [(&[u8], &str); 9] = [
+            (b"", "nothing on stdout"),
+            (b"disk-full", "not one JSON object"),
+            (br#"{"cause": "disk-full", "confidence": 1} {"cause": null}"#, "trailing characters"),
+            (br#"["disk-full"]"#, "not an object"),
+            (br#"{"confidence": 1}"#, "no `cause` field"),
+            (br#"{"cause": "disk-full"}"#, "no `confidence` field"),
+            (br#"{"cause": "disk-full", "confidence": 1.5}"#, "from 0 to 1"),
+            (br#"{"cause": 4, "confidence": 1}"#, "cause id string or null"),
+            (br#"{"cause": "disk-full", "confidence": 1, "evidence": [1]}"#, "must hold strings"),
+        ];
+        for (stdout, want) in cases {
+            match parse_answer(stdout) {
+                Err(FailureKind::InvalidJson { reason }) => {
+                    assert!(reason.contains(want), "{:?}: reason `{reason}` lacks `{want}`", String::from_utf8_lossy(stdout))
+                }
+                other => panic!("{:?}: expected invalid-json, got {other:?}", String::from_utf8_lossy(stdout)),
+            }
+        }
+        assert_eq!(
+            parse_answer(br#"{"cause": "disk_full", "confidence": 1}"#),
+            Err(FailureKind::UnknownCause { cause: "disk_full".into() })
+        );
+    }
+
+    #[test]
+    fn specs_name_builtin_or_an_executable_file() {
+        assert_eq!(Detector::parse("builtin").ok(), Some(Detector::Builtin));
+        assert!(matches!(Detector::parse(""), Err(DetectorSpecError::Empty)));
+        assert!(matches!(Detector::parse("no/such/detector"), Err(DetectorSpecError::NotFound { .. })));
+        assert!(matches!(Detector::parse(env!("CARGO_MANIFEST_DIR")), Err(DetectorSpecError::NotAFile { .. })));
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let err = Detector::parse(manifest).expect_err("Cargo.toml is not executable");
+        assert!(err.to_string().contains("chmod +x"), "{err}");
+    }
+
+    #[test]
+    fn builtin_names_the_first_diagnosis_with_its_proof() {
+        let answer = Detector::Builtin.run(&seed_bundle(), &quick()).expect("builtin never fails");
+        assert_eq!(answer.cause, Some(CauseId::DiskFull));
+        assert!(answer.evidence.iter().any(|l| l.starts_with("runtime.log:1: ") && l.contains("no space left on device")));
+    }
+
+    #[test]
+    fn a_detector_sees_the_bundle_and_only_the_context_it_was_given() {
+        let detector = test_detector("echo-context");
+        let bundle = seed_bundle();
+        // Only the bundle: the cluster variables must be absent even if this process has them.
+        let answer = detector.run(&bundle, &quick()).expect("echo-context answers");
+        assert_eq!(answer.evidence, vec![format!("arg={}", bundle.display()), format!("bundle={}", bundle.display()), "cluster=".into()]);
+        let live = quick().with_cluster("/k/config", "ns-1", "pod-1", Some("node-1"));
+        let answer = detector.run(&bundle, &live).expect("echo-context answers");
+        assert_eq!(answer.evidence[2], "cluster=/k/config ns-1 pod-1 node-1");
+    }
+
+    #[test]
+    fn a_hung_detector_is_killed_with_its_children_at_the_timeout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("record-sleeper-pid"), "").expect("marker");
+        let detector = test_detector("sleep-past-timeout");
+        let context = DetectorContext { timeout: Duration::from_millis(500), ..DetectorContext::default() };
+        let started = Instant::now();
+        // The bundle argument doubles as a place for the script to write its child's pid.
+        let failure = detector.run(dir.path(), &context).expect_err("it sleeps past the timeout");
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert_eq!(failure.kind, FailureKind::TimedOut { timeout_ms: 500 });
+        assert_eq!(failure.to_string(), "timed out after 500ms (killed)");
+        assert!(failure.stderr_tail.contains("sleeping"), "stderr tail: {:?}", failure.stderr_tail);
+        let pid = std::fs::read_to_string(dir.path().join("sleeper.pid")).expect("the script wrote its child's pid");
+        let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // The orphaned `sleep` is reaped by init shortly after SIGKILL, not instantly.
+        while proc_dir.exists() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!proc_dir.exists(), "the detector's child {} survived the timeout", pid.trim());
+    }
+
+    #[test]
+    fn crashes_and_garbage_are_failures_with_stderr() {
+        let bundle = seed_bundle();
+        let failure = test_detector("exit-nonzero").run(&bundle, &quick()).expect_err("exits 3");
+        assert_eq!(failure.kind, FailureKind::Exited { code: 3 });
+        assert_eq!(failure.stderr_tail, "exit-nonzero: cannot make sense of this bundle");
+        let failure = test_detector("print-garbage").run(&bundle, &quick()).expect_err("prints garbage");
+        assert_eq!(failure.kind.name(), "invalid-json");
+        assert!(failure.to_string().contains("it begins `I think it is the disk"), "{failure}");
+        let failure = test_detector("kill-itself").run(&bundle, &quick()).expect_err("dies by SIGTERM");
+        assert_eq!(failure.kind, FailureKind::Signalled { signal: 15 });
+    }
+}
