@@ -234,7 +234,7 @@ fn fill_inodes_then_gc_and_size_limit() {
 fn freeze_and_thaw_a_sleep_child() {
     require_root!();
     let s = Scratch::new();
-    let mut child = Command::new("sleep").arg("127").spawn().expect("sleep");
+    let mut child = Command::new("sleep").arg("3127.125").spawn().expect("sleep");
     let pid = child.id() as i32;
     let ps = pid.to_string();
 
@@ -246,7 +246,7 @@ fn freeze_and_thaw_a_sleep_child() {
     assert_ne!(proc_state(pid), Some('T'));
 
     // By name and argument substring; gc thaws.
-    s.ok(&["freeze", "--name", "sleep", "--match", "127", "--all", "--run", "fz2"]);
+    s.ok(&["freeze", "--name", "sleep", "--match", "3127.125", "--all", "--run", "fz2"]);
     assert_eq!(proc_state(pid), Some('T'));
     s.ok(&["gc", "--run", "fz2"]);
     wait_until("thaw by gc", Duration::from_secs(2), || proc_state(pid) != Some('T'));
