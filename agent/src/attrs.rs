@@ -53,7 +53,11 @@ pub fn format_line(flags: u32, path: &Path) -> String {
 
 /// The error line `lsattr` prints for a file whose flags it cannot read.
 pub fn format_error(err: &std::io::Error, path: &Path) -> String {
-    format!("lsattr: {} While reading flags on {}", strerror(err), path.display())
+    format!(
+        "lsattr: {} While reading flags on {}",
+        strerror(err),
+        path.display()
+    )
 }
 
 fn strerror(err: &std::io::Error) -> String {
@@ -91,7 +95,11 @@ pub fn set_immutable(path: &Path, on: bool) -> std::io::Result<(u32, u32)> {
     }
     let f = open_for_flags(path)?;
     let before = sys::get_flags(&f).map_err(std::io::Error::from)?;
-    let wanted = if on { before | IMMUTABLE } else { before & !IMMUTABLE };
+    let wanted = if on {
+        before | IMMUTABLE
+    } else {
+        before & !IMMUTABLE
+    };
     if wanted != before {
         sys::set_flags(&f, wanted).map_err(std::io::Error::from)?;
     }
@@ -126,7 +134,12 @@ pub fn list(root: &Path, opts: ListOpts, out: &mut dyn Write) -> std::io::Result
     let root_meta = match std::fs::symlink_metadata(root) {
         Ok(m) => m,
         Err(e) => {
-            writeln!(out, "lsattr: {} while trying to stat {}", strerror(&e), root.display())?;
+            writeln!(
+                out,
+                "lsattr: {} while trying to stat {}",
+                strerror(&e),
+                root.display()
+            )?;
             st.errors += 1;
             return Ok(st);
         }
@@ -136,7 +149,11 @@ pub fn list(root: &Path, opts: ListOpts, out: &mut dyn Write) -> std::io::Result
     while let Some(p) = stack.pop() {
         if st.lines >= opts.max_lines {
             st.truncated = true;
-            writeln!(out, "# terminus-agent: listing truncated after {} lines", st.lines)?;
+            writeln!(
+                out,
+                "# terminus-agent: listing truncated after {} lines",
+                st.lines
+            )?;
             break;
         }
         let meta = match std::fs::symlink_metadata(&p) {
@@ -144,7 +161,12 @@ pub fn list(root: &Path, opts: ListOpts, out: &mut dyn Write) -> std::io::Result
             Err(_) => continue, // vanished meanwhile
         };
         let ft = meta.file_type();
-        if ft.is_symlink() || ft.is_socket() || ft.is_fifo() || ft.is_block_device() || ft.is_char_device() {
+        if ft.is_symlink()
+            || ft.is_socket()
+            || ft.is_fifo()
+            || ft.is_block_device()
+            || ft.is_char_device()
+        {
             continue;
         }
         match get_flags(&p) {
@@ -167,13 +189,19 @@ pub fn list(root: &Path, opts: ListOpts, out: &mut dyn Write) -> std::io::Result
         if opts.recursive && ft.is_dir() && std::os::unix::fs::MetadataExt::dev(&meta) == root_dev {
             match std::fs::read_dir(&p) {
                 Ok(rd) => {
-                    let mut children: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                    let mut children: Vec<PathBuf> =
+                        rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
                     // Reverse-sorted onto the stack so the output comes out sorted.
                     children.sort_by(|a, b| b.cmp(a));
                     stack.extend(children);
                 }
                 Err(e) => {
-                    writeln!(out, "lsattr: {} while opening directory {}", strerror(&e), p.display())?;
+                    writeln!(
+                        out,
+                        "lsattr: {} while opening directory {}",
+                        strerror(&e),
+                        p.display()
+                    )?;
                     st.errors += 1;
                 }
             }
@@ -194,7 +222,10 @@ mod tests {
 
     #[test]
     fn immutable_extents_file() {
-        assert_eq!(format_flags(IMMUTABLE | 0x0008_0000), "----i---------e-------");
+        assert_eq!(
+            format_flags(IMMUTABLE | 0x0008_0000),
+            "----i---------e-------"
+        );
         assert_eq!(
             format_line(IMMUTABLE | 0x0008_0000, Path::new("/x/y")),
             "----i---------e------- /x/y"

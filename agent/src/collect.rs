@@ -18,7 +18,8 @@ use crate::attrs::{self, ListOpts};
 use crate::error::{AgentError, Result};
 use crate::{df, hold, ps};
 
-pub const SNAPSHOTS_DIR: &str = "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots";
+pub const SNAPSHOTS_DIR: &str =
+    "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileReport {
@@ -32,7 +33,11 @@ pub struct FileReport {
 /// Runs `argv` with stdout into `out` and stderr appended after it; kills the whole
 /// process group at the deadline. Returns Err(text) describing a failure (also written
 /// into the file).
-pub fn run_to_file(argv: &[&str], deadline: Duration, out: &Path) -> std::result::Result<(), String> {
+pub fn run_to_file(
+    argv: &[&str],
+    deadline: Duration,
+    out: &Path,
+) -> std::result::Result<(), String> {
     let shown = argv.join(" ");
     let mut f = File::create(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
     let mut errf = tempfile_in(out)?;
@@ -79,13 +84,20 @@ pub fn run_to_file(argv: &[&str], deadline: Duration, out: &Path) -> std::result
     let problem = match status {
         Some(s) if s.success() => None,
         Some(s) => Some(format!("terminus-agent: `{shown}` exited with {s}")),
-        None => Some(format!("terminus-agent: `{shown}` timed out after {}s (killed)", deadline.as_secs())),
+        None => Some(format!(
+            "terminus-agent: `{shown}` timed out after {}s (killed)",
+            deadline.as_secs()
+        )),
     };
     match problem {
         None => Ok(()),
         Some(msg) => {
             let _ = writeln!(f, "{msg}");
-            let first = stderr_text.lines().next().map(|l| format!(": {l}")).unwrap_or_default();
+            let first = stderr_text
+                .lines()
+                .next()
+                .map(|l| format!(": {l}"))
+                .unwrap_or_default();
             Err(format!("{msg}{first}"))
         }
     }
@@ -95,7 +107,9 @@ fn tempfile_in(near: &Path) -> std::result::Result<(File, PathBuf), String> {
     let dir = near.parent().unwrap_or(Path::new("/tmp"));
     let name = format!(
         ".{}.stderr",
-        near.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "cmd".into())
+        near.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "cmd".into())
     );
     let p = dir.join(name);
     let f = std::fs::OpenOptions::new()
@@ -122,7 +136,9 @@ fn capture(argv: &[&str], deadline: Duration) -> Option<String> {
 /// `upperdir=` of an overlay mountinfo line.
 pub fn upperdir_of(line: &str) -> Option<PathBuf> {
     let opts = line.split(" - ").nth(1)?.split(' ').nth(2)?;
-    opts.split(',').find_map(|o| o.strip_prefix("upperdir=")).map(|s| PathBuf::from(crate::df::unescape(s)))
+    opts.split(',')
+        .find_map(|o| o.strip_prefix("upperdir="))
+        .map(|s| PathBuf::from(crate::df::unescape(s)))
 }
 
 /// The writable snapshot directory of a container: from its rootfs mount if it is
@@ -132,13 +148,30 @@ pub fn snapshot_upper(cid: &str, deadline: Duration) -> Option<PathBuf> {
     views.extend(hold::runtime_pid());
     for pid in views.into_iter().rev() {
         if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")) {
-            if let Some(u) = text.lines().filter(|l| l.contains(&format!("/{cid}/rootfs "))).find_map(upperdir_of) {
+            if let Some(u) = text
+                .lines()
+                .filter(|l| l.contains(&format!("/{cid}/rootfs ")))
+                .find_map(upperdir_of)
+            {
                 return Some(u);
             }
         }
     }
-    let out = capture(&["ctr", "-n", "k8s.io", "snapshots", "mounts", "/tmp/terminus-unused", cid], deadline)?;
-    out.split([',', ' ']).find_map(|o| o.strip_prefix("upperdir=")).map(|s| PathBuf::from(s.trim()))
+    let out = capture(
+        &[
+            "ctr",
+            "-n",
+            "k8s.io",
+            "snapshots",
+            "mounts",
+            "/tmp/terminus-unused",
+            cid,
+        ],
+        deadline,
+    )?;
+    out.split([',', ' '])
+        .find_map(|o| o.strip_prefix("upperdir="))
+        .map(|s| PathBuf::from(s.trim()))
 }
 
 pub struct CollectArgs<'a> {
@@ -161,17 +194,50 @@ pub fn collect(a: &CollectArgs) -> Result<serde_json::Value> {
             return Err(AgentError::Usage(format!("invalid pod uid {uid:?}")));
         }
     }
-    std::fs::create_dir_all(a.out).map_err(|e| AgentError::io(format!("creating {}", a.out.display()), e))?;
+    std::fs::create_dir_all(a.out)
+        .map_err(|e| AgentError::io(format!("creating {}", a.out.display()), e))?;
     let t0 = Instant::now();
     let mut reports: Vec<FileReport> = Vec::new();
 
     // External tools, in parallel, each under its own deadline.
     let since = a.since.to_string();
     let jobs: Vec<(&str, Vec<String>)> = vec![
-        ("kubelet.log", vec!["journalctl".into(), "-u".into(), "kubelet".into(), "--no-pager".into(), "--since".into(), since.clone()]),
-        ("runtime.log", vec!["journalctl".into(), "-u".into(), "containerd".into(), "--no-pager".into(), "--since".into(), since]),
-        ("crictl-ps.txt", vec!["crictl".into(), "ps".into(), "-a".into()]),
-        ("ctr-tasks.txt", vec!["ctr".into(), "-n".into(), "k8s.io".into(), "task".into(), "ls".into()]),
+        (
+            "kubelet.log",
+            vec![
+                "journalctl".into(),
+                "-u".into(),
+                "kubelet".into(),
+                "--no-pager".into(),
+                "--since".into(),
+                since.clone(),
+            ],
+        ),
+        (
+            "runtime.log",
+            vec![
+                "journalctl".into(),
+                "-u".into(),
+                "containerd".into(),
+                "--no-pager".into(),
+                "--since".into(),
+                since,
+            ],
+        ),
+        (
+            "crictl-ps.txt",
+            vec!["crictl".into(), "ps".into(), "-a".into()],
+        ),
+        (
+            "ctr-tasks.txt",
+            vec![
+                "ctr".into(),
+                "-n".into(),
+                "k8s.io".into(),
+                "task".into(),
+                "ls".into(),
+            ],
+        ),
     ];
     let handles: Vec<_> = jobs
         .into_iter()
@@ -216,7 +282,11 @@ pub fn collect(a: &CollectArgs) -> Result<serde_json::Value> {
     // forgot (the leak described in docs/reproductions.md).
     let mut buf: Vec<u8> = Vec::new();
     let mut notes = Vec::new();
-    let full = ListOpts { recursive: true, only_flagged: false, max_lines: 200_000 };
+    let full = ListOpts {
+        recursive: true,
+        only_flagged: false,
+        max_lines: 200_000,
+    };
     if let Some(uid) = a.pod_uid {
         let p = PathBuf::from("/var/lib/kubelet/pods").join(uid);
         if p.exists() {
@@ -236,12 +306,19 @@ pub fn collect(a: &CollectArgs) -> Result<serde_json::Value> {
         }
     }
     if a.scan_snapshots && Path::new(SNAPSHOTS_DIR).exists() {
-        let flagged = ListOpts { recursive: true, only_flagged: true, max_lines: 10_000 };
+        let flagged = ListOpts {
+            recursive: true,
+            only_flagged: true,
+            max_lines: 10_000,
+        };
         let mut extra = Vec::new();
         let _ = attrs::list(Path::new(SNAPSHOTS_DIR), flagged, &mut extra);
         // Skip lines already listed above.
         let seen: std::collections::HashSet<&[u8]> = buf.split(|&b| b == b'\n').collect();
-        let extra: Vec<&[u8]> = extra.split(|&b| b == b'\n').filter(|l| !l.is_empty() && !seen.contains(l)).collect();
+        let extra: Vec<&[u8]> = extra
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty() && !seen.contains(l))
+            .collect();
         let mut more = Vec::new();
         for l in extra {
             more.extend_from_slice(l);
@@ -257,10 +334,22 @@ pub fn collect(a: &CollectArgs) -> Result<serde_json::Value> {
     for h in handles {
         match h.join() {
             Ok((name, err)) => {
-                let bytes = std::fs::metadata(a.out.join(name)).map(|m| m.len()).unwrap_or(0);
-                reports.push(FileReport { name: name.into(), bytes, ok: err.is_none(), error: err });
+                let bytes = std::fs::metadata(a.out.join(name))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                reports.push(FileReport {
+                    name: name.into(),
+                    bytes,
+                    ok: err.is_none(),
+                    error: err,
+                });
             }
-            Err(_) => reports.push(FileReport { name: "?".into(), bytes: 0, ok: false, error: Some("collector thread panicked".into()) }),
+            Err(_) => reports.push(FileReport {
+                name: "?".into(),
+                bytes: 0,
+                ok: false,
+                error: Some("collector thread panicked".into()),
+            }),
         }
     }
     for r in &reports {
@@ -287,7 +376,9 @@ mod tests {
         let l = "2051 1946 0:190 / /run/containerd/io.containerd.runtime.v2.task/k8s.io/abc/rootfs rw,relatime - overlay overlay rw,lowerdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/5/fs,upperdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/9/fs,workdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/9/work";
         assert_eq!(
             upperdir_of(l),
-            Some(PathBuf::from("/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/9/fs"))
+            Some(PathBuf::from(
+                "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/9/fs"
+            ))
         );
         assert_eq!(upperdir_of("1 2 0:1 / / rw - ext4 /dev/x rw"), None);
     }
@@ -296,18 +387,26 @@ mod tests {
     fn command_failures_are_kept_as_text() {
         let d = tempfile::tempdir().expect("tempdir");
         let p = d.path().join("x.txt");
-        let e = run_to_file(&["/nonexistent-terminus-tool"], Duration::from_secs(1), &p).expect_err("fails");
-        assert!(e.contains("cannot run"));
-        assert!(std::fs::read_to_string(&p).expect("file").contains("cannot run"));
-
-        let e = run_to_file(&["sh", "-c", "echo out; echo bad >&2; exit 3"], Duration::from_secs(5), &p)
+        let e = run_to_file(&["/nonexistent-terminus-tool"], Duration::from_secs(1), &p)
             .expect_err("fails");
+        assert!(e.contains("cannot run"));
+        assert!(std::fs::read_to_string(&p)
+            .expect("file")
+            .contains("cannot run"));
+
+        let e = run_to_file(
+            &["sh", "-c", "echo out; echo bad >&2; exit 3"],
+            Duration::from_secs(5),
+            &p,
+        )
+        .expect_err("fails");
         assert!(e.contains("exited with"), "{e}");
         let text = std::fs::read_to_string(&p).expect("file");
         assert!(text.starts_with("out\nbad\n"), "{text}");
 
         let t = Instant::now();
-        let e = run_to_file(&["sh", "-c", "sleep 30"], Duration::from_millis(300), &p).expect_err("times out");
+        let e = run_to_file(&["sh", "-c", "sleep 30"], Duration::from_millis(300), &p)
+            .expect_err("times out");
         assert!(e.contains("timed out"));
         assert!(t.elapsed() < Duration::from_secs(5));
     }

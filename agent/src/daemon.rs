@@ -66,12 +66,24 @@ pub fn spawn(store: &Store, run: &str, args: &[OsString], deadline: Duration) ->
         let _ = child.kill();
         let _ = child.wait();
         let tail = std::fs::read_to_string(&log_path)
-            .map(|s| s.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"))
+            .map(|s| {
+                s.lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
             .unwrap_or_default();
         if tail.is_empty() {
             AgentError::Failed(msg)
         } else {
-            AgentError::Failed(format!("{msg}\ndaemon log ({}):\n{tail}", log_path.display()))
+            AgentError::Failed(format!(
+                "{msg}\ndaemon log ({}):\n{tail}",
+                log_path.display()
+            ))
         }
     };
     match rx.recv_timeout(deadline) {
@@ -82,7 +94,11 @@ pub fn spawn(store: &Store, run: &str, args: &[OsString], deadline: Duration) ->
                 let start_ticks = procfs::stat(pid).map(|s| s.start_ticks).unwrap_or(0);
                 // Not waited for: it outlives us and is adopted by init.
                 drop(child);
-                Ok(Started { pid, start_ticks, report })
+                Ok(Started {
+                    pid,
+                    start_ticks,
+                    report,
+                })
             } else if let Some(msg) = line.strip_prefix("err ") {
                 let _ = child.wait();
                 Err(AgentError::Failed(msg.to_string()))
@@ -91,7 +107,10 @@ pub fn spawn(store: &Store, run: &str, args: &[OsString], deadline: Duration) ->
             }
         }
         Ok(Err(e)) => Err(fail(&mut child, format!("reading daemon readiness: {e}"))),
-        Err(_) => Err(fail(&mut child, format!("daemon not ready within {}s; killed it", deadline.as_secs()))),
+        Err(_) => Err(fail(
+            &mut child,
+            format!("daemon not ready within {}s; killed it", deadline.as_secs()),
+        )),
     }
 }
 
@@ -128,7 +147,9 @@ pub fn find(store: &Store, run: Option<&str>) -> Vec<(i32, String, Vec<String>)>
         .filter_map(|pid| {
             let argv = procfs::cmdline(pid);
             if argv.first().map(String::as_str) != Some(ARGV0)
-                || !argv.get(1).is_some_and(|a| DAEMON_SUBCOMMANDS.contains(&a.as_str()))
+                || !argv
+                    .get(1)
+                    .is_some_and(|a| DAEMON_SUBCOMMANDS.contains(&a.as_str()))
             {
                 return None;
             }
@@ -136,7 +157,9 @@ pub fn find(store: &Store, run: Option<&str>) -> Vec<(i32, String, Vec<String>)>
             if !env.contains(&state_kv) {
                 return None;
             }
-            let r = env.into_iter().find_map(|kv| kv.strip_prefix(&format!("{RUN_ENV}=")).map(str::to_string))?;
+            let r = env
+                .into_iter()
+                .find_map(|kv| kv.strip_prefix(&format!("{RUN_ENV}=")).map(str::to_string))?;
             if run.is_some_and(|want| want != r) || !procfs::alive(pid) {
                 return None;
             }
@@ -147,7 +170,9 @@ pub fn find(store: &Store, run: Option<&str>) -> Vec<(i32, String, Vec<String>)>
 
 /// The value after `--flag` in an argv.
 pub fn arg_value(argv: &[String], flag: &str) -> Option<String> {
-    argv.iter().position(|a| a == flag).and_then(|i| argv.get(i + 1).cloned())
+    argv.iter()
+        .position(|a| a == flag)
+        .and_then(|i| argv.get(i + 1).cloned())
 }
 
 /// SIGKILLs a process and waits (up to 5 s) until it is gone or a zombie.

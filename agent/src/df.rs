@@ -17,8 +17,13 @@ pub fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             out.push(v as u8);
             i += 4;
         } else {
@@ -46,10 +51,30 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
 fn dummy(fstype: &str) -> bool {
     matches!(
         fstype,
-        "autofs" | "proc" | "subfs" | "debugfs" | "devpts" | "fusectl" | "fuse.portal" | "mqueue"
-            | "rpc_pipefs" | "sysfs" | "devfs" | "kernfs" | "ignore" | "none" | "binfmt_misc"
-            | "cgroup" | "cgroup2" | "nsfs" | "tracefs" | "securityfs" | "pstore" | "bpf"
-            | "configfs" | "hugetlbfs"
+        "autofs"
+            | "proc"
+            | "subfs"
+            | "debugfs"
+            | "devpts"
+            | "fusectl"
+            | "fuse.portal"
+            | "mqueue"
+            | "rpc_pipefs"
+            | "sysfs"
+            | "devfs"
+            | "kernfs"
+            | "ignore"
+            | "none"
+            | "binfmt_misc"
+            | "cgroup"
+            | "cgroup2"
+            | "nsfs"
+            | "tracefs"
+            | "securityfs"
+            | "pstore"
+            | "bpf"
+            | "configfs"
+            | "hugetlbfs"
     )
 }
 
@@ -94,7 +119,12 @@ pub fn usage_of(path: &str) -> Option<Usage> {
 pub fn render_table(rows: &[Vec<String>]) -> String {
     let ncol = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..ncol)
-        .map(|c| rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for r in rows {
@@ -120,9 +150,23 @@ pub fn render_table(rows: &[Vec<String>]) -> String {
 
 pub fn header(inodes: bool) -> Vec<String> {
     let h: &[&str] = if inodes {
-        &["Filesystem", "Inodes", "IUsed", "IFree", "IUse%", "Mounted on"]
+        &[
+            "Filesystem",
+            "Inodes",
+            "IUsed",
+            "IFree",
+            "IUse%",
+            "Mounted on",
+        ]
     } else {
-        &["Filesystem", "1024-blocks", "Used", "Available", "Capacity", "Mounted on"]
+        &[
+            "Filesystem",
+            "1024-blocks",
+            "Used",
+            "Available",
+            "Capacity",
+            "Mounted on",
+        ]
     };
     h.iter().map(|s| s.to_string()).collect()
 }
@@ -161,8 +205,12 @@ pub fn render(inodes: bool) -> String {
         if dummy(&m.fstype) {
             continue;
         }
-        let Ok(meta) = std::fs::metadata(&m.target) else { continue };
-        let Some(u) = usage_of(&m.target) else { continue };
+        let Ok(meta) = std::fs::metadata(&m.target) else {
+            continue;
+        };
+        let Some(u) = usage_of(&m.target) else {
+            continue;
+        };
         if u.blocks_1k == 0 {
             continue;
         }
@@ -198,7 +246,9 @@ mod tests {
 
     #[test]
     fn mounts_parse() {
-        let m = parse_mounts("overlay / overlay rw,relatime 0 0\n/dev/loop3 /var/lib/containerd ext4 rw 0 0\n");
+        let m = parse_mounts(
+            "overlay / overlay rw,relatime 0 0\n/dev/loop3 /var/lib/containerd ext4 rw 0 0\n",
+        );
         assert_eq!(m.len(), 2);
         assert_eq!(m[1].target, "/var/lib/containerd");
         assert_eq!(m[1].fstype, "ext4");
@@ -215,8 +265,19 @@ mod tests {
 
     #[test]
     fn table_like_df() {
-        let u = Usage { blocks_1k: 16384, used_1k: 16384, avail_1k: 0, inodes: 4096, iused: 12, ifree: 4084 };
-        let m = Mount { source: "/dev/loop0".into(), target: "/var/lib/containerd".into(), fstype: "ext4".into() };
+        let u = Usage {
+            blocks_1k: 16384,
+            used_1k: 16384,
+            avail_1k: 0,
+            inodes: 4096,
+            iused: 12,
+            ifree: 4084,
+        };
+        let m = Mount {
+            source: "/dev/loop0".into(),
+            target: "/var/lib/containerd".into(),
+            fstype: "ext4".into(),
+        };
         let t = render_table(&[header(false), row(&m, &u, false)]);
         assert_eq!(
             t,

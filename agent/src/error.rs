@@ -22,7 +22,10 @@ pub enum AgentError {
 
 impl AgentError {
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        AgentError::Io { what: what.into(), source }
+        AgentError::Io {
+            what: what.into(),
+            source,
+        }
     }
 
     pub fn exit_code(&self) -> i32 {

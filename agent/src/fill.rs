@@ -25,9 +25,13 @@ pub fn files_dir_name(run: &str) -> String {
 
 /// Size checks that keep the filler away from real disks.
 pub fn check_limits(dir: &Path, max_size: u64, max_inodes: u64) -> Result<(u64, u64)> {
-    let meta = std::fs::metadata(dir).map_err(|e| AgentError::Usage(format!("--dir {}: {e}", dir.display())))?;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| AgentError::Usage(format!("--dir {}: {e}", dir.display())))?;
     if !meta.is_dir() {
-        return Err(AgentError::Usage(format!("--dir {} is not a directory", dir.display())));
+        return Err(AgentError::Usage(format!(
+            "--dir {} is not a directory",
+            dir.display()
+        )));
     }
     let s = nix::sys::statvfs::statvfs(dir)
         .map_err(|e| AgentError::io(format!("statvfs {}", dir.display()), e.into()))?;
@@ -68,7 +72,14 @@ struct Filler {
 
 impl Filler {
     fn new(files_dir: PathBuf, mode: FillMode) -> Self {
-        Filler { files_dir, mode, next: 0, current: None, bytes: 0, files: 0 }
+        Filler {
+            files_dir,
+            mode,
+            next: 0,
+            current: None,
+            bytes: 0,
+            files: 0,
+        }
     }
 
     fn next_path(&mut self) -> std::io::Result<PathBuf> {
@@ -130,7 +141,11 @@ impl Filler {
         let mut took = 0;
         let mut ci = 0;
         loop {
-            if self.current.as_ref().is_none_or(|(_, len)| *len >= MAX_FILE) {
+            if self
+                .current
+                .as_ref()
+                .is_none_or(|(_, len)| *len >= MAX_FILE)
+            {
                 let p = self.next_path()?;
                 match OpenOptions::new().append(true).create(true).open(&p) {
                     Ok(f) => {
@@ -144,7 +159,9 @@ impl Filler {
                     Err(e) => return Err(e),
                 }
             }
-            let Some((f, len)) = self.current.as_mut() else { return Ok(took) };
+            let Some((f, len)) = self.current.as_mut() else {
+                return Ok(took);
+            };
             match f.write(&buf[..CHUNKS[ci]]) {
                 Ok(0) => return Ok(took),
                 Ok(n) => {
@@ -168,7 +185,13 @@ impl Filler {
 }
 
 /// Body of the hidden `__fill` subcommand: fill, report, then keep full forever.
-pub fn daemon_main(dir: &Path, files_dir: &Path, mode: FillMode, max_size: u64, max_inodes: u64) -> ! {
+pub fn daemon_main(
+    dir: &Path,
+    files_dir: &Path,
+    mode: FillMode,
+    max_size: u64,
+    max_inodes: u64,
+) -> ! {
     daemon::detach(c"terminus-fill");
     if let Err(e) = check_limits(dir, max_size, max_inodes) {
         daemon::report_err(&e.to_string());
@@ -189,7 +212,12 @@ pub fn daemon_main(dir: &Path, files_dir: &Path, mode: FillMode, max_size: u64, 
         }
     }
     let (avail, ffree) = nix::sys::statvfs::statvfs(dir)
-        .map(|s| (s.blocks_available() * s.fragment_size(), s.files_available()))
+        .map(|s| {
+            (
+                s.blocks_available() * s.fragment_size(),
+                s.files_available(),
+            )
+        })
         .unwrap_or((0, 0));
     daemon::report_ok(&json!({
         "bytes_written": f.bytes,
@@ -201,7 +229,14 @@ pub fn daemon_main(dir: &Path, files_dir: &Path, mode: FillMode, max_size: u64, 
         std::thread::sleep(TOP_UP_EVERY);
         match f.take() {
             Ok(0) => {}
-            Ok(n) => eprintln!("terminus-agent fill: re-took {n} {}", if mode == FillMode::Bytes { "bytes" } else { "inodes" }),
+            Ok(n) => eprintln!(
+                "terminus-agent fill: re-took {n} {}",
+                if mode == FillMode::Bytes {
+                    "bytes"
+                } else {
+                    "inodes"
+                }
+            ),
             Err(e) => eprintln!("terminus-agent fill: {e}"),
         }
     }
@@ -218,11 +253,16 @@ pub struct FillArgs<'a> {
 
 pub fn fill(store: &Store, a: &FillArgs) -> Result<serde_json::Value> {
     let (size, files) = check_limits(a.dir, a.max_size, a.max_inodes)?;
-    let dir = std::fs::canonicalize(a.dir).map_err(|e| AgentError::Usage(format!("--dir {}: {e}", a.dir.display())))?;
+    let dir = std::fs::canonicalize(a.dir)
+        .map_err(|e| AgentError::Usage(format!("--dir {}: {e}", a.dir.display())))?;
     let files_dir = dir.join(files_dir_name(a.run));
     {
         let l = store.open(a.run)?;
-        if l.ledger.entries.iter().any(|e| matches!(e, Entry::Fill { files_dir: fd, .. } if *fd == files_dir)) {
+        if l.ledger
+            .entries
+            .iter()
+            .any(|e| matches!(e, Entry::Fill { files_dir: fd, .. } if *fd == files_dir))
+        {
             return Err(AgentError::Usage(format!(
                 "run {} already fills {}; unfill it first",
                 a.run,
@@ -261,7 +301,13 @@ pub fn fill(store: &Store, a: &FillArgs) -> Result<serde_json::Value> {
         Ok(st) => {
             let mut l = store.open(a.run)?;
             for e in l.ledger.entries.iter_mut() {
-                if let Entry::Fill { files_dir: fd, pid, start_ticks, .. } = e {
+                if let Entry::Fill {
+                    files_dir: fd,
+                    pid,
+                    start_ticks,
+                    ..
+                } = e
+                {
                     if *fd == files_dir {
                         *pid = Some(st.pid);
                         *start_ticks = Some(st.start_ticks);
@@ -287,7 +333,9 @@ pub fn fill(store: &Store, a: &FillArgs) -> Result<serde_json::Value> {
             // Recover on the failure path too: the daemon is already killed by spawn.
             let _ = remove_files_dir(&files_dir, a.run);
             let mut l = store.open(a.run)?;
-            l.ledger.entries.retain(|en| !matches!(en, Entry::Fill { files_dir: fd, .. } if *fd == files_dir));
+            l.ledger
+                .entries
+                .retain(|en| !matches!(en, Entry::Fill { files_dir: fd, .. } if *fd == files_dir));
             l.save()?;
             Err(e)
         }
@@ -296,11 +344,16 @@ pub fn fill(store: &Store, a: &FillArgs) -> Result<serde_json::Value> {
 
 /// Removes a filler directory, after checking it is one of ours.
 pub fn remove_files_dir(files_dir: &Path, run: &str) -> std::io::Result<bool> {
-    let name_ok = files_dir.file_name().is_some_and(|n| n.to_string_lossy() == files_dir_name(run));
+    let name_ok = files_dir
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy() == files_dir_name(run));
     if !name_ok {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("{} is not a filler directory of run {run}", files_dir.display()),
+            format!(
+                "{} is not a filler directory of run {run}",
+                files_dir.display()
+            ),
         ));
     }
     match std::fs::remove_dir_all(files_dir) {
@@ -313,7 +366,10 @@ pub fn remove_files_dir(files_dir: &Path, run: &str) -> std::io::Result<bool> {
 /// Stops the fillers of `run` (all of them, or those filling `dir`) and removes their files.
 pub fn unfill(store: &Store, run: &str, dir: Option<&Path>) -> Result<serde_json::Value> {
     let dir = match dir {
-        Some(d) => Some(std::fs::canonicalize(d).map_err(|e| AgentError::Usage(format!("--dir {}: {e}", d.display())))?),
+        Some(d) => Some(
+            std::fs::canonicalize(d)
+                .map_err(|e| AgentError::Usage(format!("--dir {}: {e}", d.display())))?,
+        ),
         None => None,
     };
     let mut l = store.open(run)?;
@@ -326,7 +382,14 @@ pub fn unfill(store: &Store, run: &str, dir: Option<&Path>) -> Result<serde_json
     type Target = (Option<(i32, Option<u64>)>, PathBuf);
     let mut targets: Vec<Target> = Vec::new();
     for e in &l.ledger.entries {
-        if let Entry::Fill { dir: d, files_dir, pid, start_ticks, .. } = e {
+        if let Entry::Fill {
+            dir: d,
+            files_dir,
+            pid,
+            start_ticks,
+            ..
+        } = e
+        {
             if dir.as_ref().is_none_or(|want| want == d) {
                 targets.push((pid.map(|p| (p, *start_ticks)), files_dir.clone()));
             }
@@ -379,6 +442,9 @@ pub fn unfill(store: &Store, run: &str, dir: Option<&Path>) -> Result<serde_json
     if errors.is_empty() {
         Ok(v)
     } else {
-        Err(AgentError::Failed(format!("unfill incomplete: {}", errors.join("; "))))
+        Err(AgentError::Failed(format!(
+            "unfill incomplete: {}",
+            errors.join("; ")
+        )))
     }
 }

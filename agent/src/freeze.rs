@@ -27,9 +27,14 @@ pub struct Select {
 
 /// Resolves a selection to pids, with a clear error for none or (without `--all`) many.
 pub fn resolve(s: &Select) -> Result<Vec<i32>> {
-    let given = [s.pid.is_some(), s.name.is_some(), s.shim_of.is_some()].iter().filter(|b| **b).count();
+    let given = [s.pid.is_some(), s.name.is_some(), s.shim_of.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
     if given != 1 {
-        return Err(AgentError::Usage("name exactly one target: PID, --name PROGRAM or --shim-of CONTAINER_ID".into()));
+        return Err(AgentError::Usage(
+            "name exactly one target: PID, --name PROGRAM or --shim-of CONTAINER_ID".into(),
+        ));
     }
     if let Some(pid) = s.pid {
         if pid <= 1 {
@@ -48,12 +53,19 @@ pub fn resolve(s: &Select) -> Result<Vec<i32>> {
     let pids: Vec<i32> = procfs::find_by_name(name)
         .into_iter()
         .filter(|&p| p != me && p > 1)
-        .filter(|&p| s.matching.as_ref().is_none_or(|m| procfs::cmdline(p).join(" ").contains(m.as_str())))
+        .filter(|&p| {
+            s.matching
+                .as_ref()
+                .is_none_or(|m| procfs::cmdline(p).join(" ").contains(m.as_str()))
+        })
         .collect();
     match pids.len() {
         0 => Err(AgentError::Failed(format!(
             "no process named {name}{}",
-            s.matching.as_ref().map(|m| format!(" with {m:?} in its arguments")).unwrap_or_default()
+            s.matching
+                .as_ref()
+                .map(|m| format!(" with {m:?} in its arguments"))
+                .unwrap_or_default()
         ))),
         1 => Ok(pids),
         _ if s.all => Ok(pids),
@@ -72,7 +84,10 @@ pub fn shim_of(cid: &str, task_root: &str) -> Result<i32> {
         return Err(AgentError::Usage(format!("invalid container id {cid:?}")));
     }
     let pidfile = Path::new(task_root).join(cid).join("init.pid");
-    if let Some(init) = std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+    if let Some(init) = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    {
         if let Some(st) = procfs::stat(init) {
             if st.ppid > 1 {
                 return Ok(st.ppid);
@@ -83,7 +98,8 @@ pub fn shim_of(cid: &str, task_root: &str) -> Result<i32> {
         .into_iter()
         .find(|&p| {
             let argv = procfs::cmdline(p);
-            argv.first().is_some_and(|a| a.contains("containerd-shim")) && argv.iter().any(|a| a == cid)
+            argv.first().is_some_and(|a| a.contains("containerd-shim"))
+                && argv.iter().any(|a| a == cid)
         })
         .ok_or_else(|| {
             AgentError::Failed(format!(
@@ -119,9 +135,16 @@ pub fn freeze(store: &Store, run: &str, sel: &Select) -> Result<serde_json::Valu
     let mut l = store.open(run)?;
     let mut out = Vec::new();
     for pid in pids {
-        let Some(st) = procfs::stat(pid) else { continue };
+        let Some(st) = procfs::stat(pid) else {
+            continue;
+        };
         // Write-ahead: the ledger names the exact process before it is stopped.
-        l.record(Entry::Freeze { pid, start_ticks: st.start_ticks, comm: st.comm.clone(), at: now_epoch() })?;
+        l.record(Entry::Freeze {
+            pid,
+            start_ticks: st.start_ticks,
+            comm: st.comm.clone(),
+            at: now_epoch(),
+        })?;
         kill(Pid::from_raw(pid), Signal::SIGSTOP)
             .map_err(|e| AgentError::Failed(format!("SIGSTOP {pid}: {e}")))?;
         wait_state(pid, true);
@@ -139,11 +162,16 @@ pub fn thaw(store: &Store, run: Option<&str>, sel: &Select) -> Result<serde_json
         targets.extend(resolve(sel)?.into_iter().map(|p| (p, None)));
     } else {
         let Some(run) = run else {
-            return Err(AgentError::Usage("thaw needs a target (PID/--name/--shim-of) or --run".into()));
+            return Err(AgentError::Usage(
+                "thaw needs a target (PID/--name/--shim-of) or --run".into(),
+            ));
         };
         let l = store.open(run)?;
         for e in &l.ledger.entries {
-            if let Entry::Freeze { pid, start_ticks, .. } = e {
+            if let Entry::Freeze {
+                pid, start_ticks, ..
+            } = e
+            {
                 targets.push((*pid, Some(*start_ticks)));
             }
         }
@@ -153,7 +181,8 @@ pub fn thaw(store: &Store, run: Option<&str>, sel: &Select) -> Result<serde_json
     for (pid, st) in &targets {
         let ours = st.is_none_or(|t| procfs::same_process(*pid, t));
         if ours && procfs::alive(*pid) {
-            kill(Pid::from_raw(*pid), Signal::SIGCONT).map_err(|e| AgentError::Failed(format!("SIGCONT {pid}: {e}")))?;
+            kill(Pid::from_raw(*pid), Signal::SIGCONT)
+                .map_err(|e| AgentError::Failed(format!("SIGCONT {pid}: {e}")))?;
             wait_state(*pid, false);
             thawed.push(describe(*pid));
         } else {
@@ -168,7 +197,9 @@ pub fn thaw(store: &Store, run: Option<&str>, sel: &Select) -> Result<serde_json
     for r in runs {
         let mut l = store.open(&r)?;
         let before = l.ledger.entries.len();
-        l.ledger.entries.retain(|e| !matches!(e, Entry::Freeze { pid, .. } if pids.contains(pid)));
+        l.ledger
+            .entries
+            .retain(|e| !matches!(e, Entry::Freeze { pid, .. } if pids.contains(pid)));
         if l.ledger.entries.len() != before {
             l.save()?;
         }

@@ -19,21 +19,39 @@ use crate::procfs;
 /// Undoes one entry. Ok(message) when the entry can be dropped from the ledger.
 fn undo(run: &str, e: &Entry) -> std::result::Result<String, String> {
     match e {
-        Entry::Freeze { pid, start_ticks, comm, .. } => {
+        Entry::Freeze {
+            pid,
+            start_ticks,
+            comm,
+            ..
+        } => {
             if procfs::same_process(*pid, *start_ticks) {
-                kill(Pid::from_raw(*pid), Signal::SIGCONT).map_err(|err| format!("SIGCONT {pid} ({comm}): {err}"))?;
+                kill(Pid::from_raw(*pid), Signal::SIGCONT)
+                    .map_err(|err| format!("SIGCONT {pid} ({comm}): {err}"))?;
                 Ok(format!("thawed pid {pid} ({comm})"))
             } else {
                 Ok(format!("pid {pid} ({comm}) is gone; nothing to thaw"))
             }
         }
         Entry::Immutable { path, .. } => match attrs::set_immutable(path, false) {
-            Ok((b, _)) if b & attrs::IMMUTABLE != 0 => Ok(format!("cleared immutable flag on {}", path.display())),
+            Ok((b, _)) if b & attrs::IMMUTABLE != 0 => {
+                Ok(format!("cleared immutable flag on {}", path.display()))
+            }
             Ok(_) => Ok(format!("{} was not immutable", path.display())),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(format!("{} is gone", path.display())),
-            Err(err) => Err(format!("clearing immutable flag on {}: {err}", path.display())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                Ok(format!("{} is gone", path.display()))
+            }
+            Err(err) => Err(format!(
+                "clearing immutable flag on {}: {err}",
+                path.display()
+            )),
         },
-        Entry::Fill { files_dir, pid, start_ticks, .. } => {
+        Entry::Fill {
+            files_dir,
+            pid,
+            start_ticks,
+            ..
+        } => {
             let mut msg = Vec::new();
             if let (Some(pid), Some(t)) = (pid, start_ticks) {
                 if procfs::same_process(*pid, *t) {
@@ -48,9 +66,19 @@ fn undo(run: &str, e: &Entry) -> std::result::Result<String, String> {
                 Ok(false) => {}
                 Err(err) => return Err(format!("removing {}: {err}", files_dir.display())),
             }
-            Ok(if msg.is_empty() { format!("filler of {} already gone", files_dir.display()) } else { msg.join(", ") })
+            Ok(if msg.is_empty() {
+                format!("filler of {} already gone", files_dir.display())
+            } else {
+                msg.join(", ")
+            })
         }
-        Entry::Hold { path, pid, start_ticks, bind_target, .. } => {
+        Entry::Hold {
+            path,
+            pid,
+            start_ticks,
+            bind_target,
+            ..
+        } => {
             let mut msg = Vec::new();
             if let (Some(pid), Some(t)) = (pid, start_ticks) {
                 if procfs::same_process(*pid, *t) {
@@ -62,11 +90,16 @@ fn undo(run: &str, e: &Entry) -> std::result::Result<String, String> {
             }
             if let Some(t) = bind_target {
                 if t.exists() {
-                    hold::remove_bind_target(t).map_err(|err| format!("removing {}: {err}", t.display()))?;
+                    hold::remove_bind_target(t)
+                        .map_err(|err| format!("removing {}: {err}", t.display()))?;
                     msg.push(format!("removed {}", t.display()));
                 }
             }
-            Ok(if msg.is_empty() { format!("holder of {} already gone", path.display()) } else { msg.join(", ") })
+            Ok(if msg.is_empty() {
+                format!("holder of {} already gone", path.display())
+            } else {
+                msg.join(", ")
+            })
         }
     }
 }

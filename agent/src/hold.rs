@@ -44,33 +44,52 @@ pub fn daemon_main(path: &Path, via: Via, ns: Ns, ns_of: Option<i32>, target: &P
     daemon::detach(c"terminus-hold");
     let r = (|| -> std::result::Result<Option<File>, String> {
         if let Some(p) = ns_of {
-            let f = File::open(format!("/proc/{p}/ns/mnt")).map_err(|e| format!("opening mount ns of pid {p}: {e}"))?;
-            setns(&f, CloneFlags::CLONE_NEWNS).map_err(|e| format!("entering mount ns of pid {p}: {e}"))?;
+            let f = File::open(format!("/proc/{p}/ns/mnt"))
+                .map_err(|e| format!("opening mount ns of pid {p}: {e}"))?;
+            setns(&f, CloneFlags::CLONE_NEWNS)
+                .map_err(|e| format!("entering mount ns of pid {p}: {e}"))?;
         }
         if ns == Ns::New {
             unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
             // Slave, not private: the holder keeps seeing mounts made later by the
             // runtime (so the path exists for it), while its own binds stay its own.
-            mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
-                .map_err(|e| format!("making / rslave: {e}"))?;
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_SLAVE,
+                None::<&str>,
+            )
+            .map_err(|e| format!("making / rslave: {e}"))?;
         }
         match via {
             Via::Cwd => {
                 nix::unistd::chdir(path).map_err(|e| format!("chdir {}: {e}", path.display()))?;
                 Ok(None)
             }
-            Via::Fd => File::open(path).map(Some).map_err(|e| format!("open {}: {e}", path.display())),
+            Via::Fd => File::open(path)
+                .map(Some)
+                .map_err(|e| format!("open {}: {e}", path.display())),
             Via::Bind => {
-                std::fs::create_dir_all(target).map_err(|e| format!("mkdir {}: {e}", target.display()))?;
-                mount(Some(path), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                    .map_err(|e| format!("bind {} to {}: {e}", path.display(), target.display()))?;
+                std::fs::create_dir_all(target)
+                    .map_err(|e| format!("mkdir {}: {e}", target.display()))?;
+                mount(
+                    Some(path),
+                    target,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(|e| format!("bind {} to {}: {e}", path.display(), target.display()))?;
                 Ok(None)
             }
         }
     })();
     match r {
         Ok(fd) => {
-            daemon::report_ok(&json!({"mnt_ns": procfs::ns_inode(std::process::id() as i32, "mnt")}));
+            daemon::report_ok(
+                &json!({"mnt_ns": procfs::ns_inode(std::process::id() as i32, "mnt")}),
+            );
             loop {
                 // The open fd (if any) must stay alive: it is the hold.
                 let _keep = &fd;
@@ -95,20 +114,33 @@ pub struct HoldArgs<'a> {
 
 pub fn hold(store: &Store, a: &HoldArgs) -> Result<serde_json::Value> {
     if !a.path.is_absolute() {
-        return Err(AgentError::Usage(format!("--path {} must be absolute", a.path.display())));
+        return Err(AgentError::Usage(format!(
+            "--path {} must be absolute",
+            a.path.display()
+        )));
     }
     if let Some(p) = a.ns_of {
         if !procfs::alive(p) {
-            return Err(AgentError::Usage(format!("--mount-ns-of {p}: no such process")));
+            return Err(AgentError::Usage(format!(
+                "--mount-ns-of {p}: no such process"
+            )));
         }
     } else if !a.path.exists() {
-        return Err(AgentError::Usage(format!("--path {} does not exist", a.path.display())));
+        return Err(AgentError::Usage(format!(
+            "--path {} does not exist",
+            a.path.display()
+        )));
     }
     let target = bind_target(a.run);
     let bind = (a.via == Via::Bind).then(|| target.clone());
     {
         let mut l = store.open(a.run)?;
-        if bind.is_some() && l.ledger.entries.iter().any(|e| matches!(e, Entry::Hold { via: Via::Bind, .. })) {
+        if bind.is_some()
+            && l.ledger
+                .entries
+                .iter()
+                .any(|e| matches!(e, Entry::Hold { via: Via::Bind, .. }))
+        {
             return Err(AgentError::Usage(format!(
                 "run {} already has a bind holder at {}; release it first",
                 a.run,
@@ -143,7 +175,10 @@ pub fn hold(store: &Store, a: &HoldArgs) -> Result<serde_json::Value> {
     match daemon::spawn(store, a.run, &args, a.timeout) {
         Ok(st) => {
             let mut l = store.open(a.run)?;
-            if let Some(Entry::Hold { pid, start_ticks, .. }) = l.ledger.entries.iter_mut().rev().find(|e| is_pending(e)) {
+            if let Some(Entry::Hold {
+                pid, start_ticks, ..
+            }) = l.ledger.entries.iter_mut().rev().find(|e| is_pending(e))
+            {
                 *pid = Some(st.pid);
                 *start_ticks = Some(st.start_ticks);
             }
@@ -197,7 +232,14 @@ pub fn release(store: &Store, run: &str, path: Option<&Path>) -> Result<serde_js
     let mut targets: Vec<PathBuf> = Vec::new();
     let wanted = |p: &Path| path.is_none_or(|want| want == p);
     for e in &l.ledger.entries {
-        if let Entry::Hold { path: p, pid, start_ticks, bind_target, .. } = e {
+        if let Entry::Hold {
+            path: p,
+            pid,
+            start_ticks,
+            bind_target,
+            ..
+        } = e
+        {
             if !wanted(p) {
                 continue;
             }
@@ -217,7 +259,9 @@ pub fn release(store: &Store, run: &str, path: Option<&Path>) -> Result<serde_js
         if argv.get(1).map(String::as_str) != Some("__hold") {
             continue;
         }
-        if daemon::arg_value(&argv, "--path").is_some_and(|p| wanted(Path::new(&p))) && !killed.contains(&pid) {
+        if daemon::arg_value(&argv, "--path").is_some_and(|p| wanted(Path::new(&p)))
+            && !killed.contains(&pid)
+        {
             if daemon::kill_and_wait(pid) {
                 killed.push(pid);
             } else {
@@ -238,11 +282,16 @@ pub fn release(store: &Store, run: &str, path: Option<&Path>) -> Result<serde_js
         }
     }
     if errors.is_empty() {
-        l.ledger.entries.retain(|e| !matches!(e, Entry::Hold { path: p, .. } if wanted(p)));
+        l.ledger
+            .entries
+            .retain(|e| !matches!(e, Entry::Hold { path: p, .. } if wanted(p)));
         l.save()?;
         Ok(json!({"run": run, "killed": killed, "removed": removed}))
     } else {
-        Err(AgentError::Failed(format!("release incomplete: {}", errors.join("; "))))
+        Err(AgentError::Failed(format!(
+            "release incomplete: {}",
+            errors.join("; ")
+        )))
     }
 }
 
@@ -252,7 +301,11 @@ pub fn grep_mountinfo(id: &str) -> Vec<String> {
     for pid in procfs::pids() {
         let p = format!("/proc/{pid}/mountinfo");
         if let Ok(text) = std::fs::read_to_string(&p) {
-            out.extend(text.lines().filter(|l| l.contains(id)).map(|l| format!("{p}:{l}")));
+            out.extend(
+                text.lines()
+                    .filter(|l| l.contains(id))
+                    .map(|l| format!("{p}:{l}")),
+            );
         }
     }
     out
@@ -260,7 +313,9 @@ pub fn grep_mountinfo(id: &str) -> Vec<String> {
 
 /// The runtime whose mount namespace counts as "the runtime's": containerd, else dockerd.
 pub fn runtime_pid() -> Option<i32> {
-    ["containerd", "dockerd"].iter().find_map(|n| procfs::find_by_name(n).into_iter().next())
+    ["containerd", "dockerd"]
+        .iter()
+        .find_map(|n| procfs::find_by_name(n).into_iter().next())
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -285,7 +340,11 @@ pub fn is_under(p: &Path, root: &Path) -> bool {
 /// Parsed mountinfo line: (major:minor, root, mount point).
 pub fn parse_mountinfo_line(line: &str) -> Option<(String, String, String)> {
     let f: Vec<&str> = line.split(' ').collect();
-    Some((f.get(2)?.to_string(), crate::df::unescape(f.get(3)?), crate::df::unescape(f.get(4)?)))
+    Some((
+        f.get(2)?.to_string(),
+        crate::df::unescape(f.get(3)?),
+        crate::df::unescape(f.get(4)?),
+    ))
 }
 
 pub fn holders(path: &Path, runtime: Option<i32>) -> serde_json::Value {
@@ -295,16 +354,23 @@ pub fn holders(path: &Path, runtime: Option<i32>) -> serde_json::Value {
     // The device of the mount at `path` (as the runtime or we see it), to find copies
     // mounted elsewhere in other namespaces.
     let view = runtime.unwrap_or(me);
-    let dev = std::fs::read_to_string(format!("/proc/{view}/mountinfo")).ok().and_then(|t| {
-        t.lines().filter_map(parse_mountinfo_line).find(|(_, _, mp)| Path::new(mp) == path).map(|(d, _, _)| d)
-    });
+    let dev = std::fs::read_to_string(format!("/proc/{view}/mountinfo"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .filter_map(parse_mountinfo_line)
+                .find(|(_, _, mp)| Path::new(mp) == path)
+                .map(|(d, _, _)| d)
+        });
     let mut found: Vec<Holder> = Vec::new();
     let mut seen_ns = std::collections::HashSet::new();
     for pid in procfs::pids() {
         if pid == me {
             continue;
         }
-        let Some(st) = procfs::stat(pid) else { continue };
+        let Some(st) = procfs::stat(pid) else {
+            continue;
+        };
         let ns = procfs::ns_inode(pid, "mnt");
         let mk = |how: &str, detail: String| Holder {
             pid,
@@ -319,7 +385,9 @@ pub fn holders(path: &Path, runtime: Option<i32>) -> serde_json::Value {
         for link in ["cwd", "root"] {
             if let Ok(t) = std::fs::read_link(dir.join(link)) {
                 // Every process has root "/", which is "under" path only if path is "/".
-                if is_under(&t, path) && !(link == "root" && t == Path::new("/") && path != Path::new("/")) {
+                if is_under(&t, path)
+                    && !(link == "root" && t == Path::new("/") && path != Path::new("/"))
+                {
                     found.push(mk(link, t.display().to_string()));
                 }
             }
@@ -328,7 +396,10 @@ pub fn holders(path: &Path, runtime: Option<i32>) -> serde_json::Value {
             for e in rd.flatten() {
                 if let Ok(t) = std::fs::read_link(e.path()) {
                     if is_under(&t, path) {
-                        found.push(mk("fd", format!("{} -> {}", e.file_name().to_string_lossy(), t.display())));
+                        found.push(mk(
+                            "fd",
+                            format!("{} -> {}", e.file_name().to_string_lossy(), t.display()),
+                        ));
                     }
                 }
             }
@@ -364,9 +435,18 @@ mod tests {
 
     #[test]
     fn under() {
-        assert!(is_under(Path::new("/run/x/rootfs/bin"), Path::new("/run/x/rootfs")));
-        assert!(is_under(Path::new("/run/x/rootfs"), Path::new("/run/x/rootfs")));
-        assert!(!is_under(Path::new("/run/x/rootfs2"), Path::new("/run/x/rootfs")));
+        assert!(is_under(
+            Path::new("/run/x/rootfs/bin"),
+            Path::new("/run/x/rootfs")
+        ));
+        assert!(is_under(
+            Path::new("/run/x/rootfs"),
+            Path::new("/run/x/rootfs")
+        ));
+        assert!(!is_under(
+            Path::new("/run/x/rootfs2"),
+            Path::new("/run/x/rootfs")
+        ));
     }
 
     #[test]

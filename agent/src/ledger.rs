@@ -36,7 +36,12 @@ pub enum Entry {
     /// FS_IMMUTABLE_FL set on `path`.
     Immutable { path: PathBuf, at: i64 },
     /// SIGSTOP sent to `pid` (identified by its start time).
-    Freeze { pid: i32, start_ticks: u64, comm: String, at: i64 },
+    Freeze {
+        pid: i32,
+        start_ticks: u64,
+        comm: String,
+        at: i64,
+    },
     /// A filler daemon keeps the filesystem of `dir` full with files under `files_dir`.
     Fill {
         dir: PathBuf,
@@ -67,7 +72,11 @@ pub struct Ledger {
 
 impl Ledger {
     pub fn new(run: &str) -> Self {
-        Ledger { version: VERSION, run: run.to_string(), entries: Vec::new() }
+        Ledger {
+            version: VERSION,
+            run: run.to_string(),
+            entries: Vec::new(),
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -85,7 +94,9 @@ pub fn validate_run(run: &str) -> Result<(), AgentError> {
         && run.len() <= 64
         && !run.starts_with('.')
         && !run.starts_with('-')
-        && run.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && run
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
@@ -134,13 +145,15 @@ impl Store {
             .write(true)
             .open(&lock_path)
             .map_err(|e| AgentError::io(format!("opening {}", lock_path.display()), e))?;
-        let lock = Flock::lock(f, FlockArg::LockExclusive)
-            .map_err(|(_, e)| AgentError::io(format!("locking {}", lock_path.display()), e.into()))?;
+        let lock = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| {
+            AgentError::io(format!("locking {}", lock_path.display()), e.into())
+        })?;
         let path = self.path_of(run);
         let ledger = match File::open(&path) {
             Ok(mut f) => {
                 let mut s = String::new();
-                f.read_to_string(&mut s).map_err(|e| AgentError::io(format!("reading {}", path.display()), e))?;
+                f.read_to_string(&mut s)
+                    .map_err(|e| AgentError::io(format!("reading {}", path.display()), e))?;
                 Ledger::from_json(&s).map_err(|e| {
                     AgentError::Failed(format!("ledger {} is not valid: {e}", path.display()))
                 })?
@@ -148,7 +161,11 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::new(run),
             Err(e) => return Err(AgentError::io(format!("reading {}", path.display()), e)),
         };
-        Ok(Locked { _lock: lock, path, ledger })
+        Ok(Locked {
+            _lock: lock,
+            path,
+            ledger,
+        })
     }
 
     /// Run ids that have a ledger.
@@ -176,7 +193,10 @@ impl Locked {
             return match std::fs::remove_file(&self.path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(AgentError::io(format!("removing {}", self.path.display()), e)),
+                Err(e) => Err(AgentError::io(
+                    format!("removing {}", self.path.display()),
+                    e,
+                )),
             };
         }
         let tmp = self.path.with_extension("json.tmp");
@@ -219,8 +239,16 @@ mod tests {
             version: VERSION,
             run: "r-1".into(),
             entries: vec![
-                Entry::Immutable { path: "/var/lib/x/f".into(), at: 1 },
-                Entry::Freeze { pid: 42, start_ticks: 999, comm: "containerd".into(), at: 2 },
+                Entry::Immutable {
+                    path: "/var/lib/x/f".into(),
+                    at: 1,
+                },
+                Entry::Freeze {
+                    pid: 42,
+                    start_ticks: 999,
+                    comm: "containerd".into(),
+                    at: 2,
+                },
                 Entry::Fill {
                     dir: "/mnt/small".into(),
                     files_dir: "/mnt/small/.terminus-fill-r-1".into(),
@@ -260,7 +288,9 @@ mod tests {
 
     #[test]
     fn rejects_unknown_kind_and_fields() {
-        assert!(Ledger::from_json(r#"{"version":1,"run":"a","entries":[{"kind":"nope"}]}"#).is_err());
+        assert!(
+            Ledger::from_json(r#"{"version":1,"run":"a","entries":[{"kind":"nope"}]}"#).is_err()
+        );
         assert!(Ledger::from_json(r#"{"version":1,"run":"a","entries":[],"x":1}"#).is_err());
     }
 
@@ -278,7 +308,11 @@ mod tests {
         let store = Store::new(dir.path());
         {
             let mut l = store.open("t1").expect("open");
-            l.record(Entry::Immutable { path: "/a".into(), at: 0 }).expect("record");
+            l.record(Entry::Immutable {
+                path: "/a".into(),
+                at: 0,
+            })
+            .expect("record");
         }
         assert_eq!(store.runs(), vec!["t1".to_string()]);
         let mut l = store.open("t1").expect("reopen");

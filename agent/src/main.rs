@@ -32,10 +32,19 @@ use error::{AgentError, Result};
 use ledger::{FillMode, Store, Via};
 
 #[derive(Parser, Debug)]
-#[command(name = "terminus-agent", version, about = "terminus node agent: node faults, recovery and evidence")]
+#[command(
+    name = "terminus-agent",
+    version,
+    about = "terminus node agent: node faults, recovery and evidence"
+)]
 struct Cli {
     /// Where fault ledgers live.
-    #[arg(long, global = true, env = "TERMINUS_AGENT_STATE_DIR", default_value = "/var/lib/terminus-agent")]
+    #[arg(
+        long,
+        global = true,
+        env = "TERMINUS_AGENT_STATE_DIR",
+        default_value = "/var/lib/terminus-agent"
+    )]
     state_dir: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
@@ -279,13 +288,17 @@ fn run(cli: Cli) -> Result<i32> {
         .map_err(|e| AgentError::Usage(format!("--state-dir {}: {e}", cli.state_dir.display())))?;
     let store = Store::new(state_dir);
     match cli.cmd {
-        Cmd::Immutable { op: ImmutableOp::Set { path, run } } => {
+        Cmd::Immutable {
+            op: ImmutableOp::Set { path, run },
+        } => {
             check_run(&run)?;
             let v = immutable::set(&store, &run, &path)?;
             eprintln!("immutable flag set on {}", path.display());
             print_json(&v);
         }
-        Cmd::Immutable { op: ImmutableOp::Clear { path, run } } => {
+        Cmd::Immutable {
+            op: ImmutableOp::Clear { path, run },
+        } => {
             if let Some(r) = &run {
                 check_run(r)?;
             }
@@ -293,24 +306,54 @@ fn run(cli: Cli) -> Result<i32> {
             eprintln!("immutable flag cleared on {}", path.display());
             print_json(&v);
         }
-        Cmd::Lsattr { paths, recursive, only_flagged, max_lines } => {
+        Cmd::Lsattr {
+            paths,
+            recursive,
+            only_flagged,
+            max_lines,
+        } => {
             if paths.is_empty() && recursive.is_empty() {
-                return Err(AgentError::Usage("lsattr needs PATH... or --recursive DIR".into()));
+                return Err(AgentError::Usage(
+                    "lsattr needs PATH... or --recursive DIR".into(),
+                ));
             }
             let mut out = std::io::stdout().lock();
             let mut errors = 0;
-            for (p, rec) in paths.iter().map(|p| (p, false)).chain(recursive.iter().map(|p| (p, true))) {
-                let opts = attrs::ListOpts { recursive: rec, only_flagged, max_lines };
-                let st = attrs::list(p, opts, &mut out).map_err(|e| AgentError::io("writing output", e))?;
+            for (p, rec) in paths
+                .iter()
+                .map(|p| (p, false))
+                .chain(recursive.iter().map(|p| (p, true)))
+            {
+                let opts = attrs::ListOpts {
+                    recursive: rec,
+                    only_flagged,
+                    max_lines,
+                };
+                let st = attrs::list(p, opts, &mut out)
+                    .map_err(|e| AgentError::io("writing output", e))?;
                 errors += st.errors;
             }
             return Ok(if errors > 0 { 1 } else { 0 });
         }
-        Cmd::Fill { dir, mode, run, max_size, max_inodes, timeout } => {
+        Cmd::Fill {
+            dir,
+            mode,
+            run,
+            max_size,
+            max_inodes,
+            timeout,
+        } => {
             check_run(&run)?;
             let v = fill::fill(
                 &store,
-                &fill::FillArgs { dir: &dir, mode, run: &run, max_size, max_inodes, timeout: Duration::from_secs(timeout) },
+                &fill::FillArgs {
+                    dir: &dir,
+                    mode,
+                    run: &run,
+                    max_size,
+                    max_inodes,
+                    timeout: Duration::from_secs(timeout),
+                },
             )?;
             eprintln!("filler pid {} keeps {} full", v["pid"], dir.display());
             print_json(&v);
@@ -335,11 +378,25 @@ fn run(cli: Cli) -> Result<i32> {
             eprintln!("thawed: {}", v["thawed"]);
             print_json(&v);
         }
-        Cmd::HoldMount { path, via, run, ns, mount_ns_of, timeout } => {
+        Cmd::HoldMount {
+            path,
+            via,
+            run,
+            ns,
+            mount_ns_of,
+            timeout,
+        } => {
             check_run(&run)?;
             let v = hold::hold(
                 &store,
-                &hold::HoldArgs { path: &path, via, ns, ns_of: mount_ns_of, run: &run, timeout: Duration::from_secs(timeout) },
+                &hold::HoldArgs {
+                    path: &path,
+                    via,
+                    ns,
+                    ns_of: mount_ns_of,
+                    run: &run,
+                    timeout: Duration::from_secs(timeout),
+                },
             )?;
             eprintln!("holder pid {} keeps {} busy", v["pid"], path.display());
             print_json(&v);
@@ -362,13 +419,23 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Holders { path, runtime_pid } => {
             if !path.is_absolute() {
-                return Err(AgentError::Usage(format!("{} must be absolute", path.display())));
+                return Err(AgentError::Usage(format!(
+                    "{} must be absolute",
+                    path.display()
+                )));
             }
             print_json(&hold::holders(&path, runtime_pid));
         }
         Cmd::Ps => print_text(&ps::render()),
         Cmd::Df { inodes } => print_text(&df::render(inodes)),
-        Cmd::Collect { out, container_ids, pod_uid, since, cmd_timeout, no_snapshot_scan } => {
+        Cmd::Collect {
+            out,
+            container_ids,
+            pod_uid,
+            since,
+            cmd_timeout,
+            no_snapshot_scan,
+        } => {
             let v = collect::collect(&collect::CollectArgs {
                 out: &out,
                 container_ids: &container_ids,
@@ -402,19 +469,37 @@ fn run(cli: Cli) -> Result<i32> {
             let (ok, v) = gc::gc(&store, if all { None } else { run.as_deref() })?;
             for r in v["runs"].as_array().into_iter().flatten() {
                 for a in r["actions"].as_array().into_iter().flatten() {
-                    eprintln!("gc {}: {}", r["run"].as_str().unwrap_or("?"), a.as_str().unwrap_or_default());
+                    eprintln!(
+                        "gc {}: {}",
+                        r["run"].as_str().unwrap_or("?"),
+                        a.as_str().unwrap_or_default()
+                    );
                 }
                 for e in r["errors"].as_array().into_iter().flatten() {
-                    eprintln!("gc {}: ERROR {}", r["run"].as_str().unwrap_or("?"), e.as_str().unwrap_or_default());
+                    eprintln!(
+                        "gc {}: ERROR {}",
+                        r["run"].as_str().unwrap_or("?"),
+                        e.as_str().unwrap_or_default()
+                    );
                 }
             }
             print_json(&v);
             return Ok(if ok { 0 } else { 1 });
         }
-        Cmd::FillDaemon { dir, files_dir, mode, max_size, max_inodes } => {
-            fill::daemon_main(&dir, &files_dir, mode, max_size, max_inodes)
-        }
-        Cmd::HoldDaemon { path, via, ns, target, mount_ns_of } => hold::daemon_main(&path, via, ns, mount_ns_of, &target),
+        Cmd::FillDaemon {
+            dir,
+            files_dir,
+            mode,
+            max_size,
+            max_inodes,
+        } => fill::daemon_main(&dir, &files_dir, mode, max_size, max_inodes),
+        Cmd::HoldDaemon {
+            path,
+            via,
+            ns,
+            target,
+            mount_ns_of,
+        } => hold::daemon_main(&path, via, ns, mount_ns_of, &target),
     }
     Ok(0)
 }

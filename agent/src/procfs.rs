@@ -51,7 +51,10 @@ pub fn split_nul(bytes: &[u8]) -> Vec<String> {
     if bytes.is_empty() {
         return Vec::new();
     }
-    bytes.split(|&b| b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
+    bytes
+        .split(|&b| b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
 }
 
 pub fn proc_dir(pid: i32) -> PathBuf {
@@ -75,11 +78,15 @@ pub fn stat(pid: i32) -> Option<Stat> {
 }
 
 pub fn cmdline(pid: i32) -> Vec<String> {
-    std::fs::read(proc_dir(pid).join("cmdline")).map(|b| split_nul(&b)).unwrap_or_default()
+    std::fs::read(proc_dir(pid).join("cmdline"))
+        .map(|b| split_nul(&b))
+        .unwrap_or_default()
 }
 
 pub fn environ(pid: i32) -> Vec<String> {
-    std::fs::read(proc_dir(pid).join("environ")).map(|b| split_nul(&b)).unwrap_or_default()
+    std::fs::read(proc_dir(pid).join("environ"))
+        .map(|b| split_nul(&b))
+        .unwrap_or_default()
 }
 
 /// The inode of a namespace link such as `/proc/PID/ns/mnt` (`mnt:[4026531841]`).
@@ -107,7 +114,10 @@ pub fn alive(pid: i32) -> bool {
 
 /// The first process whose comm or argv[0] basename is `name`, preferring the oldest.
 pub fn find_by_name(name: &str) -> Vec<i32> {
-    pids().into_iter().filter(|&p| name_matches(p, name)).collect()
+    pids()
+        .into_iter()
+        .filter(|&p| name_matches(p, name))
+        .collect()
 }
 
 pub fn name_matches(pid: i32, name: &str) -> bool {

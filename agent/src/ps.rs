@@ -58,11 +58,17 @@ pub fn pid_width(pid_max: u64) -> usize {
 }
 
 pub fn header(w: usize) -> String {
-    format!("{:>w$} {:>w$} {:<4} {:>24} COMMAND", "PID", "PPID", "STAT", "STARTED")
+    format!(
+        "{:>w$} {:>w$} {:<4} {:>24} COMMAND",
+        "PID", "PPID", "STAT", "STARTED"
+    )
 }
 
 pub fn format_row(r: &Row, w: usize) -> String {
-    format!("{:>w$} {:>w$} {:<4} {:>24} {}", r.pid, r.ppid, r.stat, r.lstart, r.args)
+    format!(
+        "{:>w$} {:>w$} {:<4} {:>24} {}",
+        r.pid, r.ppid, r.stat, r.lstart, r.args
+    )
 }
 
 fn locked_kb(pid: i32) -> u64 {
@@ -133,8 +139,14 @@ mod tests {
     #[test]
     fn header_for_large_pid_max() {
         assert_eq!(pid_width(4_194_304), 7);
-        assert_eq!(header(7), "    PID    PPID STAT                  STARTED COMMAND");
-        assert_eq!(header(pid_width(32768)), "  PID  PPID STAT                  STARTED COMMAND");
+        assert_eq!(
+            header(7),
+            "    PID    PPID STAT                  STARTED COMMAND"
+        );
+        assert_eq!(
+            header(pid_width(32768)),
+            "  PID  PPID STAT                  STARTED COMMAND"
+        );
     }
 
     #[test]
@@ -170,7 +182,10 @@ mod tests {
     fn args_kernel_thread_and_zombie() {
         let s = st(2, 'S');
         assert_eq!(args_column(&s, &[]), "[containerd]");
-        assert_eq!(args_column(&s, &["sleep".into(), "100".into()]), "sleep 100");
+        assert_eq!(
+            args_column(&s, &["sleep".into(), "100".into()]),
+            "sleep 100"
+        );
         assert_eq!(args_column(&st(9, 'Z'), &[]), "[containerd] <defunct>");
     }
 }

@@ -1,6 +1,9 @@
-//! The only module with `unsafe`: the inode-flags ioctls, which no safe API in our
-//! dependency set exposes. Everything else goes through nix's safe wrappers.
-#![allow(unsafe_code, reason = "raw ioctl calls for FS_IOC_GETFLAGS/SETFLAGS")]
+//! The only module with `unsafe`: the inode-flags ioctls and closing inherited fds, which
+//! no safe API in our dependency set offers. Everything else uses nix's safe wrappers.
+#![expect(
+    unsafe_code,
+    reason = "raw ioctl and close calls; no safe wrapper exists in our dependencies"
+)]
 
 use std::os::fd::AsRawFd;
 
@@ -37,7 +40,10 @@ pub fn set_flags(file: &impl AsRawFd, flags: u32) -> nix::Result<()> {
 /// open by a process that lives for hours.
 pub fn close_inherited_fds() {
     let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(rd) => rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|&fd| fd > 2).collect(),
+        Ok(rd) => rd
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd > 2)
+            .collect(),
         Err(_) => return,
     };
     // The directory handle used for the listing is closed by now; closing its stale

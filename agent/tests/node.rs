@@ -31,9 +31,16 @@ struct Scratch {
 
 impl Scratch {
     fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("terminus-agent-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("terminus-agent-test-")
+            .tempdir()
+            .expect("tempdir");
         let state = dir.path().join("state");
-        Scratch { dir, state, mounts: Vec::new() }
+        Scratch {
+            dir,
+            state,
+            mounts: Vec::new(),
+        }
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -61,29 +68,59 @@ impl Scratch {
             String::from_utf8_lossy(&o.stderr)
         );
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-            panic!("agent {args:?}: stdout is not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout))
+            panic!(
+                "agent {args:?}: stdout is not JSON ({e}): {}",
+                String::from_utf8_lossy(&o.stdout)
+            )
         })
     }
 
     fn sh(&self, cmd: &str, args: &[&str]) {
-        let o = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-        assert!(o.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let o = Command::new(cmd)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+        assert!(
+            o.status.success(),
+            "{cmd} {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 
     fn tmpfs(&mut self, name: &str, opts: &str) -> PathBuf {
         let p = self.path(name);
         std::fs::create_dir_all(&p).expect("mkdir");
-        self.sh("mount", &["-t", "tmpfs", "-o", opts, "terminus-test", p.to_str().expect("utf8")]);
+        self.sh(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                opts,
+                "terminus-test",
+                p.to_str().expect("utf8"),
+            ],
+        );
         self.mounts.push(p.clone());
         p
     }
 
     fn loop_ext4(&mut self, name: &str, at: &Path) -> PathBuf {
         let img = self.path(&format!("{name}.img"));
-        std::fs::File::create(&img).and_then(|f| f.set_len(16 << 20)).expect("image");
+        std::fs::File::create(&img)
+            .and_then(|f| f.set_len(16 << 20))
+            .expect("image");
         self.sh("mkfs.ext4", &["-q", "-F", img.to_str().expect("utf8")]);
         std::fs::create_dir_all(at).expect("mkdir");
-        self.sh("mount", &["-o", "loop", img.to_str().expect("utf8"), at.to_str().expect("utf8")]);
+        self.sh(
+            "mount",
+            &[
+                "-o",
+                "loop",
+                img.to_str().expect("utf8"),
+                at.to_str().expect("utf8"),
+            ],
+        );
         self.mounts.push(at.to_path_buf());
         at.to_path_buf()
     }
@@ -95,7 +132,12 @@ impl Drop for Scratch {
         let _ = self.agent(&["gc", "--all"]);
         for m in self.mounts.iter().rev() {
             let _ = Command::new("umount").arg(m).output();
-            if Command::new("mountpoint").arg("-q").arg(m).status().is_ok_and(|s| s.success()) {
+            if Command::new("mountpoint")
+                .arg("-q")
+                .arg(m)
+                .status()
+                .is_ok_and(|s| s.success())
+            {
                 let _ = Command::new("umount").arg("-l").arg(m).output();
             }
         }
@@ -105,7 +147,10 @@ impl Drop for Scratch {
 fn wait_until(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
-        assert!(t.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            t.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -146,15 +191,26 @@ fn immutable_set_clear_lsattr_and_gc_on_loop_ext4() {
     if let Ok(real) = Command::new("lsattr").arg(fs).output() {
         assert_eq!(ours, String::from_utf8_lossy(&real.stdout));
     }
-    let o = s.agent(&["lsattr", "--recursive", mnt.to_str().expect("utf8"), "--only-flagged"]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("----i---------e------- {fs}\n"));
+    let o = s.agent(&[
+        "lsattr",
+        "--recursive",
+        mnt.to_str().expect("utf8"),
+        "--only-flagged",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("----i---------e------- {fs}\n")
+    );
 
     // The ledger names it; clear removes it from the ledger.
     let l = s.ok(&["ledger", "--run", "imm1"]);
     assert_eq!(l["ledgers"][0]["entries"][0]["kind"], "immutable");
     let v = s.ok(&["immutable", "clear", fs]);
     assert_eq!(v["immutable"], false);
-    assert!(s.ok(&["ledger"])["ledgers"].as_array().expect("array").is_empty());
+    assert!(s.ok(&["ledger"])["ledgers"]
+        .as_array()
+        .expect("array")
+        .is_empty());
 
     // gc undoes a set nobody cleared.
     s.ok(&["immutable", "set", fs, "--run", "imm2"]);
@@ -163,7 +219,10 @@ fn immutable_set_clear_lsattr_and_gc_on_loop_ext4() {
     std::fs::remove_file(&f).expect("removable after gc");
     // Idempotent.
     let g = s.ok(&["gc", "--run", "imm2"]);
-    assert!(g["runs"][0]["actions"].as_array().expect("array").is_empty());
+    assert!(g["runs"][0]["actions"]
+        .as_array()
+        .expect("array")
+        .is_empty());
 
     // Bad input: clear messages and exit 2, no panic.
     let o = s.agent(&["immutable", "set", "/nonexistent/terminus", "--run", "imm3"]);
@@ -197,14 +256,21 @@ fn fill_bytes_keeps_full_then_unfill() {
     // Freed space is re-taken.
     let _ = std::fs::remove_file(t.join("new"));
     std::fs::remove_file(&spare).expect("rm spare");
-    wait_until("the filler to re-take freed blocks", Duration::from_secs(5), || avail_bytes(&t) == 0);
+    wait_until(
+        "the filler to re-take freed blocks",
+        Duration::from_secs(5),
+        || avail_bytes(&t) == 0,
+    );
 
     let u = s.ok(&["unfill", "--dir", ts, "--run", "fb1"]);
     assert_eq!(u["stopped_pids"][0], pid);
     assert!(!alive(pid));
     assert!(avail_bytes(&t) > 15 << 20);
     assert!(!t.join(".terminus-fill-fb1").exists());
-    assert!(s.ok(&["ledger"])["ledgers"].as_array().expect("array").is_empty());
+    assert!(s.ok(&["ledger"])["ledgers"]
+        .as_array()
+        .expect("array")
+        .is_empty());
 }
 
 #[test]
@@ -224,17 +290,38 @@ fn fill_inodes_then_gc_and_size_limit() {
     assert!(!t.join(".terminus-fill-fi1").exists());
 
     // Safety limit: a filesystem above --max-size is refused with exit code 3.
-    let o = s.agent(&["fill", "--dir", ts, "--mode", "bytes", "--run", "fi2", "--max-size", "1M"]);
-    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = s.agent(&[
+        "fill",
+        "--dir",
+        ts,
+        "--mode",
+        "bytes",
+        "--run",
+        "fi2",
+        "--max-size",
+        "1M",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("refused"));
-    assert!(s.ok(&["ledger"])["ledgers"].as_array().expect("array").is_empty());
+    assert!(s.ok(&["ledger"])["ledgers"]
+        .as_array()
+        .expect("array")
+        .is_empty());
 }
 
 #[test]
 fn freeze_and_thaw_a_sleep_child() {
     require_root!();
     let s = Scratch::new();
-    let mut child = Command::new("sleep").arg("3127.125").spawn().expect("sleep");
+    let mut child = Command::new("sleep")
+        .arg("3127.125")
+        .spawn()
+        .expect("sleep");
     let pid = child.id() as i32;
     let ps = pid.to_string();
 
@@ -246,10 +333,14 @@ fn freeze_and_thaw_a_sleep_child() {
     assert_ne!(proc_state(pid), Some('T'));
 
     // By name and argument substring; gc thaws.
-    s.ok(&["freeze", "--name", "sleep", "--match", "3127.125", "--all", "--run", "fz2"]);
+    s.ok(&[
+        "freeze", "--name", "sleep", "--match", "3127.125", "--all", "--run", "fz2",
+    ]);
     assert_eq!(proc_state(pid), Some('T'));
     s.ok(&["gc", "--run", "fz2"]);
-    wait_until("thaw by gc", Duration::from_secs(2), || proc_state(pid) != Some('T'));
+    wait_until("thaw by gc", Duration::from_secs(2), || {
+        proc_state(pid) != Some('T')
+    });
 
     let o = s.agent(&["freeze", "999999999", "--run", "fz3"]);
     assert_eq!(o.status.code(), Some(2));
@@ -277,7 +368,11 @@ fn hold_mount_blocks_umount_until_release() {
         assert_ne!(v["mnt_ns"], serde_json::Value::Null);
         let o = Command::new("umount").arg(ms).output().expect("umount");
         assert!(!o.status.success(), "umount must fail while held via {via}");
-        assert!(String::from_utf8_lossy(&o.stderr).contains("busy"), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("busy"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
 
         // The views find it.
         let h = s.ok(&["holders", ms]);
@@ -318,7 +413,10 @@ fn gc_undoes_a_killed_run() {
     let hold = s.ok(&["hold-mount", "--path", ts, "--via", "cwd", "--run", "dead"]);
     s.ok(&["freeze", &pid.to_string(), "--run", "dead"]);
     let l = s.ok(&["ledger", "--run", "dead"]);
-    assert_eq!(l["ledgers"][0]["entries"].as_array().expect("array").len(), 3);
+    assert_eq!(
+        l["ledgers"][0]["entries"].as_array().expect("array").len(),
+        3
+    );
 
     // The harness "dies" here; a later gc finds everything from the ledger.
     let g = s.ok(&["gc", "--run", "dead"]);
@@ -327,7 +425,10 @@ fn gc_undoes_a_killed_run() {
     assert!(!alive(fill["pid"].as_i64().expect("pid") as i32));
     assert!(!alive(hold["pid"].as_i64().expect("pid") as i32));
     assert!(avail_bytes(&t) > 7 << 20);
-    assert!(std::fs::read_dir(&s.state).map(|d| d.count()).unwrap_or(0) == 0, "state dir not empty");
+    assert!(
+        std::fs::read_dir(&s.state).map(|d| d.count()).unwrap_or(0) == 0,
+        "state dir not empty"
+    );
     let g = s.ok(&["gc", "--all"]);
     assert_eq!(g["runs"].as_array().expect("array").len(), 0);
     let _ = child.kill();
@@ -341,21 +442,40 @@ fn views_ps_df_collect() {
     let t = s.tmpfs("views", "size=4m");
     let ps = String::from_utf8_lossy(&s.agent(&["ps"]).stdout).to_string();
     let first = ps.lines().next().expect("header");
-    assert!(first.trim_start().starts_with("PID") && first.ends_with("STARTED COMMAND"), "{first}");
+    assert!(
+        first.trim_start().starts_with("PID") && first.ends_with("STARTED COMMAND"),
+        "{first}"
+    );
     assert!(ps.lines().any(|l| l.contains("terminus-agent ps")));
     let df = String::from_utf8_lossy(&s.agent(&["df"]).stdout).to_string();
     assert!(df.starts_with("Filesystem"));
-    assert!(df.lines().any(|l| l.ends_with(t.to_str().expect("utf8"))), "{df}");
+    assert!(
+        df.lines().any(|l| l.ends_with(t.to_str().expect("utf8"))),
+        "{df}"
+    );
     let dfi = String::from_utf8_lossy(&s.agent(&["df", "--inodes"]).stdout).to_string();
     assert!(dfi.lines().next().expect("header").contains("IUse%"));
 
     let out = s.path("bundle");
     let v = s.ok(&[
-        "collect", "--out", out.to_str().expect("utf8"), "--container-id", "deadbeef", "--cmd-timeout", "3",
+        "collect",
+        "--out",
+        out.to_str().expect("utf8"),
+        "--container-id",
+        "deadbeef",
+        "--cmd-timeout",
+        "3",
     ]);
     for f in [
-        "kubelet.log", "runtime.log", "df.txt", "df-inodes.txt", "lsattr.txt", "mountinfo.txt", "ps.txt",
-        "crictl-ps.txt", "ctr-tasks.txt",
+        "kubelet.log",
+        "runtime.log",
+        "df.txt",
+        "df-inodes.txt",
+        "lsattr.txt",
+        "mountinfo.txt",
+        "ps.txt",
+        "crictl-ps.txt",
+        "ctr-tasks.txt",
     ] {
         assert!(out.join(f).exists(), "{f} missing: {v}");
     }
