@@ -79,7 +79,23 @@ fn watchdog() {
     });
 }
 
+/// dockerd, mkfs.ext4, losetup live in sbin directories that a CI PATH may lack.
+fn with_sbin_path() {
+    let current = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&current).collect();
+    for d in ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+        if !dirs.iter().any(|x| x == Path::new(d)) {
+            dirs.push(PathBuf::from(d));
+        }
+    }
+    if let Ok(joined) = std::env::join_paths(dirs) {
+        // Before any thread starts.
+        std::env::set_var("PATH", joined);
+    }
+}
+
 fn main() {
+    with_sbin_path();
     let args = Arguments::from_args();
     let skip = skip_reason();
     if let Some(reason) = &skip {
