@@ -114,9 +114,11 @@ pub fn usage_of(path: &str) -> Option<Usage> {
     })
 }
 
-/// Renders rows as df does: every column as wide as its widest cell, the first and
-/// last left-aligned, the numbers right-aligned.
+/// Renders rows as df does: every column as wide as its widest cell but at least
+/// coreutils' minimum (14 for the source, 5 for numbers, 4 for the percentage), the
+/// first and last column left-aligned, the numbers right-aligned.
 pub fn render_table(rows: &[Vec<String>]) -> String {
+    const MIN: [usize; 6] = [14, 5, 5, 5, 4, 0];
     let ncol = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..ncol)
         .map(|c| {
@@ -124,6 +126,7 @@ pub fn render_table(rows: &[Vec<String>]) -> String {
                 .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
                 .max()
                 .unwrap_or(0)
+                .max(MIN.get(c).copied().unwrap_or(0))
         })
         .collect();
     let mut out = String::new();
@@ -281,14 +284,14 @@ mod tests {
         let t = render_table(&[header(false), row(&m, &u, false)]);
         assert_eq!(
             t,
-            "Filesystem 1024-blocks  Used Available Capacity Mounted on\n\
-             /dev/loop0       16384 16384         0     100% /var/lib/containerd\n"
+            "Filesystem     1024-blocks  Used Available Capacity Mounted on\n\
+             /dev/loop0           16384 16384         0     100% /var/lib/containerd\n"
         );
         let t = render_table(&[header(true), row(&m, &u, true)]);
         assert_eq!(
             t,
-            "Filesystem Inodes IUsed IFree IUse% Mounted on\n\
-             /dev/loop0   4096    12  4084    1% /var/lib/containerd\n"
+            "Filesystem     Inodes IUsed IFree IUse% Mounted on\n\
+             /dev/loop0       4096    12  4084    1% /var/lib/containerd\n"
         );
     }
 }

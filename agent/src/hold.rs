@@ -318,15 +318,29 @@ pub fn runtime_pid() -> Option<i32> {
         .find_map(|n| procfs::find_by_name(n).into_iter().next())
 }
 
+/// A copy of the mount at PATH (same device) in a mount namespace other than the
+/// runtime's: a slave copy at the same place, or a bind elsewhere. A copy alone does not
+/// block an unmount; a copy some process has its cwd/fd in does (see `holders`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MountCopy {
+    /// One process of that namespace (the lowest pid).
+    pub pid: i32,
+    pub comm: String,
+    pub mnt_ns: u64,
+    pub mount_point: String,
+    /// Mounted at PATH itself (a propagated copy) rather than elsewhere (a bind).
+    pub at_path: bool,
+    pub line: String,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Holder {
     pub pid: i32,
     pub comm: String,
     pub args: String,
-    /// `cwd`, `root`, `fd` or `mount` (a mount of the same device at/under another path
-    /// in another namespace, e.g. a bind).
+    /// `cwd`, `root` or `fd`.
     pub how: String,
-    /// The link target, fd number or mountinfo line that matched.
+    /// The link target, or `N -> target` for an fd.
     pub detail: String,
     pub mnt_ns: Option<u64>,
     pub same_ns_as_runtime: Option<bool>,
@@ -353,16 +367,23 @@ pub fn holders(path: &Path, runtime: Option<i32>) -> serde_json::Value {
     let rt_ns = runtime.and_then(|p| procfs::ns_inode(p, "mnt"));
     // The device of the mount at `path` (as the runtime or we see it), to find copies
     // mounted elsewhere in other namespaces.
-    let view = runtime.unwrap_or(me);
-    let dev = std::fs::read_to_string(format!("/proc/{view}/mountinfo"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .filter_map(parse_mountinfo_line)
-                .find(|(_, _, mp)| Path::new(mp) == path)
-                .map(|(d, _, _)| d)
-        });
+    // The runtime's view first; our own when the runtime does not see PATH mounted.
+    let dev_in = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .filter_map(parse_mountinfo_line)
+                    .find(|(_, _, mp)| Path::new(mp) == path)
+                    .map(|(d, _, _)| d)
+            })
+    };
+    let (dev, ref_ns) = match runtime.and_then(dev_in) {
+        Some(d) => (Some(d), rt_ns),
+        None => (dev_in(me), procfs::ns_inode(me, "mnt")),
+    };
     let mut found: Vec<Holder> = Vec::new();
+    let mut copies: Vec<MountCopy> = Vec::new();
     let mut seen_ns = std::collections::HashSet::new();
     for pid in procfs::pids() {
         if pid == me {
@@ -404,16 +425,22 @@ pub fn holders(path: &Path, runtime: Option<i32>) -> serde_json::Value {
                 }
             }
         }
-        // One scan of mountinfo per namespace other than the runtime's.
+        // One scan of mountinfo per namespace other than the reference one.
         if let (Some(dev), Some(n)) = (&dev, ns) {
-            if Some(n) != rt_ns && seen_ns.insert(n) {
+            if Some(n) != ref_ns && seen_ns.insert(n) {
                 if let Ok(text) = std::fs::read_to_string(dir.join("mountinfo")) {
                     for l in text.lines() {
                         if let Some((d, _, mp)) = parse_mountinfo_line(l) {
                             if &d == dev {
-                                found.push(mk("mount", l.to_string()));
+                                copies.push(MountCopy {
+                                    pid,
+                                    comm: st.comm.clone(),
+                                    mnt_ns: n,
+                                    at_path: Path::new(&mp) == path,
+                                    mount_point: mp,
+                                    line: l.to_string(),
+                                });
                             }
-                            let _ = mp;
                         }
                     }
                 }
@@ -425,7 +452,9 @@ pub fn holders(path: &Path, runtime: Option<i32>) -> serde_json::Value {
         "runtime_pid": runtime,
         "runtime_mnt_ns": rt_ns,
         "mount_device": dev,
+        "reference_mnt_ns": ref_ns,
         "holders": found,
+        "mount_copies": copies,
     })
 }
 

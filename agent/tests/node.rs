@@ -393,6 +393,14 @@ fn hold_mount_blocks_umount_until_release() {
     assert!(target.exists());
     let mi = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
     assert!(mi.contains(&format!(" {} ", target.display())), "{mi}");
+    let h = s.ok(&["holders", ms]);
+    let copies = h["mount_copies"].as_array().expect("array");
+    assert!(
+        copies.iter().any(|c| c["pid"] == pid
+            && c["at_path"] == false
+            && c["mount_point"] == target.to_str().expect("utf8")),
+        "{h}"
+    );
     let g = s.ok(&["gc", "--run", "hm2"]);
     assert_eq!(g["ok"], true);
     assert!(!alive(pid));
