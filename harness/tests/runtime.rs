@@ -1,6 +1,7 @@
 //! Runtime test tier: reproduces causes 1 (disk-full), 2 (immutable-file), 3
-//! (runtime-hang), 6 (runtime-desync) and 8 (mount-held) for real, on a private dockerd
-//! 20.10 + containerd 1.6 per trial (never the machine's shared dockerd), captures each
+//! (runtime-hang), 6 (runtime-desync) and 8 (mount-held) for real, with docker and with
+//! plain containerd (as in kind), plus a normal removal that must diagnose as nothing; on
+//! a private dockerd 20.10 + containerd 1.6 per trial (never the machine's shared dockerd), captures each
 //! evidence bundle under `target/terminus/runtime/<run-id>/<case>/`, requires the detector
 //! to rank the expected cause first, then applies the recovery and requires it to clear
 //! the stuck container.
@@ -36,6 +37,8 @@ const CASES: &[(&str, &str, CaseFn)] = &[
     ("docker-runtime-hang-containerd-stopped", "hang", cases::docker_runtime_hang),
     ("docker-desync", "desync", cases::docker_desync),
     ("containerd-mount-held", "held", cases::containerd_mount_held),
+    ("containerd-shim-stopped", "shim", cases::containerd_shim_stopped),
+    ("containerd-immutable-snapshot-leak", "snapleak", cases::containerd_immutable_snapshot_leak),
 ];
 
 fn skip_reason() -> Option<String> {
@@ -142,9 +145,18 @@ fn main() {
 }
 
 fn run_case(root: &Path, name: &str, tag: &str, case: CaseFn) -> anyhow::Result<()> {
+    let t0 = Instant::now();
     let mut c = cases::Case::start(root, name, tag)?;
+    let t1 = Instant::now();
     let result = case(&mut c);
+    let t2 = Instant::now();
     // The normal path tears down explicitly; Drop covers failure and panic.
     c.rt.teardown();
+    eprintln!(
+        "runtime tier: {name}: start {:.1?}, case {:.1?}, teardown {:.1?}",
+        t1 - t0,
+        t2 - t1,
+        t1.elapsed() - (t2 - t1)
+    );
     result
 }

@@ -195,7 +195,8 @@ impl PrivateRuntime {
 
     pub fn ctr_command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("timeout");
-        c.arg("20").arg("ctr").arg("--address").arg(self.containerd_socket()).args(args);
+        // A frozen containerd makes ctr wait 10 s for the handshake by default.
+        c.arg("20").arg("ctr").arg("--connect-timeout").arg("3s").arg("--address").arg(self.containerd_socket()).args(args);
         c
     }
 
