@@ -22,6 +22,7 @@ use crate::procfs;
 pub const ARGV0: &str = "terminus-agent";
 pub const RUN_ENV: &str = "TERMINUS_RUN";
 pub const STATE_ENV: &str = "TERMINUS_AGENT_STATE_DIR";
+pub const CGROUP_ENV: &str = "TERMINUS_AGENT_DAEMON_CGROUP";
 pub const DAEMON_SUBCOMMANDS: [&str; 2] = ["__fill", "__hold"];
 
 /// A started daemon: its pid, start time and the JSON it reported.
@@ -114,12 +115,32 @@ pub fn spawn(store: &Store, run: &str, args: &[OsString], deadline: Duration) ->
     }
 }
 
-/// Daemon side: detach from the caller's session, and take a readable name (comm
-/// would otherwise be `exe`, from /proc/self/exe).
-pub fn detach(comm: &std::ffi::CStr) {
+/// Daemon side: detach from the caller's session, take a readable name (comm would
+/// otherwise be `exe`, from /proc/self/exe), and move to the cgroup named by
+/// `TERMINUS_AGENT_DAEMON_CGROUP` if set. The last step matters when the agent runs as a
+/// pod: the runtime kills every process in the pod's cgroup when the pod goes away.
+pub fn detach(comm: &std::ffi::CStr) -> std::result::Result<(), String> {
     crate::sys::close_inherited_fds();
     let _ = nix::unistd::setsid();
     let _ = nix::sys::prctl::set_name(comm);
+    if let Some(dir) = std::env::var_os(CGROUP_ENV).filter(|d| !d.is_empty()) {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("creating cgroup {}: {e}", dir.display()))?;
+        std::fs::write(dir.join("cgroup.procs"), b"0")
+            .map_err(|e| format!("joining cgroup {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Removes the daemon cgroup if it is set and empty (rmdir fails harmlessly otherwise).
+pub fn remove_cgroup_if_empty() -> Option<String> {
+    let dir = std::env::var_os(CGROUP_ENV).filter(|d| !d.is_empty())?;
+    std::fs::remove_dir(&dir).ok()?;
+    Some(format!(
+        "removed cgroup {}",
+        std::path::Path::new(&dir).display()
+    ))
 }
 
 /// Daemon side: report readiness (or failure) to the waiting parent.

@@ -192,7 +192,10 @@ pub fn daemon_main(
     max_size: u64,
     max_inodes: u64,
 ) -> ! {
-    daemon::detach(c"terminus-fill");
+    if let Err(msg) = daemon::detach(c"terminus-fill") {
+        daemon::report_err(&msg);
+        std::process::exit(1);
+    }
     if let Err(e) = check_limits(dir, max_size, max_inodes) {
         daemon::report_err(&e.to_string());
         std::process::exit(e.exit_code());

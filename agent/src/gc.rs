@@ -149,6 +149,7 @@ fn gc_run(store: &Store, run: &str) -> Result<serde_json::Value> {
     l.ledger.entries.retain(|_| k.next().unwrap_or(true));
     l.save()?;
     let removed = l.ledger.entries.is_empty();
+    actions.extend(daemon::remove_cgroup_if_empty());
     Ok(json!({"run": run, "actions": actions, "errors": errors, "ledger_removed": removed}))
 }
 

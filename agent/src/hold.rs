@@ -41,7 +41,10 @@ fn via_str(v: Via) -> &'static str {
 
 /// Body of the hidden `__hold` subcommand.
 pub fn daemon_main(path: &Path, via: Via, ns: Ns, ns_of: Option<i32>, target: &Path) -> ! {
-    daemon::detach(c"terminus-hold");
+    if let Err(msg) = daemon::detach(c"terminus-hold") {
+        daemon::report_err(&msg);
+        std::process::exit(1);
+    }
     let r = (|| -> std::result::Result<Option<File>, String> {
         if let Some(p) = ns_of {
             let f = File::open(format!("/proc/{p}/ns/mnt"))
