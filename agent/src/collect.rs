@@ -41,8 +41,11 @@ pub fn run_to_file(
     let shown = argv.join(" ");
     let mut f = File::create(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
     let mut errf = tempfile_in(out)?;
-    let spawned = Command::new(argv[0])
-        .args(&argv[1..])
+    let Some((prog, rest)) = argv.split_first() else {
+        return Err("empty command".into());
+    };
+    let spawned = Command::new(prog)
+        .args(rest)
         .stdin(Stdio::null())
         .stdout(Stdio::from(f.try_clone().map_err(|e| e.to_string())?))
         .stderr(Stdio::from(errf.0.try_clone().map_err(|e| e.to_string())?))

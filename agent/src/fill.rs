@@ -285,6 +285,8 @@ pub fn fill(store: &Store, a: &FillArgs) -> Result<serde_json::Value> {
     drop(l);
     let args: Vec<OsString> = vec![
         "__fill".into(),
+        "--run".into(),
+        a.run.into(),
         "--dir".into(),
         dir.clone().into(),
         "--files-dir".into(),

@@ -161,6 +161,8 @@ pub fn hold(store: &Store, a: &HoldArgs) -> Result<serde_json::Value> {
     }
     let mut args: Vec<OsString> = vec![
         "__hold".into(),
+        "--run".into(),
+        a.run.into(),
         "--path".into(),
         a.path.into(),
         "--via".into(),

@@ -179,6 +179,9 @@ enum Cmd {
     },
     #[command(name = "__fill", hide = true)]
     FillDaemon {
+        /// Only for `ps` readers: the run is also in the environment.
+        #[arg(long)]
+        run: String,
         #[arg(long)]
         dir: PathBuf,
         #[arg(long)]
@@ -192,6 +195,8 @@ enum Cmd {
     },
     #[command(name = "__hold", hide = true)]
     HoldDaemon {
+        #[arg(long)]
+        run: String,
         #[arg(long)]
         path: PathBuf,
         #[arg(long, value_enum)]
@@ -487,6 +492,7 @@ fn run(cli: Cli) -> Result<i32> {
             return Ok(if ok { 0 } else { 1 });
         }
         Cmd::FillDaemon {
+            run: _,
             dir,
             files_dir,
             mode,
@@ -494,6 +500,7 @@ fn run(cli: Cli) -> Result<i32> {
             max_inodes,
         } => fill::daemon_main(&dir, &files_dir, mode, max_size, max_inodes),
         Cmd::HoldDaemon {
+            run: _,
             path,
             via,
             ns,
