@@ -115,6 +115,9 @@ pub struct ListOpts {
     pub only_flagged: bool,
     /// Stop after this many printed lines (a full image layer can hold 100k files).
     pub max_lines: usize,
+    /// Stop after visiting this many entries (bounds a flagged-only scan of a node
+    /// with many image layers).
+    pub max_visited: usize,
 }
 
 /// Statistics of one listing.
@@ -123,6 +126,7 @@ pub struct ListStats {
     pub lines: usize,
     pub errors: usize,
     pub flagged: usize,
+    pub visited: usize,
     pub truncated: bool,
 }
 
@@ -147,15 +151,18 @@ pub fn list(root: &Path, opts: ListOpts, out: &mut dyn Write) -> std::io::Result
     let root_dev = std::os::unix::fs::MetadataExt::dev(&root_meta);
     let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
-        if st.lines >= opts.max_lines {
+        if st.lines >= opts.max_lines || st.visited >= opts.max_visited {
             st.truncated = true;
             writeln!(
                 out,
-                "# terminus-agent: listing truncated after {} lines",
-                st.lines
+                "# terminus-agent: listing of {} truncated after {} lines, {} entries visited",
+                root.display(),
+                st.lines,
+                st.visited
             )?;
             break;
         }
+        st.visited += 1;
         let meta = match std::fs::symlink_metadata(&p) {
             Ok(m) => m,
             Err(_) => continue, // vanished meanwhile
@@ -251,6 +258,59 @@ mod tests {
     fn unknown_bits_are_ignored() {
         // 0x100 (dirty) and 0x200000 (EA inode) have no lsattr column.
         assert_eq!(format_flags(0x100 | 0x0020_0000), "-".repeat(22));
+    }
+
+    fn paths(out: &[u8]) -> Vec<String> {
+        String::from_utf8_lossy(out)
+            .lines()
+            .map(|l| l.get(23..).unwrap_or(l).to_string())
+            .collect()
+    }
+
+    #[test]
+    fn recursive_listing_is_sorted_skips_symlinks_and_truncates() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let r = d.path();
+        std::fs::create_dir_all(r.join("b/c")).expect("mkdir");
+        std::fs::write(r.join("a"), b"").expect("write");
+        std::fs::write(r.join("b/c/.hidden"), b"").expect("write");
+        std::os::unix::fs::symlink("/etc/passwd", r.join("link")).expect("symlink");
+        let all = ListOpts {
+            recursive: true,
+            only_flagged: false,
+            max_lines: 100,
+            max_visited: 100,
+        };
+        let mut out = Vec::new();
+        let st = list(r, all, &mut out).expect("list");
+        let want: Vec<String> = ["", "/a", "/b", "/b/c", "/b/c/.hidden"]
+            .iter()
+            .map(|s| format!("{}{s}", r.display()))
+            .collect();
+        // Filesystems without inode flags (some tmpfs) give error lines instead; both
+        // name the path last.
+        if st.errors == 0 {
+            assert_eq!(paths(&out), want);
+        }
+        assert!(!st.truncated);
+
+        let mut out = Vec::new();
+        let st = list(
+            r,
+            ListOpts {
+                max_lines: 2,
+                ..all
+            },
+            &mut out,
+        )
+        .expect("list");
+        assert!(st.truncated);
+        assert!(String::from_utf8_lossy(&out).contains("# terminus-agent: listing of"));
+
+        let mut out = Vec::new();
+        let st = list(&r.join("missing"), all, &mut out).expect("list");
+        assert_eq!(st.errors, 1);
+        assert!(String::from_utf8_lossy(&out).starts_with("lsattr: No such file or directory"));
     }
 
     #[test]

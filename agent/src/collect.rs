@@ -289,6 +289,7 @@ pub fn collect(a: &CollectArgs) -> Result<serde_json::Value> {
         recursive: true,
         only_flagged: false,
         max_lines: 200_000,
+        max_visited: 1_000_000,
     };
     if let Some(uid) = a.pod_uid {
         let p = PathBuf::from("/var/lib/kubelet/pods").join(uid);
@@ -313,6 +314,7 @@ pub fn collect(a: &CollectArgs) -> Result<serde_json::Value> {
             recursive: true,
             only_flagged: true,
             max_lines: 10_000,
+            max_visited: 2_000_000,
         };
         let mut extra = Vec::new();
         let _ = attrs::list(Path::new(SNAPSHOTS_DIR), flagged, &mut extra);

@@ -333,6 +333,7 @@ fn run(cli: Cli) -> Result<i32> {
                     recursive: rec,
                     only_flagged,
                     max_lines,
+                    max_visited: usize::MAX,
                 };
                 let st = attrs::list(p, opts, &mut out)
                     .map_err(|e| AgentError::io("writing output", e))?;
