@@ -247,7 +247,7 @@ fn filler(path: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
 }
 
 fn blocks_available(path: &Path) -> Option<u64> {
-    nix::sys::statvfs::statvfs(path).ok().map(|s| u64::from(s.blocks_available()))
+    nix::sys::statvfs::statvfs(path).ok().map(|s| s.blocks_available())
 }
 
 pub fn docker_disk_full(case: &mut Case) -> Result<()> {
@@ -484,7 +484,7 @@ pub fn containerd_immutable_snapshot_leak(case: &mut Case) -> Result<()> {
     })?;
     ensure!(snapshot.exists(), "the snapshot directory {} did not leak", snapshot.display());
     case.record(CMDS, Command::new("ls").arg("-ld").arg(&snapshot));
-    case.diagnose(NS, &[snapshot.to_string_lossy().into_owned()], &[snapshot.clone()], "immutable-file")?;
+    case.diagnose(NS, &[snapshot.to_string_lossy().into_owned()], std::slice::from_ref(&snapshot), "immutable-file")?;
     // Recovery: clear the attribute; the next garbage collection (kicked here by
     // removing a scratch snapshot) removes the leaked directory.
     ensure!(case.record(RECOVERY, Command::new("chattr").arg("-i").arg(&file)).status.success(), "chattr -i failed");
