@@ -6,6 +6,7 @@
 //! ARCHITECTURE.md at the repository root has the map.
 
 pub mod cause;
+pub mod cluster;
 pub mod corpus;
 pub mod detect;
 pub mod detectors;

@@ -40,6 +40,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// kind clusters for trials: up (create or reuse), down, status, list (harness/src/cluster.rs).
+    Cluster {
+        #[command(subcommand)]
+        command: terminus::cluster::ClusterCommand,
+    },
     /// Score detectors over bundles whose cause is known, and print the scorecard.
     Score {
         /// Searched recursively: every directory holding an `expected-cause` file is a bundle.
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         Command::Scenarios { command: ScenariosCommand::List { dir } } => list(&dir),
         Command::Scenarios { command: ScenariosCommand::Check { files } } => check(&files),
         Command::Diagnose { bundle, json } => diagnose(&bundle, json),
+        Command::Cluster { command } => terminus::cluster::run_cli(command),
         Command::Score { bundles, detectors, timeout, json } => score(&bundles, &detectors, timeout, json),
     })
 }
