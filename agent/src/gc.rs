@@ -148,6 +148,22 @@ fn gc_run(store: &Store, run: &str) -> Result<serde_json::Value> {
     let mut k = keep.into_iter();
     l.ledger.entries.retain(|_| k.next().unwrap_or(true));
     l.save()?;
+    // A bind target left by a holder that died without a ledger entry (all holders of
+    // this run are dead by now, so the directory is nobody's mount point).
+    if !l
+        .ledger
+        .entries
+        .iter()
+        .any(|e| matches!(e, Entry::Hold { .. }))
+    {
+        let t = hold::bind_target(run);
+        if t.exists() {
+            match hold::remove_bind_target(&t) {
+                Ok(()) => actions.push(format!("removed {}", t.display())),
+                Err(err) => errors.push(format!("removing {}: {err}", t.display())),
+            }
+        }
+    }
     let removed = l.ledger.entries.is_empty();
     actions.extend(daemon::remove_cgroup_if_empty());
     Ok(json!({"run": run, "actions": actions, "errors": errors, "ledger_removed": removed}))
