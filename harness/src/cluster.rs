@@ -70,21 +70,35 @@ pub enum ClusterError {
     #[error("no cluster named {0:?}")]
     NoSuchCluster(String),
     #[error("`{command}` failed ({status}): {output}")]
-    CommandFailed { command: String, status: String, output: String },
+    CommandFailed {
+        command: String,
+        status: String,
+        output: String,
+    },
     #[error("timed out after {waited:?} waiting for {what}; last seen: {last}")]
-    Timeout { what: String, waited: Duration, last: String },
+    Timeout {
+        what: String,
+        waited: Duration,
+        last: String,
+    },
     #[error("kubeconfig of cluster {name:?}: {detail}")]
     Kubeconfig { name: String, detail: String },
     #[error("Kubernetes API: {0}")]
     Api(#[from] kube::Error),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
-    move |source| ClusterError::Io { path: path.to_path_buf(), source }
+    move |source| ClusterError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -92,12 +106,16 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 fn search_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_executable(p))
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
 }
 
 /// The kind binary: `$KIND` when set, else `kind` on `PATH`.
@@ -107,13 +125,20 @@ pub fn kind_binary() -> Result<PathBuf> {
             let p = PathBuf::from(&v);
             if is_executable(&p) {
                 Ok(p)
-            } else if let Some(found) = (!p.to_string_lossy().contains('/')).then(|| search_path(&p.to_string_lossy())).flatten() {
+            } else if let Some(found) = (!p.to_string_lossy().contains('/'))
+                .then(|| search_path(&p.to_string_lossy()))
+                .flatten()
+            {
                 Ok(found)
             } else {
-                Err(ClusterError::KindMissing { detail: format!("KIND={} is not an executable file", p.display()) })
+                Err(ClusterError::KindMissing {
+                    detail: format!("KIND={} is not an executable file", p.display()),
+                })
             }
         }
-        _ => search_path("kind").ok_or_else(|| ClusterError::KindMissing { detail: "no `kind` on PATH".into() }),
+        _ => search_path("kind").ok_or_else(|| ClusterError::KindMissing {
+            detail: "no `kind` on PATH".into(),
+        }),
     }
 }
 
@@ -128,13 +153,21 @@ fn run(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| ClusterError::CommandFailed { command: shown.clone(), status: "not started".into(), output: e.to_string() })?;
+        .map_err(|e| ClusterError::CommandFailed {
+            command: shown.clone(),
+            status: "not started".into(),
+            output: e.to_string(),
+        })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stdout));
-        Err(ClusterError::CommandFailed { command: shown, status: out.status.to_string(), output: tail(&text, 30) })
+        Err(ClusterError::CommandFailed {
+            command: shown,
+            status: out.status.to_string(),
+            output: tail(&text, 30),
+        })
     }
 }
 
@@ -149,14 +182,23 @@ fn tail(text: &str, lines: usize) -> String {
 /// Checks that `name` is a cluster name terminus may create: `terminus-` followed by
 /// lowercase letters, digits and dashes (kind and docker accept those).
 pub fn validate_name(name: &str) -> Result<()> {
-    let bad = |why: &str| Err(ClusterError::BadName { name: name.into(), why: why.into() });
+    let bad = |why: &str| {
+        Err(ClusterError::BadName {
+            name: name.into(),
+            why: why.into(),
+        })
+    };
     let Some(rest) = name.strip_prefix(NAME_PREFIX) else {
         return bad("terminus only manages clusters named terminus-*");
     };
     if rest.is_empty() || name.len() > 50 {
         return bad("needs 1 to 41 characters after `terminus-`");
     }
-    if !rest.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || rest.ends_with('-') {
+    if !rest
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || rest.ends_with('-')
+    {
         return bad("use lowercase letters, digits and inner dashes only");
     }
     Ok(())
@@ -185,7 +227,8 @@ impl NodeImage {
     /// True for terminus' own node images, which bring their pod network (terminus-cni)
     /// and so want `disableDefaultCNI` (kind's kindnetd image cannot be pulled offline).
     pub fn is_terminus(&self) -> bool {
-        self.image().is_some_and(|i| i.starts_with(&format!("{OFFLINE_IMAGE_REPO}:")))
+        self.image()
+            .is_some_and(|i| i.starts_with(&format!("{OFFLINE_IMAGE_REPO}:")))
     }
 }
 
@@ -204,16 +247,28 @@ impl fmt::Display for NodeImage {
 /// version), else kind's default.
 pub fn choose_node_image(flag: Option<&str>) -> Result<NodeImage> {
     if let Some(image) = flag.filter(|s| !s.is_empty()) {
-        return Ok(NodeImage::Explicit { image: image.into(), source: "--image" });
+        return Ok(NodeImage::Explicit {
+            image: image.into(),
+            source: "--image",
+        });
     }
     if let Ok(image) = std::env::var(IMAGE_ENV) {
         if !image.is_empty() {
-            return Ok(NodeImage::Explicit { image, source: IMAGE_ENV });
+            return Ok(NodeImage::Explicit {
+                image,
+                source: IMAGE_ENV,
+            });
         }
     }
     let docker = docker_binary()?;
-    let listed = run(Command::new(docker).args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}", OFFLINE_IMAGE_REPO]))
-        .map_err(|e| ClusterError::DockerMissing(e.to_string()))?;
+    let listed = run(Command::new(docker).args([
+        "image",
+        "ls",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        OFFLINE_IMAGE_REPO,
+    ]))
+    .map_err(|e| ClusterError::DockerMissing(e.to_string()))?;
     Ok(pick_offline(listed.lines()).map_or(NodeImage::KindDefault, NodeImage::Offline))
 }
 
@@ -225,7 +280,10 @@ pub fn pick_offline<'a>(tags: impl IntoIterator<Item = &'a str>) -> Option<Strin
         if t == DEFAULT_OFFLINE_IMAGE {
             return Some(t.to_string());
         }
-        if let Some(v) = t.strip_prefix(OFFLINE_IMAGE_REPO).and_then(|r| r.strip_prefix(":v")) {
+        if let Some(v) = t
+            .strip_prefix(OFFLINE_IMAGE_REPO)
+            .and_then(|r| r.strip_prefix(":v"))
+        {
             if let Ok(v) = semver::Version::parse(v) {
                 found.push((v, t.to_string()));
             }
@@ -236,7 +294,9 @@ pub fn pick_offline<'a>(tags: impl IntoIterator<Item = &'a str>) -> Option<Strin
 
 /// Where cluster records live: `$TERMINUS_STATE_DIR`, else `/var/lib/terminus`.
 pub fn state_dir() -> PathBuf {
-    std::env::var_os(STATE_ENV).filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from("/var/lib/terminus"), PathBuf::from)
+    std::env::var_os(STATE_ENV)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from("/var/lib/terminus"), PathBuf::from)
 }
 
 fn record_dir(name: &str) -> PathBuf {
@@ -254,7 +314,8 @@ pub fn kind_config(record: &Path, workers: u32, terminus_image: bool) -> String 
         s.push_str("  # the node image's terminus-cni service provides the pod network\n  disableDefaultCNI: true\n");
     }
     s.push_str("nodes:\n");
-    let roles = std::iter::once("control-plane").chain(std::iter::repeat_n("worker", workers as usize));
+    let roles =
+        std::iter::once("control-plane").chain(std::iter::repeat_n("worker", workers as usize));
     for role in roles {
         s.push_str(&format!(
             "  - role: {role}\n    labels:\n      {NODE_LABEL}: \"true\"\n    extraMounts:\n      - hostPath: {}\n        containerPath: {OWNER_MOUNT}\n        readOnly: true\n",
@@ -290,7 +351,26 @@ fn node_containers(docker: &Path, name: &str) -> Result<Vec<String>> {
         "--format",
         "{{.Names}}",
     ]))?;
-    Ok(out.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+    Ok(out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// True when every node container of cluster `name` is running.
+fn all_running(name: &str) -> Result<bool> {
+    let docker = docker_binary()?;
+    let out = run(Command::new(docker).args([
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=io.x-k8s.kind.cluster={name}"),
+        "--format",
+        "{{.State}}",
+    ]))?;
+    Ok(out.lines().all(|l| l.trim() == "running"))
 }
 
 /// Decides [`Ownership`] of cluster `name` from its record and its containers' mounts.
@@ -302,7 +382,10 @@ pub fn ownership(name: &str) -> Result<Ownership> {
     }
     let record = record_dir(name);
     if !record.join("record.json").is_file() {
-        return Ok(Ownership::Foreign(format!("no record {}", record.join("record.json").display())));
+        return Ok(Ownership::Foreign(format!(
+            "no record {}",
+            record.join("record.json").display()
+        )));
     }
     let want = record.canonicalize().unwrap_or(record);
     for c in &containers {
@@ -317,7 +400,10 @@ pub fn ownership(name: &str) -> Result<Ownership> {
             matches!((it.next(), it.next()), (Some(src), Some(dst)) if dst == OWNER_MOUNT && Path::new(src) == want)
         });
         if !has {
-            return Ok(Ownership::Foreign(format!("node container {c} has no {OWNER_MOUNT} mount of {}", want.display())));
+            return Ok(Ownership::Foreign(format!(
+                "node container {c} has no {OWNER_MOUNT} mount of {}",
+                want.display()
+            )));
         }
     }
     Ok(Ownership::Ours)
@@ -351,7 +437,12 @@ pub struct UpOptions {
 
 impl Default for UpOptions {
     fn default() -> Self {
-        UpOptions { name: DEFAULT_NAME.into(), image: None, workers: 0, timeout: Duration::from_secs(300) }
+        UpOptions {
+            name: DEFAULT_NAME.into(),
+            image: None,
+            workers: 0,
+            timeout: Duration::from_secs(300),
+        }
     }
 }
 
@@ -359,7 +450,12 @@ impl Default for UpOptions {
 pub fn kind_clusters() -> Result<Vec<String>> {
     let kind = kind_binary()?;
     let out = run(Command::new(kind).args(["get", "clusters"]))?;
-    Ok(out.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("No kind clusters")).map(String::from).collect())
+    Ok(out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("No kind clusters"))
+        .map(String::from)
+        .collect())
 }
 
 fn write_kubeconfig(kind: &Path, name: &str, record: &Path) -> Result<PathBuf> {
@@ -380,14 +476,35 @@ pub async fn up(opts: &UpOptions) -> Result<Cluster> {
 
     if kind_clusters()?.iter().any(|c| c == name) {
         match ownership(name)? {
+            Ownership::Ours if !all_running(name)? => {
+                // Left over from an earlier session (dockerd restarted, nodes stopped): a
+                // stopped kind node does not come back cleanly, so start over.
+                eprintln!("terminus: cluster {name} has stopped nodes; deleting and recreating it");
+                run(Command::new(&kind).args(["delete", "cluster", "--name", name]))?;
+            }
             Ownership::Ours => {
                 eprintln!("terminus: reusing cluster {name}");
                 let kubeconfig = write_kubeconfig(&kind, name, &record)?;
-                let cluster = Cluster { name: name.into(), kubeconfig, created: false, create_time: Duration::ZERO };
-                wait_ready(&cluster.client().await?, opts.workers as usize + 1, opts.timeout).await?;
+                let cluster = Cluster {
+                    name: name.into(),
+                    kubeconfig,
+                    created: false,
+                    create_time: Duration::ZERO,
+                };
+                wait_ready(
+                    &cluster.client().await?,
+                    opts.workers as usize + 1,
+                    opts.timeout,
+                )
+                .await?;
                 return Ok(cluster);
             }
-            Ownership::Foreign(why) => return Err(ClusterError::NotOurs { name: name.into(), why }),
+            Ownership::Foreign(why) => {
+                return Err(ClusterError::NotOurs {
+                    name: name.into(),
+                    why,
+                })
+            }
             Ownership::Gone => {}
         }
     }
@@ -396,7 +513,11 @@ pub async fn up(opts: &UpOptions) -> Result<Cluster> {
     eprintln!("terminus: creating cluster {name} with {image}");
     std::fs::create_dir_all(&record).map_err(io_err(&record))?;
     let config_path = record.join("kind-config.yaml");
-    let config = kind_config(&record.canonicalize().map_err(io_err(&record))?, opts.workers, image.is_terminus());
+    let config = kind_config(
+        &record.canonicalize().map_err(io_err(&record))?,
+        opts.workers,
+        image.is_terminus(),
+    );
     std::fs::write(&config_path, config).map_err(io_err(&config_path))?;
     let rec = serde_json::json!({
         "name": name,
@@ -409,14 +530,22 @@ pub async fn up(opts: &UpOptions) -> Result<Cluster> {
     std::fs::write(&rec_path, format!("{rec:#}\n")).map_err(io_err(&rec_path))?;
 
     let mut cmd = Command::new(&kind);
-    cmd.args(["create", "cluster", "--name", name, "--config"]).arg(&config_path);
+    cmd.args(["create", "cluster", "--name", name, "--config"])
+        .arg(&config_path);
     if let Some(i) = image.image() {
         cmd.args(["--image", i]);
     }
     // kind prints its progress on stderr; show it as it happens.
-    let status = cmd.stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::inherit()).status().map_err(|e| {
-        ClusterError::CommandFailed { command: format!("{} create cluster", kind.display()), status: "not started".into(), output: e.to_string() }
-    })?;
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|e| ClusterError::CommandFailed {
+            command: format!("{} create cluster", kind.display()),
+            status: "not started".into(),
+            output: e.to_string(),
+        })?;
     if !status.success() {
         // kind removes the half-made cluster itself (no --retain); drop our record too.
         let _ = std::fs::remove_dir_all(&record);
@@ -427,9 +556,22 @@ pub async fn up(opts: &UpOptions) -> Result<Cluster> {
         });
     }
     let kubeconfig = write_kubeconfig(&kind, name, &record)?;
-    let mut cluster = Cluster { name: name.into(), kubeconfig, created: true, create_time: Duration::ZERO };
-    let remaining = opts.timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(30));
-    wait_ready(&cluster.client().await?, opts.workers as usize + 1, remaining).await?;
+    let mut cluster = Cluster {
+        name: name.into(),
+        kubeconfig,
+        created: true,
+        create_time: Duration::ZERO,
+    };
+    let remaining = opts
+        .timeout
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_secs(30));
+    wait_ready(
+        &cluster.client().await?,
+        opts.workers as usize + 1,
+        remaining,
+    )
+    .await?;
     cluster.create_time = started.elapsed();
     Ok(cluster)
 }
@@ -437,11 +579,16 @@ pub async fn up(opts: &UpOptions) -> Result<Cluster> {
 impl Cluster {
     /// A client for this cluster, from its kubeconfig file.
     pub async fn client(&self) -> Result<Client> {
-        let kc = Kubeconfig::read_from(&self.kubeconfig)
-            .map_err(|e| ClusterError::Kubeconfig { name: self.name.clone(), detail: e.to_string() })?;
+        let kc = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| ClusterError::Kubeconfig {
+            name: self.name.clone(),
+            detail: e.to_string(),
+        })?;
         let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await
-            .map_err(|e| ClusterError::Kubeconfig { name: self.name.clone(), detail: e.to_string() })?;
+            .map_err(|e| ClusterError::Kubeconfig {
+                name: self.name.clone(),
+                detail: e.to_string(),
+            })?;
         Ok(Client::try_from(config)?)
     }
 
@@ -451,10 +598,20 @@ impl Cluster {
         match ownership(name)? {
             Ownership::Ours => {}
             Ownership::Gone => return Err(ClusterError::NoSuchCluster(name.into())),
-            Ownership::Foreign(why) => return Err(ClusterError::NotOurs { name: name.into(), why }),
+            Ownership::Foreign(why) => {
+                return Err(ClusterError::NotOurs {
+                    name: name.into(),
+                    why,
+                })
+            }
         }
         let kubeconfig = write_kubeconfig(&kind_binary()?, name, &record_dir(name))?;
-        Ok(Cluster { name: name.into(), kubeconfig, created: false, create_time: Duration::ZERO })
+        Ok(Cluster {
+            name: name.into(),
+            kubeconfig,
+            created: false,
+            create_time: Duration::ZERO,
+        })
     }
 }
 
@@ -476,12 +633,20 @@ pub async fn wait_ready(client: &Client, nodes: usize, timeout: Duration) -> Res
             Ok(_) => match api.list(&ListParams::default()).await {
                 Err(e) => last = format!("listing nodes failed: {e}"),
                 Ok(list) => {
-                    let ready: Vec<&str> =
-                        list.items.iter().filter(|n| node_ready(n)).filter_map(|n| n.metadata.name.as_deref()).collect();
+                    let ready: Vec<&str> = list
+                        .items
+                        .iter()
+                        .filter(|n| node_ready(n))
+                        .filter_map(|n| n.metadata.name.as_deref())
+                        .collect();
                     if list.items.len() >= nodes && ready.len() == list.items.len() {
                         return Ok(());
                     }
-                    last = format!("{} of {} node(s) Ready (want {nodes}): {ready:?}", ready.len(), list.items.len());
+                    last = format!(
+                        "{} of {} node(s) Ready (want {nodes}): {ready:?}",
+                        ready.len(),
+                        list.items.len()
+                    );
                 }
             },
         }
@@ -503,8 +668,15 @@ pub fn down(name: &str) -> Result<()> {
     let kind = kind_binary()?;
     let record = record_dir(name);
     match ownership(name)? {
-        Ownership::Foreign(why) => return Err(ClusterError::NotOurs { name: name.into(), why }),
-        Ownership::Gone if !record.exists() => return Err(ClusterError::NoSuchCluster(name.into())),
+        Ownership::Foreign(why) => {
+            return Err(ClusterError::NotOurs {
+                name: name.into(),
+                why,
+            })
+        }
+        Ownership::Gone if !record.exists() => {
+            return Err(ClusterError::NoSuchCluster(name.into()))
+        }
         Ownership::Gone => {}
         Ownership::Ours => {
             run(Command::new(&kind).args(["delete", "cluster", "--name", name]))?;
@@ -531,13 +703,19 @@ pub fn list() -> Result<Vec<ClusterInfo>> {
             Ownership::Foreign(why) => format!("foreign: {why}"),
             Ownership::Gone => "no node containers".to_string(),
         };
-        out.push(ClusterInfo { name: name.clone(), owner });
+        out.push(ClusterInfo {
+            name: name.clone(),
+            owner,
+        });
     }
     if let Ok(rd) = std::fs::read_dir(state_dir().join("clusters")) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if !names.contains(&name) {
-                out.push(ClusterInfo { name, owner: "record only (cluster gone; `cluster down` removes it)".into() });
+                out.push(ClusterInfo {
+                    name,
+                    owner: "record only (cluster gone; `cluster down` removes it)".into(),
+                });
             }
         }
     }
@@ -558,7 +736,12 @@ pub struct SmokeReport {
 /// Creates a pod running `image` (`sleep`), waits for Running, deletes it and waits
 /// until it is gone. The image must already be on the nodes (`kind load docker-image`),
 /// so the pod uses `imagePullPolicy: Never`.
-pub async fn smoke(client: &Client, namespace: &str, image: &str, timeout: Duration) -> Result<SmokeReport> {
+pub async fn smoke(
+    client: &Client,
+    namespace: &str,
+    image: &str,
+    timeout: Duration,
+) -> Result<SmokeReport> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let name = format!("terminus-smoke-{}", std::process::id());
     let pod: Pod = serde_json::from_value(serde_json::json!({
@@ -598,7 +781,11 @@ pub async fn smoke(client: &Client, namespace: &str, image: &str, timeout: Durat
         );
         if start.elapsed() > timeout {
             let _ = pods.delete(&name, &DeleteParams::default()).await;
-            return Err(ClusterError::Timeout { what: format!("pod {namespace}/{name} to be Running"), waited: timeout, last });
+            return Err(ClusterError::Timeout {
+                what: format!("pod {namespace}/{name} to be Running"),
+                waited: timeout,
+                last,
+            });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -607,14 +794,26 @@ pub async fn smoke(client: &Client, namespace: &str, image: &str, timeout: Durat
     loop {
         match pods.get_opt(&name).await? {
             None => break,
-            Some(p) => last = format!("still present, deletionTimestamp {:?}", p.metadata.deletion_timestamp.map(|t| t.0.to_string())),
+            Some(p) => {
+                last = format!(
+                    "still present, deletionTimestamp {:?}",
+                    p.metadata.deletion_timestamp.map(|t| t.0.to_string())
+                )
+            }
         }
         if start.elapsed() > timeout * 2 {
-            return Err(ClusterError::Timeout { what: format!("pod {namespace}/{name} to be gone"), waited: timeout, last });
+            return Err(ClusterError::Timeout {
+                what: format!("pod {namespace}/{name} to be gone"),
+                waited: timeout,
+                last,
+            });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Ok(SmokeReport { running_after, gone_after: start.elapsed() })
+    Ok(SmokeReport {
+        running_after,
+        gone_after: start.elapsed(),
+    })
 }
 
 /// Loads a local docker image into every node of cluster `name` (`kind load docker-image`).
@@ -674,13 +873,30 @@ pub fn run_cli(cmd: ClusterCommand) -> u8 {
     };
     let result: Result<()> = rt.block_on(async {
         match cmd {
-            ClusterCommand::Up { name, image, workers, timeout, load } => {
-                let c = up(&UpOptions { name, image, workers, timeout }).await?;
+            ClusterCommand::Up {
+                name,
+                image,
+                workers,
+                timeout,
+                load,
+            } => {
+                let c = up(&UpOptions {
+                    name,
+                    image,
+                    workers,
+                    timeout,
+                })
+                .await?;
                 for i in &load {
                     load_image(&c.name, i)?;
                 }
                 if c.created {
-                    println!("created {} in {:.1}s; kubeconfig {}", c.name, c.create_time.as_secs_f64(), c.kubeconfig.display());
+                    println!(
+                        "created {} in {:.1}s; kubeconfig {}",
+                        c.name,
+                        c.create_time.as_secs_f64(),
+                        c.kubeconfig.display()
+                    );
                 } else {
                     println!("reused {}; kubeconfig {}", c.name, c.kubeconfig.display());
                 }
@@ -695,8 +911,16 @@ pub fn run_cli(cmd: ClusterCommand) -> u8 {
                 let c = Cluster::open(&name)?;
                 let client = c.client().await?;
                 let v = client.apiserver_version().await?;
-                println!("{name}: ours, Kubernetes {}, kubeconfig {}", v.git_version, c.kubeconfig.display());
-                for n in Api::<Node>::all(client).list(&ListParams::default()).await?.items {
+                println!(
+                    "{name}: ours, Kubernetes {}, kubeconfig {}",
+                    v.git_version,
+                    c.kubeconfig.display()
+                );
+                for n in Api::<Node>::all(client)
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                {
                     let ready = if node_ready(&n) { "Ready" } else { "NotReady" };
                     println!("  node {} {ready}", n.metadata.name.unwrap_or_default());
                 }
@@ -719,7 +943,9 @@ pub fn run_cli(cmd: ClusterCommand) -> u8 {
         Err(e) => {
             eprintln!("error: {e}");
             match e {
-                ClusterError::BadName { .. } | ClusterError::NotOurs { .. } | ClusterError::NoSuchCluster(_) => 2,
+                ClusterError::BadName { .. }
+                | ClusterError::NotOurs { .. }
+                | ClusterError::NoSuchCluster(_) => 2,
                 _ => 3,
             }
         }
@@ -742,9 +968,17 @@ mod tests {
 
     #[test]
     fn offline_image_preference() {
-        assert_eq!(pick_offline(["terminus/kind-node:v1.35.4", DEFAULT_OFFLINE_IMAGE]).as_deref(), Some(DEFAULT_OFFLINE_IMAGE));
         assert_eq!(
-            pick_offline(["terminus/kind-node:v1.34.2", "terminus/kind-node:v1.35.4", "terminus/kind-node:<none>"]).as_deref(),
+            pick_offline(["terminus/kind-node:v1.35.4", DEFAULT_OFFLINE_IMAGE]).as_deref(),
+            Some(DEFAULT_OFFLINE_IMAGE)
+        );
+        assert_eq!(
+            pick_offline([
+                "terminus/kind-node:v1.34.2",
+                "terminus/kind-node:v1.35.4",
+                "terminus/kind-node:<none>"
+            ])
+            .as_deref(),
             Some("terminus/kind-node:v1.35.4")
         );
         assert_eq!(pick_offline(["kindest/node:v1.34.0"]), None);
@@ -758,13 +992,20 @@ mod tests {
         assert!(c.contains("disableDefaultCNI: true"));
         assert!(!kind_config(Path::new("/r"), 0, false).contains("disableDefaultCNI"));
         let parsed: serde_yaml::Value = serde_yaml::from_str(&c).expect("valid yaml");
-        assert_eq!(parsed["nodes"][0]["extraMounts"][0]["readOnly"], serde_yaml::Value::Bool(true));
+        assert_eq!(
+            parsed["nodes"][0]["extraMounts"][0]["readOnly"],
+            serde_yaml::Value::Bool(true)
+        );
     }
 
     #[test]
     fn image_kinds() {
         assert!(NodeImage::Offline("terminus/kind-node:v1.34.4".into()).is_terminus());
-        assert!(!NodeImage::Explicit { image: "kindest/node:v1.34.0".into(), source: "--image" }.is_terminus());
+        assert!(!NodeImage::Explicit {
+            image: "kindest/node:v1.34.0".into(),
+            source: "--image"
+        }
+        .is_terminus());
         assert_eq!(NodeImage::KindDefault.image(), None);
     }
 }
