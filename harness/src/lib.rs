@@ -11,9 +11,16 @@ pub mod corpus;
 pub mod detect;
 pub mod detectors;
 pub mod evidence;
+pub mod fault;
+pub mod gc;
+pub mod node;
+pub mod probe;
 pub mod report;
 pub mod scenario;
 pub mod scorecard;
+pub mod suite;
+pub mod trial;
+pub mod workload;
 
 pub use cause::CauseId;
 

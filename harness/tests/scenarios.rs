@@ -1,1 +1,132 @@
-fn main() {}
+//! The cluster tier: one trial per `scenarios/*.yaml` (named by its path) plus a smoke
+//! trial, on one kind cluster shared by the run. Listing (`--list`) reads the scenario
+//! files only and touches neither Docker nor kind. Zero scenarios is an error.
+//!
+//! Environment: TERMINUS_CLUSTER (cluster name, default terminus-scenarios),
+//! TERMINUS_KEEP_CLUSTER=1 (keep it for the next run), TERMINUS_DETECTORS (comma-
+//! separated, default `builtin`), TERMINUS_NODE_IMAGE (see cluster.rs).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Mutex, OnceLock};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use terminus::scenario::{self, Scenario};
+use terminus::suite::Suite;
+use terminus::trial::TrialRecord;
+
+static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+static SUITE: OnceLock<Result<Suite, String>> = OnceLock::new();
+static RECORDS: Mutex<Vec<TrialRecord>> = Mutex::new(Vec::new());
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    })
+}
+
+/// The shared suite, set up by whichever trial runs first.
+fn suite() -> Result<&'static Suite, Failed> {
+    let suite = SUITE.get_or_init(|| {
+        let r = runtime()
+            .block_on(Suite::setup(true))
+            .map_err(|e| e.to_string());
+        if r.is_ok() {
+            install_interrupt_handler();
+        }
+        r
+    });
+    suite
+        .as_ref()
+        .map_err(|e| Failed::from(format!("cannot set up the cluster: {e}")))
+}
+
+/// Ctrl-C: undo every node fault of this run, delete its namespaces and (unless kept)
+/// the cluster, then exit. Trials in flight lose their own recover; this replaces it.
+fn install_interrupt_handler() {
+    runtime().spawn(async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!("\nterminus: interrupted; recovering faults and removing what this run made");
+        if let Some(Ok(suite)) = SUITE.get() {
+            let mut report = terminus::gc::GcReport::default();
+            terminus::gc::clean_nodes(&suite.cluster.name, Some(&suite.env.run.id), &mut report)
+                .await;
+            terminus::gc::clean_namespaces(&suite.env.client, Some(&suite.env.run.id), &mut report)
+                .await;
+            for line in report.actions.iter().chain(report.errors.iter()) {
+                eprintln!("  {line}");
+            }
+            let _ = suite.teardown();
+        }
+        std::process::exit(130);
+    });
+}
+
+fn scenario_trial(path: PathBuf, scenario: Scenario) -> Trial {
+    let name = format!(
+        "scenarios/{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+    );
+    let kind = scenario.cause.as_str();
+    Trial::test(name, move || {
+        let suite = suite()?;
+        eprintln!("terminus: trial {}", scenario.id);
+        let record = runtime().block_on(suite.trial(&scenario));
+        let failure = record.failure.clone();
+        let timeline =
+            std::fs::read_to_string(record.artefacts.join("timeline.txt")).unwrap_or_default();
+        RECORDS.lock().map(|mut r| r.push(record)).ok();
+        match failure {
+            None => Ok(()),
+            Some(why) => Err(format!("{why}\n\ntimeline:\n{timeline}").into()),
+        }
+    })
+    .with_kind(kind)
+}
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let dir = std::env::var_os("TERMINUS_SCENARIOS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios"));
+    let scenarios = match scenario::load_dir(&dir) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let mut trials = vec![Trial::test(
+        "smoke: a pod runs, is deleted and goes away",
+        || {
+            let suite = suite()?;
+            let took = runtime().block_on(suite.smoke())?;
+            eprintln!("terminus: smoke passed in {:.1}s", took.as_secs_f64());
+            Ok(())
+        },
+    )];
+    trials.extend(
+        scenarios
+            .into_iter()
+            .map(|s| scenario_trial(s.file.clone(), s)),
+    );
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Some(Ok(suite)) = SUITE.get() {
+        let records = RECORDS.lock().map(|r| r.clone()).unwrap_or_default();
+        match suite.finish(&records) {
+            Ok(summary) => eprintln!("\n{summary}\nartefacts: {}", suite.env.run.dir.display()),
+            Err(e) => eprintln!("terminus: writing the run's artefacts: {e}"),
+        }
+        if let Err(e) = suite.teardown() {
+            eprintln!("terminus: {e}");
+        }
+    }
+    conclusion.exit_code()
+}

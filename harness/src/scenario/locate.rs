@@ -43,7 +43,8 @@ pub fn locate(source: &str, path: &[&str]) -> (usize, usize) {
 mod tests {
     use super::locate;
 
-    const DOC: &str = "id: x\nfault:\n  kind: fill-disk\n  params:\n    size: 64Q\nobserve:\n  for: 10s\n";
+    const DOC: &str =
+        "id: x\nfault:\n  kind: fill-disk\n  params:\n    size: 64Q\nobserve:\n  for: 10s\n";
 
     #[test]
     fn finds_nested_keys() {

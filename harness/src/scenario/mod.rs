@@ -12,6 +12,7 @@ mod raw;
 
 pub use error::ScenarioError;
 pub use plan::{
-    load_dir, load_file, parse, Deadlines, FaultSpec, Fidelity, FidelityLevel, HoldVia, NodeUse,
-    Observe, PodOutcome, Remedy, Requirements, Runtime, Scenario, Volume, Workload, WorkloadKind,
+    load_dir, load_file, parse, Deadlines, DesyncHow, FaultSpec, Fidelity, FidelityLevel, FillMode,
+    FreezeTarget, HoldVia, ImmutableLocation, KubeletStop, NodeUse, Observe, PodOutcome, Remedy,
+    Requirements, Runtime, Scenario, Volume, Workload, WorkloadKind,
 };

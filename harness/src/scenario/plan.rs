@@ -136,14 +136,32 @@ pub enum FillMode {
 /// The fault and its parameters; one variant per `fault.kind`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FaultSpec {
-    FillDisk { size_bytes: u64, mode: FillMode },
-    ImmutableFile { location: ImmutableLocation, path: String },
-    FreezeRuntime { target: FreezeTarget },
-    Finalizer { name: String },
-    StopKubelet { how: KubeletStop },
-    DesyncRuntime { how: DesyncHow },
-    AffinityChurn { interval: Duration },
-    HoldMount { via: HoldVia },
+    FillDisk {
+        size_bytes: u64,
+        mode: FillMode,
+    },
+    ImmutableFile {
+        location: ImmutableLocation,
+        path: String,
+    },
+    FreezeRuntime {
+        target: FreezeTarget,
+    },
+    Finalizer {
+        name: String,
+    },
+    StopKubelet {
+        how: KubeletStop,
+    },
+    DesyncRuntime {
+        how: DesyncHow,
+    },
+    AffinityChurn {
+        interval: Duration,
+    },
+    HoldMount {
+        via: HoldVia,
+    },
 }
 
 impl FaultSpec {
@@ -206,22 +224,54 @@ pub enum Remedy {
 impl Remedy {
     const ALL: [(&'static str, Remedy, CauseId); 8] = [
         ("free-disk", Remedy::FreeDisk, CauseId::DiskFull),
-        ("clear-immutable-flag", Remedy::ClearImmutableFlag, CauseId::ImmutableFile),
+        (
+            "clear-immutable-flag",
+            Remedy::ClearImmutableFlag,
+            CauseId::ImmutableFile,
+        ),
         ("thaw-runtime", Remedy::ThawRuntime, CauseId::RuntimeHang),
-        ("remove-finalizers", Remedy::RemoveFinalizers, CauseId::Finalizer),
-        ("restart-kubelet", Remedy::RestartKubelet, CauseId::KubeletMissedDelete),
-        ("restart-runtime", Remedy::RestartRuntime, CauseId::RuntimeDesync),
-        ("use-node-selector", Remedy::UseNodeSelector, CauseId::DaemonsetHashChurn),
-        ("kill-mount-holder", Remedy::KillMountHolder, CauseId::MountHeld),
+        (
+            "remove-finalizers",
+            Remedy::RemoveFinalizers,
+            CauseId::Finalizer,
+        ),
+        (
+            "restart-kubelet",
+            Remedy::RestartKubelet,
+            CauseId::KubeletMissedDelete,
+        ),
+        (
+            "restart-runtime",
+            Remedy::RestartRuntime,
+            CauseId::RuntimeDesync,
+        ),
+        (
+            "use-node-selector",
+            Remedy::UseNodeSelector,
+            CauseId::DaemonsetHashChurn,
+        ),
+        (
+            "kill-mount-holder",
+            Remedy::KillMountHolder,
+            CauseId::MountHeld,
+        ),
     ];
 
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(_, r, _)| *r == self).map(|(s, _, _)| *s).unwrap_or("?")
+        Self::ALL
+            .iter()
+            .find(|(_, r, _)| *r == self)
+            .map(|(s, _, _)| *s)
+            .unwrap_or("?")
     }
 
     /// The cause this remedy clears; a scenario's remedy must match its cause.
     pub fn clears(self) -> CauseId {
-        Self::ALL.iter().find(|(_, r, _)| *r == self).map(|(_, _, c)| *c).unwrap_or(CauseId::Finalizer)
+        Self::ALL
+            .iter()
+            .find(|(_, r, _)| *r == self)
+            .map(|(_, _, c)| *c)
+            .unwrap_or(CauseId::Finalizer)
     }
 }
 
@@ -303,7 +353,8 @@ pub fn load_file(file: &Path) -> Result<Scenario, ScenarioError> {
 
 /// Parses and validates one scenario. `file` is only used to name the file in errors.
 pub fn parse(file: &Path, source: &str) -> Result<Scenario, ScenarioError> {
-    let raw: RawScenario = serde_yaml::from_str(source).map_err(|e| yaml_error(file, source, &e))?;
+    let raw: RawScenario =
+        serde_yaml::from_str(source).map_err(|e| yaml_error(file, source, &e))?;
     Validator { file, source }.scenario(raw)
 }
 
@@ -324,7 +375,11 @@ fn yaml_error(file: &Path, source: &str, e: &serde_yaml::Error) -> ScenarioError
             let name = &message[start + marker.len()..];
             if let Some(end) = name.find('`') {
                 let name = &name[..end];
-                field = if field.is_empty() { name.to_owned() } else { format!("{field}.{name}") };
+                field = if field.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{field}.{name}")
+                };
             }
         }
     }
@@ -337,9 +392,21 @@ fn yaml_error(file: &Path, source: &str, e: &serde_yaml::Error) -> ScenarioError
         }
     };
     if source.trim().is_empty() {
-        return ScenarioError { file: file.to_path_buf(), line: 0, column: 0, field: String::new(), message: "the file is empty".into() };
+        return ScenarioError {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: "the file is empty".into(),
+        };
     }
-    ScenarioError { file: file.to_path_buf(), line, column, field, message }
+    ScenarioError {
+        file: file.to_path_buf(),
+        line,
+        column,
+        field,
+        message,
+    }
 }
 
 struct Validator<'a> {
@@ -361,22 +428,45 @@ impl Validator<'_> {
     }
 
     fn duration(&self, field: &str, text: &str) -> Result<Duration, ScenarioError> {
-        humantime::parse_duration(text)
-            .map_err(|e| self.err(field, format!("`{text}` is not a duration ({e}); write e.g. `30s` or `2m`")))
-    }
-
-    fn choice<T: Copy>(&self, field: &str, text: &str, options: &[(&str, T)]) -> Result<T, ScenarioError> {
-        options.iter().find(|(name, _)| *name == text).map(|(_, v)| *v).ok_or_else(|| {
-            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-            self.err(field, format!("`{text}` is not one of: {}", names.join(", ")))
+        humantime::parse_duration(text).map_err(|e| {
+            self.err(
+                field,
+                format!("`{text}` is not a duration ({e}); write e.g. `30s` or `2m`"),
+            )
         })
     }
 
-    fn version_req(&self, field: &str, text: &Option<String>) -> Result<Option<VersionReq>, ScenarioError> {
+    fn choice<T: Copy>(
+        &self,
+        field: &str,
+        text: &str,
+        options: &[(&str, T)],
+    ) -> Result<T, ScenarioError> {
+        options
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+                self.err(
+                    field,
+                    format!("`{text}` is not one of: {}", names.join(", ")),
+                )
+            })
+    }
+
+    fn version_req(
+        &self,
+        field: &str,
+        text: &Option<String>,
+    ) -> Result<Option<VersionReq>, ScenarioError> {
         text.as_deref()
             .map(|t| {
                 VersionReq::parse(t).map_err(|e| {
-                    self.err(field, format!("`{t}` is not a version range ({e}); write e.g. `>=1.34, <1.37`"))
+                    self.err(
+                        field,
+                        format!("`{t}` is not a version range ({e}); write e.g. `>=1.34, <1.37`"),
+                    )
                 })
             })
             .transpose()
@@ -384,29 +474,51 @@ impl Validator<'_> {
 
     fn scenario(&self, raw: RawScenario) -> Result<Scenario, ScenarioError> {
         if raw.id.is_empty()
-            || !raw.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            || !raw
+                .id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
             return Err(self.err("id", format!("`{}` must be non-empty lowercase letters, digits and dashes (it names namespaces)", raw.id)));
         }
-        let cause: CauseId = raw.cause.parse().map_err(|e: crate::cause::UnknownCause| self.err("cause", e.to_string()))?;
+        let cause: CauseId = raw
+            .cause
+            .parse()
+            .map_err(|e: crate::cause::UnknownCause| self.err("cause", e.to_string()))?;
         let fidelity = Fidelity {
             level: self.choice(
                 "fidelity.level",
                 &raw.fidelity.level,
-                &[("original", FidelityLevel::Original), ("nearest-equivalent", FidelityLevel::NearestEquivalent)],
+                &[
+                    ("original", FidelityLevel::Original),
+                    ("nearest-equivalent", FidelityLevel::NearestEquivalent),
+                ],
             )?,
             note: raw.fidelity.note.trim().to_owned(),
         };
         if fidelity.note.is_empty() {
-            return Err(self.err("fidelity.note", "say what is reproduced and why it is faithful (or the nearest equivalent)"));
+            return Err(self.err(
+                "fidelity.note",
+                "say what is reproduced and why it is faithful (or the nearest equivalent)",
+            ));
         }
 
         let mut runtimes = Vec::new();
         for r in &raw.requires.runtime {
-            runtimes.push(self.choice("requires.runtime", r, &[("containerd", Runtime::Containerd), ("docker", Runtime::Docker)])?);
+            runtimes.push(self.choice(
+                "requires.runtime",
+                r,
+                &[
+                    ("containerd", Runtime::Containerd),
+                    ("docker", Runtime::Docker),
+                ],
+            )?);
         }
         if runtimes.is_empty() {
-            return Err(self.err("requires.runtime", "name at least one runtime (containerd, docker)"));
+            return Err(self.err(
+                "requires.runtime",
+                "name at least one runtime (containerd, docker)",
+            ));
         }
         let requires = Requirements {
             runtimes,
@@ -414,21 +526,48 @@ impl Validator<'_> {
             kernel: self.version_req("requires.kernel", &raw.requires.kernel)?,
             node: match raw.requires.node.as_deref() {
                 None => NodeUse::Shared,
-                Some(n) => self.choice("requires.node", n, &[("shared", NodeUse::Shared), ("dedicated", NodeUse::Dedicated)])?,
+                Some(n) => self.choice(
+                    "requires.node",
+                    n,
+                    &[
+                        ("shared", NodeUse::Shared),
+                        ("dedicated", NodeUse::Dedicated),
+                    ],
+                )?,
             },
         };
 
         let w = raw.workload;
         let workload = Workload {
-            kind: self.choice("workload.kind", &w.kind, &[("pod", WorkloadKind::Pod), ("daemonset", WorkloadKind::DaemonSet)])?,
-            image: w.image.unwrap_or_else(|| crate::DEFAULT_WORKLOAD_IMAGE.to_owned()),
-            command: w.command.unwrap_or_else(|| vec!["sleep".into(), "infinity".into()]),
+            kind: self.choice(
+                "workload.kind",
+                &w.kind,
+                &[
+                    ("pod", WorkloadKind::Pod),
+                    ("daemonset", WorkloadKind::DaemonSet),
+                ],
+            )?,
+            image: w
+                .image
+                .unwrap_or_else(|| crate::DEFAULT_WORKLOAD_IMAGE.to_owned()),
+            command: w
+                .command
+                .unwrap_or_else(|| vec!["sleep".into(), "infinity".into()]),
             volume: match w.volume {
                 None => None,
                 Some(v) => {
-                    let kind = self.choice("workload.volume.kind", &v.kind, &[("empty-dir", Volume::EmptyDir), ("host-path", Volume::HostPath)])?;
+                    let kind = self.choice(
+                        "workload.volume.kind",
+                        &v.kind,
+                        &[
+                            ("empty-dir", Volume::EmptyDir),
+                            ("host-path", Volume::HostPath),
+                        ],
+                    )?;
                     if !v.mount_path.starts_with('/') {
-                        return Err(self.err("workload.volume.mount-path", "must be an absolute path"));
+                        return Err(
+                            self.err("workload.volume.mount-path", "must be an absolute path")
+                        );
                     }
                     Some((kind, v.mount_path))
                 }
@@ -442,32 +581,65 @@ impl Validator<'_> {
 
         let fault = self.fault(&raw.fault, &workload)?;
         if fault.induces() != cause {
-            return Err(self.err("fault.kind", format!("a `{}` fault induces {}, but the scenario's cause is {}", fault.kind(), fault.induces(), cause)));
+            return Err(self.err(
+                "fault.kind",
+                format!(
+                    "a `{}` fault induces {}, but the scenario's cause is {}",
+                    fault.kind(),
+                    fault.induces(),
+                    cause
+                ),
+            ));
         }
 
         let pod = self.choice(
             "observe.pod",
             &raw.observe.pod,
-            &[("stays-terminating", PodOutcome::StaysTerminating), ("goes-away", PodOutcome::GoesAway)],
+            &[
+                ("stays-terminating", PodOutcome::StaysTerminating),
+                ("goes-away", PodOutcome::GoesAway),
+            ],
         )?;
         let hold = match (&raw.observe.hold, pod) {
             (Some(t), _) => self.duration("observe.for", t)?,
             (None, PodOutcome::GoesAway) => Duration::ZERO,
             (None, PodOutcome::StaysTerminating) => {
-                return Err(self.err("observe", "missing field `for`: how long the pod must stay Terminating"))
+                return Err(self.err(
+                    "observe",
+                    "missing field `for`: how long the pod must stay Terminating",
+                ))
             }
         };
         let node_left_unclean = match raw.observe.node.as_deref() {
             None => false,
-            Some(n) => self.choice("observe.node", n, &[("clean", false), ("left-unclean", true)])?,
+            Some(n) => self.choice(
+                "observe.node",
+                n,
+                &[("clean", false), ("left-unclean", true)],
+            )?,
         };
         if hold <= workload.grace_period && pod == PodOutcome::StaysTerminating {
-            return Err(self.err("observe.for", "must be longer than the workload's grace period, or a normal deletion would pass"));
+            return Err(self.err(
+                "observe.for",
+                "must be longer than the workload's grace period, or a normal deletion would pass",
+            ));
         }
 
-        let remedy = self.choice("remedy.action", &raw.remedy.action, &Remedy::ALL.map(|(n, r, _)| (n, r)))?;
+        let remedy = self.choice(
+            "remedy.action",
+            &raw.remedy.action,
+            &Remedy::ALL.map(|(n, r, _)| (n, r)),
+        )?;
         if remedy.clears() != cause {
-            return Err(self.err("remedy.action", format!("`{}` clears {}, not {}", remedy.as_str(), remedy.clears(), cause)));
+            return Err(self.err(
+                "remedy.action",
+                format!(
+                    "`{}` clears {}, not {}",
+                    remedy.as_str(),
+                    remedy.clears(),
+                    cause
+                ),
+            ));
         }
 
         let d = raw.deadlines;
@@ -480,7 +652,10 @@ impl Validator<'_> {
             recover: self.duration("deadlines.recover", &d.recover)?,
         };
         if deadlines.stuck < hold {
-            return Err(self.err("deadlines.stuck", "must be at least `observe.for`, the time the pod is watched while stuck"));
+            return Err(self.err(
+                "deadlines.stuck",
+                "must be at least `observe.for`, the time the pod is watched while stuck",
+            ));
         }
 
         Ok(Scenario {
@@ -492,7 +667,11 @@ impl Validator<'_> {
             requires,
             workload,
             fault,
-            observe: Observe { pod, hold, node_left_unclean },
+            observe: Observe {
+                pod,
+                hold,
+                node_left_unclean,
+            },
             remedy,
             deadlines,
         })
@@ -608,7 +787,9 @@ impl Validator<'_> {
 /// `64Mi`, `1Gi`, `512Ki`, `1000` (bytes).
 fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().ok()?;
     let factor: u64 = match unit {

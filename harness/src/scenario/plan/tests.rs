@@ -16,7 +16,10 @@ fn every_repository_scenario_is_valid_and_each_cause_has_one() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
     let scenarios = load_dir(&dir).unwrap_or_else(|e| panic!("{e:?}"));
     for cause in CauseId::ALL {
-        assert!(scenarios.iter().any(|s| s.cause == cause), "no scenario for {cause}");
+        assert!(
+            scenarios.iter().any(|s| s.cause == cause),
+            "no scenario for {cause}"
+        );
     }
 }
 
@@ -24,7 +27,12 @@ fn every_repository_scenario_is_valid_and_each_cause_has_one() {
 fn good_file_parses_into_a_plan() {
     let s = parse(Path::new("finalizer.yaml"), GOOD).expect("valid");
     assert_eq!(s.cause, CauseId::Finalizer);
-    assert_eq!(s.fault, FaultSpec::Finalizer { name: "terminus.dev/hold".into() });
+    assert_eq!(
+        s.fault,
+        FaultSpec::Finalizer {
+            name: "terminus.dev/hold".into()
+        }
+    );
     assert_eq!(s.deadlines.clear, Duration::from_secs(30));
     assert_eq!(s.workload.finalizers, vec!["terminus.dev/hold".to_owned()]);
 }
@@ -32,7 +40,11 @@ fn good_file_parses_into_a_plan() {
 #[test]
 fn unknown_field_names_file_line_column_and_field() {
     let text = GOOD.replace("  grace-period: 2s", "  grace-period: 2s\n  colour: red");
-    let line = text.lines().position(|l| l.contains("colour")).expect("inserted") + 1;
+    let line = text
+        .lines()
+        .position(|l| l.contains("colour"))
+        .expect("inserted")
+        + 1;
     assert_eq!(
         error_of(&text),
         format!("s.yaml:{line}:3: field `workload.colour`: unknown field `colour`, expected one of `kind`, `image`, `command`, `volume`, `grace-period`, `finalizers`")
@@ -41,23 +53,61 @@ fn unknown_field_names_file_line_column_and_field() {
 
 #[test]
 fn unknown_fault_parameter_is_refused_in_stage_two() {
-    let text = GOOD.replace("    name: terminus.dev/hold", "    name: terminus.dev/hold\n    colour: red");
+    let text = GOOD.replace(
+        "    name: terminus.dev/hold",
+        "    name: terminus.dev/hold\n    colour: red",
+    );
     let e = error_of(&text);
-    assert!(e.contains("field `fault.params.colour`: unknown field `colour`"), "{e}");
-    let line = text.lines().position(|l| l.contains("colour")).expect("inserted") + 1;
+    assert!(
+        e.contains("field `fault.params.colour`: unknown field `colour`"),
+        "{e}"
+    );
+    let line = text
+        .lines()
+        .position(|l| l.contains("colour"))
+        .expect("inserted")
+        + 1;
     assert!(e.starts_with(&format!("s.yaml:{line}:5:")), "{e}");
 }
 
 #[test]
 fn bad_values_point_at_their_field() {
     let cases = [
-        ("cause: finalizer", "cause: finaliser", "field `cause`: unknown cause id `finaliser`"),
-        ("  clear: 30s", "  clear: soon", "field `deadlines.clear`: `soon` is not a duration"),
-        ("  action: remove-finalizers", "  action: free-disk", "field `remedy.action`: `free-disk` clears disk-full, not finalizer"),
-        ("  kind: finalizer", "  kind: fill-disk", "field `fault.params.name`: unknown field `name`, expected `size` or `mode`"),
-        ("  for: 10s", "  for: 1s", "field `observe.for`: must be longer than the workload's grace period"),
-        ("  kubernetes: \">=1.20\"", "  kubernetes: \"one point twenty\"", "field `requires.kubernetes`"),
-        ("  level: original", "  level: faithful", "field `fidelity.level`: `faithful` is not one of: original, nearest-equivalent"),
+        (
+            "cause: finalizer",
+            "cause: finaliser",
+            "field `cause`: unknown cause id `finaliser`",
+        ),
+        (
+            "  clear: 30s",
+            "  clear: soon",
+            "field `deadlines.clear`: `soon` is not a duration",
+        ),
+        (
+            "  action: remove-finalizers",
+            "  action: free-disk",
+            "field `remedy.action`: `free-disk` clears disk-full, not finalizer",
+        ),
+        (
+            "  kind: finalizer",
+            "  kind: fill-disk",
+            "field `fault.params.name`: unknown field `name`, expected `size` or `mode`",
+        ),
+        (
+            "  for: 20s",
+            "  for: 1s",
+            "field `observe.for`: must be longer than the workload's grace period",
+        ),
+        (
+            "  kubernetes: \">=1.20\"",
+            "  kubernetes: \"one point twenty\"",
+            "field `requires.kubernetes`",
+        ),
+        (
+            "  level: original",
+            "  level: faithful",
+            "field `fidelity.level`: `faithful` is not one of: original, nearest-equivalent",
+        ),
     ];
     for (from, to, expected) in cases {
         assert!(GOOD.contains(from), "fixture lacks {from}");
@@ -70,8 +120,15 @@ fn bad_values_point_at_their_field() {
 #[test]
 fn wrong_type_and_missing_section_are_located() {
     let e = error_of(&GOOD.replace("  grace-period: 2s", "  grace-period: [2s]"));
-    assert!(e.contains("workload.grace-period") && e.contains("invalid type"), "{e}");
-    let without_remedy: String = GOOD.lines().filter(|l| !l.starts_with("remedy") && !l.contains("action:")).map(|l| format!("{l}\n")).collect();
+    assert!(
+        e.contains("workload.grace-period") && e.contains("invalid type"),
+        "{e}"
+    );
+    let without_remedy: String = GOOD
+        .lines()
+        .filter(|l| !l.starts_with("remedy") && !l.contains("action:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     assert!(error_of(&without_remedy).contains("missing field `remedy`"));
     assert_eq!(error_of(""), "s.yaml: the file is empty");
     assert!(error_of("- a\n- list\n").starts_with("s.yaml:1:1:"));

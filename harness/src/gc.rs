@@ -1,0 +1,164 @@
+//! `terminus gc`: remove what killed runs left behind. Everything terminus makes is
+//! findable without the run that made it: kind clusters by their ownership record
+//! (cluster.rs), node faults by the agent's ledger inside each node, namespaces by the
+//! `app.kubernetes.io/managed-by=terminus` label.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, ListParams};
+
+use crate::cluster::{self, Ownership};
+use crate::node::{Node, AGENT_PATH};
+use crate::workload::{MANAGED_LABEL, MANAGED_VALUE, RUN_LABEL};
+
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub actions: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// Undoes every fault recorded by the agent in the nodes of `cluster_name`'s containers
+/// (all ledgers, or only those whose name starts with `run`).
+pub async fn clean_nodes(cluster_name: &str, run: Option<&str>, report: &mut GcReport) {
+    let nodes = match node_containers(cluster_name) {
+        Ok(n) => n,
+        Err(e) => {
+            report.errors.push(e);
+            return;
+        }
+    };
+    for name in nodes {
+        let node = match Node::connect(&name).await {
+            Ok(n) => n,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                continue;
+            }
+        };
+        match node
+            .exec_raw(&["test", "-x", AGENT_PATH], Duration::from_secs(10))
+            .await
+        {
+            Ok(o) if o.code == 0 => {}
+            _ => continue, // no agent was ever installed: no node fault either
+        }
+        let ledgers = match run {
+            None => vec![vec!["gc".to_owned(), "--all".to_owned()]],
+            Some(prefix) => {
+                let listing = node
+                    .agent(&["ledger"], Duration::from_secs(30))
+                    .await
+                    .unwrap_or_default();
+                let runs: Vec<String> = serde_json::from_str::<serde_json::Value>(&listing)
+                    .ok()
+                    .and_then(|v| {
+                        v.get("ledgers")?.as_array().map(|a| {
+                            a.iter()
+                                .filter_map(|l| {
+                                    l.get("run").and_then(|r| r.as_str()).map(str::to_owned)
+                                })
+                                .collect()
+                        })
+                    })
+                    .unwrap_or_default();
+                runs.into_iter()
+                    .filter(|r| r.starts_with(prefix))
+                    .map(|r| vec!["gc".to_owned(), "--run".into(), r])
+                    .collect()
+            }
+        };
+        for args in ledgers {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            match node.agent(&args, Duration::from_secs(120)).await {
+                Ok(out) => report.actions.push(format!(
+                    "{name}: agent {} -> {}",
+                    args.join(" "),
+                    out.trim()
+                )),
+                Err(e) => report.errors.push(format!("{name}: {e}")),
+            }
+        }
+    }
+}
+
+fn node_containers(cluster_name: &str) -> Result<Vec<String>, String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=io.x-k8s.kind.cluster={cluster_name}"),
+            "--format",
+            "{{.Names}}",
+        ])
+        .output()
+        .map_err(|e| format!("docker ps: {e}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Deletes the namespaces terminus made (of one run, or all).
+pub async fn clean_namespaces(client: &kube::Client, run: Option<&str>, report: &mut GcReport) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let selector = match run {
+        Some(r) => format!("{RUN_LABEL}={r}"),
+        None => format!("{MANAGED_LABEL}={MANAGED_VALUE}"),
+    };
+    match namespaces
+        .list(&ListParams::default().labels(&selector))
+        .await
+    {
+        Ok(list) => {
+            for ns in list.items {
+                let name = ns.metadata.name.unwrap_or_default();
+                match namespaces.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => report.actions.push(format!("deleted namespace {name}")),
+                    Err(e) => report.errors.push(format!("namespace {name}: {e}")),
+                }
+            }
+        }
+        Err(e) => report.errors.push(format!("listing namespaces: {e}")),
+    }
+}
+
+/// The whole sweep: for every kind cluster terminus created, undo node faults, then
+/// delete the cluster (unless `keep_clusters`, in which case only its namespaces go).
+pub async fn gc_all(keep_clusters: bool) -> GcReport {
+    let mut report = GcReport::default();
+    let clusters = match cluster::kind_clusters() {
+        Ok(c) => c,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return report;
+        }
+    };
+    for name in clusters {
+        match cluster::ownership(&name) {
+            Ok(Ownership::Ours) => {}
+            Ok(_) => continue,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                continue;
+            }
+        }
+        // Flags first: an immutable file in a node's volume would make docker fail to
+        // remove the volume when the cluster is deleted.
+        clean_nodes(&name, None, &mut report).await;
+        if keep_clusters {
+            if let Ok(c) = cluster::Cluster::open(&name) {
+                if let Ok(client) = c.client().await {
+                    clean_namespaces(&client, None, &mut report).await;
+                }
+            }
+        } else {
+            match cluster::down(&name) {
+                Ok(()) => report.actions.push(format!("deleted cluster {name}")),
+                Err(e) => report.errors.push(e.to_string()),
+            }
+        }
+    }
+    report
+}

@@ -1,0 +1,185 @@
+//! Probes: gather an evidence bundle (docs/bundles.md) for one pod — API objects through
+//! kube, node files through the node agent — and write it to a directory. The bundle is
+//! the same artefact whether it comes from a scenario, a drill or a real cluster, so the
+//! detector never knows which.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
+use k8s_openapi::api::core::v1::{Event, Node as KubeNode, Pod};
+use kube::api::{Api, ListParams};
+use kube::Client;
+use serde_json::json;
+
+use crate::node::{Node, NodeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("writing the bundle at {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+/// What to gather: the pod (by namespace and name, since it may be gone) and what is
+/// known of it from before (its uid, node and container ids).
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub namespace: String,
+    pub pod: String,
+    pub uid: Option<String>,
+    pub node: Option<String>,
+    pub container_ids: Vec<String>,
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<(), ProbeError> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).map_err(|source| ProbeError::Write { path, source })
+}
+
+fn yaml<T: serde::Serialize>(value: &T) -> String {
+    serde_yaml::to_string(value).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+}
+
+/// Writes the API half: pod.yaml, events.yaml, node.yaml, and owner.yaml +
+/// revisions.yaml for DaemonSet pods. A failed read leaves the file out (unknown), with
+/// the reason in `probe-errors.txt`, so a half-broken cluster still gives a bundle.
+pub async fn api_evidence(client: &Client, target: &Target, dir: &Path) -> Result<(), ProbeError> {
+    let mut errors = Vec::new();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
+    let pod = match pods.get_opt(&target.pod).await {
+        Ok(Some(pod)) => {
+            write(dir, "pod.yaml", &yaml(&pod))?;
+            Some(pod)
+        }
+        Ok(None) => {
+            errors.push(format!(
+                "pod.yaml: pod {}/{} no longer exists",
+                target.namespace, target.pod
+            ));
+            None
+        }
+        Err(e) => {
+            errors.push(format!("pod.yaml: {e}"));
+            None
+        }
+    };
+    let events: Api<Event> = Api::namespaced(client.clone(), &target.namespace);
+    match events
+        .list(&ListParams::default().fields(&format!("involvedObject.name={}", target.pod)))
+        .await
+    {
+        Ok(list) => {
+            let doc = json!({ "apiVersion": "v1", "kind": "List", "items": list.items, "metadata": { "resourceVersion": "" } });
+            write(dir, "events.yaml", &yaml(&doc))?;
+        }
+        Err(e) => errors.push(format!("events.yaml: {e}")),
+    }
+    let node_name = target.node.clone().or_else(|| {
+        pod.as_ref()
+            .and_then(|p| p.spec.as_ref()?.node_name.clone())
+    });
+    if let Some(node_name) = node_name {
+        match Api::<KubeNode>::all(client.clone()).get(&node_name).await {
+            Ok(node) => write(dir, "node.yaml", &yaml(&node))?,
+            Err(e) => errors.push(format!("node.yaml: {e}")),
+        }
+    }
+    let owner = pod.as_ref().and_then(|p| {
+        p.metadata
+            .owner_references
+            .as_ref()?
+            .iter()
+            .find(|o| o.kind == "DaemonSet")
+            .cloned()
+    });
+    if let Some(owner) = owner {
+        let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), &target.namespace);
+        match daemonsets.get(&owner.name).await {
+            Ok(ds) => write(dir, "owner.yaml", &yaml(&ds))?,
+            Err(e) => errors.push(format!("owner.yaml: {e}")),
+        }
+        let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &target.namespace);
+        match revisions.list(&ListParams::default()).await {
+            Ok(list) => {
+                let doc = json!({ "apiVersion": "v1", "kind": "List", "items": list.items, "metadata": { "resourceVersion": "" } });
+                write(dir, "revisions.yaml", &yaml(&doc))?;
+            }
+            Err(e) => errors.push(format!("revisions.yaml: {e}")),
+        }
+    }
+    if !errors.is_empty() {
+        write(dir, "probe-errors.txt", &(errors.join("\n") + "\n"))?;
+    }
+    Ok(())
+}
+
+/// Where the agent writes a bundle inside the node before it is copied out.
+const NODE_BUNDLE_DIR: &str = "/var/lib/terminus-agent/bundle";
+
+/// Writes the node half (kubelet.log, runtime.log, df, lsattr, mountinfo, ps, crictl,
+/// ctr) by running the agent's `collect` in the node and copying the files out.
+pub async fn node_evidence(
+    node: &Node,
+    target: &Target,
+    dir: &Path,
+    since: &str,
+) -> Result<(), ProbeError> {
+    node.install_agent().await?;
+    let out = format!("{NODE_BUNDLE_DIR}/{}-{}", target.namespace, target.pod);
+    let mut args = vec![
+        "collect".to_owned(),
+        "--out".into(),
+        out.clone(),
+        "--since".into(),
+        since.to_owned(),
+    ];
+    for id in &target.container_ids {
+        args.push("--container-id".into());
+        args.push(id.clone());
+    }
+    if let Some(uid) = &target.uid {
+        args.push("--pod-uid".into());
+        args.push(uid.clone());
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    node.agent(&argv, Duration::from_secs(120)).await?;
+    for (name, bytes) in node.download_dir(&out).await? {
+        let path = dir.join(&name);
+        std::fs::write(&path, bytes).map_err(|source| ProbeError::Write { path, source })?;
+    }
+    node.exec(&["rm", "-rf", &out], Duration::from_secs(30))
+        .await?;
+    Ok(())
+}
+
+/// Writes a whole bundle: `captured-at` first (the detector's clock), then both halves.
+pub async fn collect(
+    client: &Client,
+    node: Option<&Node>,
+    target: &Target,
+    dir: &Path,
+    since: &str,
+) -> Result<(), ProbeError> {
+    std::fs::create_dir_all(dir).map_err(|source| ProbeError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    write(
+        dir,
+        "captured-at",
+        &format!(
+            "{}\n",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    )?;
+    api_evidence(client, target, dir).await?;
+    if let Some(node) = node {
+        node_evidence(node, target, dir, since).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,672 @@
+//! One trial, as a sequence of phases with deadlines:
+//!
+//! namespace → workload Running → fault applied → pod deleted → pod still Terminating
+//! after `observe.for` → evidence bundle → every detector asked → remedy → pod gone and
+//! node clean → fault recovered → namespace deleted.
+//!
+//! The recover runs whatever happens after the fault was applied: a failed assertion,
+//! a timeout, or a panic (caught here); Ctrl-C is handled by the caller, which owns the
+//! process and calls [`recover_all`] on the faults still registered.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde::Serialize;
+use serde_json::json;
+
+use super::clean;
+use super::remedy;
+use super::run::{Run, Timeline};
+use crate::cause::CauseId;
+use crate::detectors::{Detector, DetectorContext};
+use crate::fault::{self, Applied, FaultContext};
+use crate::node::Node;
+use crate::probe::{self, Target};
+use crate::scenario::{NodeUse, PodOutcome, Scenario, WorkloadKind};
+use crate::workload;
+
+/// What every trial of a run shares.
+pub struct TrialEnv {
+    pub run: Arc<Run>,
+    pub client: Client,
+    pub kubeconfig: PathBuf,
+    /// Worker for trials that share a node.
+    pub shared_node: String,
+    /// Worker for trials that disrupt a whole node; they take `dedicated_lock` first.
+    pub dedicated_node: String,
+    pub dedicated_lock: tokio::sync::Mutex<()>,
+    /// The control-plane node: kubectl with admin credentials runs there.
+    pub control_plane: String,
+    pub detectors: Vec<Detector>,
+    pub echo: bool,
+}
+
+/// The result of one trial, for the summary table, JUnit and the scorecard.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialRecord {
+    pub scenario: String,
+    pub expected: CauseId,
+    /// (detector, reported cause or "none" or "error: ...").
+    pub reported: Vec<(String, String)>,
+    /// What each detector answered, for the scorecard.
+    #[serde(skip)]
+    pub outcomes: Vec<(String, crate::scorecard::Outcome)>,
+    pub time_to_stuck: Option<f64>,
+    pub time_to_detect: Option<f64>,
+    pub time_to_clear: Option<f64>,
+    pub total: f64,
+    /// None when the trial passed; otherwise why it failed.
+    pub failure: Option<String>,
+    pub artefacts: PathBuf,
+}
+
+type Fail = String;
+
+fn poll() -> Duration {
+    Duration::from_millis(500)
+}
+
+/// Waits until `check` returns Some, polling; a timeout says what was awaited.
+async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> Result<T, Fail>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, Fail>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(format!("timed out after {deadline:?} waiting for {what}"));
+        }
+        tokio::time::sleep(poll()).await;
+    }
+}
+
+fn kube_err(what: &str) -> impl Fn(kube::Error) -> Fail + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+pub async fn run_trial(env: &TrialEnv, s: &Scenario) -> TrialRecord {
+    let timeline = Timeline::new(env.echo);
+    let dir = env.run.dir.join(&s.id);
+    let mut record = TrialRecord {
+        scenario: s.id.clone(),
+        expected: s.cause,
+        reported: Vec::new(),
+        outcomes: Vec::new(),
+        time_to_stuck: None,
+        time_to_detect: None,
+        time_to_clear: None,
+        total: 0.0,
+        failure: None,
+        artefacts: dir.clone(),
+    };
+    let _dedicated = match s.requires.node {
+        NodeUse::Dedicated => Some(env.dedicated_lock.lock().await),
+        NodeUse::Shared => None,
+    };
+    let node_name = match s.requires.node {
+        NodeUse::Dedicated => env.dedicated_node.clone(),
+        NodeUse::Shared => env.shared_node.clone(),
+    };
+    // Namespaces are unique per run: a stuck namespace of a killed run never blocks a new one.
+    let ns = format!("{}-{}", s.id, env.run.id);
+    let ns = ns[..ns.len().min(63)].trim_end_matches('-').to_owned();
+    let ledger = format!("{}-{}", env.run.id, s.id);
+    timeline.note(
+        "start",
+        format!("scenario {} on node {node_name}, namespace {ns}", s.id),
+    );
+
+    let applied: Arc<tokio::sync::Mutex<Option<Applied>>> = Arc::new(tokio::sync::Mutex::new(None));
+    let outcome = std::panic::AssertUnwindSafe(phases(
+        env,
+        s,
+        &ns,
+        &node_name,
+        &ledger,
+        &timeline,
+        &mut record,
+        applied.clone(),
+    ))
+    .catch_unwind()
+    .await;
+    let failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(why)) => Some(why),
+        Err(panic) => Some(format!(
+            "panicked: {}",
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        )),
+    };
+    if let Some(why) = &failure {
+        timeline.note("failed", why.clone());
+    }
+
+    // Recover on every path, then prove the node is clean after it.
+    let mut leftovers = Vec::new();
+    if let Some(applied) = applied.lock().await.take() {
+        let what = applied.describe();
+        match tokio::time::timeout(s.deadlines.recover, fault::recover(&env.client, applied)).await
+        {
+            Ok(Ok(msg)) => timeline.note("recover", msg),
+            Ok(Err(e)) => leftovers.push(format!("recovering {what} failed: {e}")),
+            Err(_) => leftovers.push(format!(
+                "recovering {what} did not finish within {:?}",
+                s.deadlines.recover
+            )),
+        }
+    }
+    if let Err(e) = delete_namespace(&env.client, &ns, s.deadlines.recover).await {
+        leftovers.push(e);
+    } else {
+        timeline.note("cleanup", format!("namespace {ns} deleted"));
+    }
+    record.failure = match (failure, leftovers.is_empty()) {
+        (None, true) => None,
+        (None, false) => Some(format!("left behind: {}", leftovers.join("; "))),
+        (Some(why), true) => Some(why),
+        (Some(why), false) => Some(format!("{why}; also left behind: {}", leftovers.join("; "))),
+    };
+    record.total = timeline.elapsed().as_secs_f64();
+    timeline.note(
+        "end",
+        if record.failure.is_none() {
+            "passed".to_owned()
+        } else {
+            "failed".to_owned()
+        },
+    );
+    let _ = timeline.write(&dir);
+    let _ = std::fs::write(
+        dir.join("record.json"),
+        serde_json::to_string_pretty(&record).unwrap_or_default(),
+    );
+    record
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn phases(
+    env: &TrialEnv,
+    s: &Scenario,
+    ns: &str,
+    node_name: &str,
+    ledger: &str,
+    timeline: &Timeline,
+    record: &mut TrialRecord,
+    applied_slot: Arc<tokio::sync::Mutex<Option<Applied>>>,
+) -> Result<(), Fail> {
+    let client = &env.client;
+    let node = Node::connect(node_name).await.map_err(|e| e.to_string())?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &workload::namespace(ns, &env.run.id, &s.id),
+        )
+        .await
+        .map_err(kube_err("creating the namespace"))?;
+
+    // --- workload
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let name = "victim".to_owned();
+    match s.workload.kind {
+        WorkloadKind::Pod => {
+            pods.create(
+                &PostParams::default(),
+                &workload::pod(s, &name, ns, node_name, &env.run.id),
+            )
+            .await
+            .map_err(kube_err("creating the pod"))?;
+        }
+        WorkloadKind::DaemonSet => {
+            let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+            daemonsets
+                .create(
+                    &PostParams::default(),
+                    &workload::daemonset(s, &name, ns, node_name, &env.run.id),
+                )
+                .await
+                .map_err(kube_err("creating the daemonset"))?;
+        }
+    }
+    let last_seen = std::sync::Mutex::new(String::from("no pod yet"));
+    let running = wait_for(
+        &format!(
+            "the {:?} workload to be Running on {node_name}",
+            s.workload.kind
+        ),
+        s.deadlines.ready,
+        || {
+            let pods = pods.clone();
+            let last_seen = &last_seen;
+            async move {
+                let list = pods
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(kube_err("listing pods"))?;
+                if let Some(p) = list.items.first() {
+                    if let Ok(mut seen) = last_seen.lock() {
+                        *seen = describe_pod_state(p);
+                    }
+                }
+                Ok(list.items.into_iter().find(|p| {
+                    p.metadata.deletion_timestamp.is_none()
+                        && p.status
+                            .as_ref()
+                            .and_then(|st| st.container_statuses.as_ref())
+                            .is_some_and(|cs| {
+                                cs.iter().all(|c| {
+                                    c.state.as_ref().is_some_and(|st| st.running.is_some())
+                                })
+                            })
+                }))
+            }
+        },
+    )
+    .await
+    .map_err(|why| {
+        format!(
+            "{why}; last seen: {}",
+            last_seen.lock().map(|s| s.clone()).unwrap_or_default()
+        )
+    })?;
+    let pod_name = running.metadata.name.clone().unwrap_or_default();
+    let mut target = Target {
+        namespace: ns.to_owned(),
+        pod: pod_name.clone(),
+        uid: running.metadata.uid.clone(),
+        node: Some(node_name.to_owned()),
+        container_ids: container_ids(&running),
+    };
+    timeline.note(
+        "ready",
+        format!(
+            "pod {pod_name} Running (uid {})",
+            target.uid.as_deref().unwrap_or("?")
+        ),
+    );
+
+    // --- fault
+    let fault_target = Target {
+        pod: if s.workload.kind == WorkloadKind::DaemonSet {
+            name.clone()
+        } else {
+            pod_name.clone()
+        },
+        ..target.clone()
+    };
+    let cx = FaultContext {
+        client,
+        node: &node,
+        ledger,
+        target: &fault_target,
+        deadline: s.deadlines.fault,
+    };
+    let applied = tokio::time::timeout(s.deadlines.fault, fault::apply(&s.fault, &cx))
+        .await
+        .map_err(|_| {
+            format!(
+                "applying the {} fault did not finish within {:?}",
+                s.fault.kind(),
+                s.deadlines.fault
+            )
+        })?
+        .map_err(|e| format!("applying the {} fault: {e}", s.fault.kind()))?;
+    timeline.note("fault", applied.describe());
+    *applied_slot.lock().await = Some(applied);
+
+    // --- delete and observe
+    let deleted_at = timeline.elapsed();
+    match s.workload.kind {
+        WorkloadKind::Pod => {
+            pods.delete(&pod_name, &DeleteParams::default())
+                .await
+                .map_err(kube_err("deleting the pod"))?;
+            timeline.note(
+                "delete",
+                format!(
+                    "kubectl delete pod {pod_name} (grace {:?})",
+                    s.workload.grace_period
+                ),
+            );
+            observe_pod(s, &pods, &pod_name, timeline).await?;
+        }
+        WorkloadKind::DaemonSet => {
+            target = observe_churn(s, client, ns, &name, timeline).await?;
+        }
+    }
+    record.time_to_stuck = Some((timeline.elapsed() - deleted_at).as_secs_f64());
+
+    // --- evidence and detection
+    let detect_started = timeline.elapsed();
+    let bundle = record.artefacts.join("bundle");
+    let since = format!("-{}s", timeline.elapsed().as_secs() + 60);
+    tokio::time::timeout(
+        s.deadlines.detect,
+        probe::collect(client, Some(&node), &target, &bundle, &since),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "gathering evidence did not finish within {:?}",
+            s.deadlines.detect
+        )
+    })?
+    .map_err(|e| format!("gathering evidence: {e}"))?;
+    std::fs::write(bundle.join("expected-cause"), format!("{}\n", s.cause))
+        .map_err(|e| e.to_string())?;
+    let context = DetectorContext {
+        timeout: s.deadlines.detect,
+        ..DetectorContext::default()
+    }
+    .with_cluster(
+        &env.kubeconfig.display().to_string(),
+        ns,
+        &target.pod,
+        Some(node_name),
+    );
+    let mut wrong = Vec::new();
+    for detector in &env.detectors {
+        let detector = detector.clone();
+        let (b, c) = (bundle.clone(), context.clone());
+        let (name, answer) =
+            tokio::task::spawn_blocking(move || (detector.name().to_owned(), detector.run(&b, &c)))
+                .await
+                .map_err(|e| format!("detector task: {e}"))?;
+        record.outcomes.push((name.clone(), answer.clone().into()));
+        match answer {
+            Ok(a) => {
+                let got = a
+                    .cause
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "none".into());
+                timeline.note("detect", format!("{name}: {got}"));
+                if a.cause != Some(s.cause) {
+                    wrong.push(format!(
+                        "detector {name}: expected {}, reported {got}",
+                        s.cause
+                    ));
+                }
+                record.reported.push((name, got));
+            }
+            Err(failure) => {
+                timeline.note("detect", format!("{name} failed: {failure}"));
+                wrong.push(format!("detector {name} failed: {failure}"));
+                record.reported.push((name, format!("error: {failure}")));
+            }
+        }
+    }
+    record.time_to_detect = Some((timeline.elapsed() - detect_started).as_secs_f64());
+    let evidence = crate::evidence::Evidence::load(&bundle);
+    let diagnosis = crate::detect::diagnose(&evidence);
+    std::fs::write(
+        record.artefacts.join("report.txt"),
+        crate::report::to_text(&evidence, &diagnosis),
+    )
+    .map_err(|e| e.to_string())?;
+    if !wrong.is_empty() {
+        return Err(format!(
+            "{} (bundle: {})",
+            wrong.join("; "),
+            bundle.display()
+        ));
+    }
+
+    // --- remedy, then the pod must go and the node must be clean
+    let first = diagnosis
+        .diagnoses
+        .first()
+        .ok_or("the built-in detector found nothing to remedy")?;
+    let remedy_started = timeline.elapsed();
+    remedy::apply(env, s, first, &node, &target, timeline).await?;
+    match s.workload.kind {
+        WorkloadKind::Pod => {
+            wait_for(
+                &format!("pod {pod_name} to be gone after the remedy"),
+                s.deadlines.clear,
+                || {
+                    let pods = pods.clone();
+                    let pod_name = pod_name.clone();
+                    async move {
+                        Ok(pods
+                            .get_opt(&pod_name)
+                            .await
+                            .map_err(kube_err("reading the pod"))?
+                            .is_none()
+                            .then_some(()))
+                    }
+                },
+            )
+            .await?;
+            timeline.note("cleared", format!("pod {pod_name} is gone"));
+        }
+        WorkloadKind::DaemonSet => {
+            remedy::wait_churn_stopped(client, ns, &name, s, timeline).await?;
+        }
+    }
+    let leftovers = wait_for("the node to be clean", s.deadlines.clear, || {
+        let (node, target) = (node.clone(), target.clone());
+        async move {
+            let left = clean::leftovers(&node, &target).await;
+            Ok(left.is_empty().then_some(()))
+        }
+    })
+    .await;
+    if let Err(why) = leftovers {
+        let left = clean::leftovers(&node, &target).await;
+        return Err(format!("{why}: {}", left.join("; ")));
+    }
+    record.time_to_clear = Some((timeline.elapsed() - remedy_started).as_secs_f64());
+    timeline.note(
+        "clean",
+        format!("node {node_name} has nothing left of the pod"),
+    );
+    Ok(())
+}
+
+/// A pod's phase and its containers' waiting reasons, for timeout messages.
+fn describe_pod_state(p: &Pod) -> String {
+    let status = p.status.as_ref();
+    let phase = status
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "no phase".into());
+    let waiting: Vec<String> = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let w = c.state.as_ref()?.waiting.as_ref()?;
+            Some(format!(
+                "{}: {} {}",
+                c.name,
+                w.reason.clone().unwrap_or_default(),
+                w.message.clone().unwrap_or_default()
+            ))
+        })
+        .collect();
+    format!(
+        "pod {} {phase} {}",
+        p.metadata.name.clone().unwrap_or_default(),
+        waiting.join("; ")
+    )
+}
+
+fn container_ids(pod: &Pod) -> Vec<String> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c.container_id.as_deref())
+                .map(|id| id.rsplit("://").next().unwrap_or(id).to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pod must still be there, Terminating, after the scenario's hold time (or, for
+/// `goes-away` scenarios, must go away).
+async fn observe_pod(
+    s: &Scenario,
+    pods: &Api<Pod>,
+    name: &str,
+    timeline: &Timeline,
+) -> Result<(), Fail> {
+    match s.observe.pod {
+        PodOutcome::GoesAway => {
+            wait_for(
+                &format!("pod {name} to go away (this scenario's pod is not held)"),
+                s.deadlines.stuck,
+                || {
+                    let pods = pods.clone();
+                    let name = name.to_owned();
+                    async move {
+                        Ok(pods
+                            .get_opt(&name)
+                            .await
+                            .map_err(kube_err("reading the pod"))?
+                            .is_none()
+                            .then_some(()))
+                    }
+                },
+            )
+            .await?;
+            timeline.note(
+                "observe",
+                format!("pod {name} went away, as expected; the node must show the debris"),
+            );
+            Ok(())
+        }
+        PodOutcome::StaysTerminating => {
+            let until = tokio::time::Instant::now() + s.observe.hold;
+            loop {
+                match pods.get_opt(name).await.map_err(kube_err("reading the pod"))? {
+                    None => return Err(format!("the fault did not reproduce: pod {name} went away within {:?} of its deletion", s.observe.hold)),
+                    Some(p) if p.metadata.deletion_timestamp.is_none() => return Err(format!("pod {name} has no deletionTimestamp after the delete")),
+                    Some(_) => {}
+                }
+                if tokio::time::Instant::now() >= until {
+                    timeline.note(
+                        "stuck",
+                        format!("pod {name} still Terminating after {:?}", s.observe.hold),
+                    );
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// For DaemonSet churn: over the hold time, the DaemonSet must keep replacing its pod.
+/// Returns the target to gather evidence on (a replaced, Terminating pod when one is
+/// caught, else the current one).
+async fn observe_churn(
+    s: &Scenario,
+    client: &Client,
+    ns: &str,
+    ds: &str,
+    timeline: &Timeline,
+) -> Result<Target, Fail> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut terminating: Option<Pod> = None;
+    let until = tokio::time::Instant::now() + s.observe.hold;
+    while tokio::time::Instant::now() < until {
+        for p in pods
+            .list(&ListParams::default().labels(&format!("terminus.dev/ds={ds}")))
+            .await
+            .map_err(kube_err("listing pods"))?
+            .items
+        {
+            seen.insert(p.metadata.name.clone().unwrap_or_default());
+            if p.metadata.deletion_timestamp.is_some() {
+                terminating = Some(p);
+            }
+        }
+        tokio::time::sleep(poll()).await;
+    }
+    if seen.len() < 3 {
+        return Err(format!("the fault did not reproduce: daemonset {ds} ran only {} pod(s) in {:?}, not an endless replacement", seen.len(), s.observe.hold));
+    }
+    timeline.note(
+        "stuck",
+        format!(
+            "daemonset {ds} replaced its pod {} times in {:?}",
+            seen.len() - 1,
+            s.observe.hold
+        ),
+    );
+    let pod = match terminating {
+        Some(p) => p,
+        None => pods
+            .list(&ListParams::default().labels(&format!("terminus.dev/ds={ds}")))
+            .await
+            .map_err(kube_err("listing pods"))?
+            .items
+            .into_iter()
+            .next()
+            .ok_or("no daemonset pod to gather evidence on")?,
+    };
+    Ok(Target {
+        namespace: ns.to_owned(),
+        pod: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone(),
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        container_ids: container_ids(&pod),
+    })
+}
+
+/// Deletes the namespace and waits for it to go; pods still held by a finalizer are
+/// released first, so cleanup never waits on the fault it just recovered.
+async fn delete_namespace(client: &Client, ns: &str, deadline: Duration) -> Result<(), String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    if let Ok(list) = pods.list(&ListParams::default()).await {
+        for p in list.items.iter().filter(|p| {
+            p.metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| !f.is_empty())
+        }) {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let _ = pods
+                .patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+                )
+                .await;
+        }
+    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    match namespaces.delete(ns, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(format!("deleting namespace {ns}: {e}")),
+    }
+    wait_for(&format!("namespace {ns} to be deleted"), deadline, || {
+        let namespaces = namespaces.clone();
+        async move {
+            Ok(namespaces
+                .get_opt(ns)
+                .await
+                .map_err(kube_err("reading the namespace"))?
+                .is_none()
+                .then_some(()))
+        }
+    })
+    .await
+}

@@ -1,0 +1,202 @@
+//! Applying the remedy. terminus runs the commands its own diagnosis printed — the
+//! real `chattr -i PATH`, `kill -CONT PID`, `kubectl patch ...` — so a trial proves the
+//! remedy text an on-call engineer would copy is right. Diagnostic steps (du, ps, grep,
+//! watches) are skipped. Two remedies have no single command in the handbook and are
+//! carried out by the harness: freeing the disk (removing the filler) and rewriting a
+//! DaemonSet from nodeAffinity to nodeSelector.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::Client;
+use serde_json::json;
+
+use super::flow::TrialEnv;
+use super::run::Timeline;
+use crate::detect::Diagnosis;
+use crate::node::Node;
+use crate::probe::Target;
+use crate::scenario::{Remedy, Scenario};
+
+/// Whether a remedy command changes something (run it) or only looks (skip it).
+fn is_action(command: &str) -> bool {
+    let first = command.split_whitespace().next().unwrap_or("");
+    match first {
+        "chattr" | "kill" | "systemctl" | "crictl" | "rm" | "umount" | "nsenter" | "docker" => true,
+        "kubectl" => command.contains(" patch ") || command.contains(" delete "),
+        _ => false,
+    }
+}
+
+pub async fn apply(
+    env: &TrialEnv,
+    s: &Scenario,
+    diagnosis: &Diagnosis,
+    node: &Node,
+    target: &Target,
+    timeline: &Timeline,
+) -> Result<(), String> {
+    match s.remedy {
+        Remedy::FreeDisk => {
+            let out = node
+                .agent(
+                    &["unfill", "--run", &format!("{}-{}", env.run.id, s.id)],
+                    Duration::from_secs(60),
+                )
+                .await
+                .map_err(|e| format!("freeing the disk: {e}"))?;
+            timeline.note("remedy", format!("removed the filler: {}", out.trim()));
+            return Ok(());
+        }
+        Remedy::UseNodeSelector => {
+            use_node_selector(&env.client, &target.namespace, s, timeline).await?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    let commands: Vec<&str> = diagnosis
+        .remedy
+        .iter()
+        .filter_map(|step| step.command.as_deref())
+        .filter(|c| is_action(c))
+        .collect();
+    if commands.is_empty() {
+        return Err(format!(
+            "the diagnosis ({}) has no command to run as its remedy",
+            diagnosis.cause
+        ));
+    }
+    let control_plane = Node::connect(&env.control_plane)
+        .await
+        .map_err(|e| e.to_string())?;
+    for command in commands {
+        // kubectl runs where admin credentials are; everything else on the pod's node.
+        let (place, script) = if command.starts_with("kubectl ") {
+            (
+                &control_plane,
+                format!("KUBECONFIG=/etc/kubernetes/admin.conf {command}"),
+            )
+        } else {
+            (node, command.to_owned())
+        };
+        let out = place
+            .exec_raw(&["sh", "-c", &script], Duration::from_secs(60))
+            .await
+            .map_err(|e| e.to_string())?;
+        timeline.note(
+            "remedy",
+            format!(
+                "$ {command} (on {}) -> exit {} {}",
+                place.name,
+                out.code,
+                out.stderr.trim()
+            ),
+        );
+        if out.code != 0 {
+            return Err(format!(
+                "remedy command failed on {}: `{command}` exited {}: {}",
+                place.name,
+                out.code,
+                out.stderr.trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The handbook's work-around: nodeSelector instead of nodeAffinity.
+async fn use_node_selector(
+    client: &Client,
+    ns: &str,
+    s: &Scenario,
+    timeline: &Timeline,
+) -> Result<(), String> {
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+    let list = daemonsets
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    for ds in list.items {
+        let name = ds.metadata.name.clone().unwrap_or_default();
+        let node = ds
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.affinity.as_ref())
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|n| {
+                n.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .and_then(|r| r.node_selector_terms.first())
+            .and_then(|t| t.match_expressions.as_ref())
+            .and_then(|m| m.iter().find(|e| e.key == "kubernetes.io/hostname"))
+            .and_then(|e| e.values.as_ref()?.first().cloned())
+            .ok_or_else(|| {
+                format!("daemonset {name} has no hostname affinity to turn into a nodeSelector")
+            })?;
+        let patch = json!({ "spec": { "template": { "spec": {
+            "affinity": null,
+            "nodeSelector": { "kubernetes.io/hostname": node }
+        } } } });
+        daemonsets
+            .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(|e| e.to_string())?;
+        timeline.note("remedy", format!("daemonset {name}: nodeAffinity replaced by nodeSelector kubernetes.io/hostname={node} ({})", s.id));
+    }
+    Ok(())
+}
+
+/// After the nodeSelector remedy the DaemonSet must settle: one Running pod, none
+/// Terminating, and no new revision for a few writer intervals.
+pub async fn wait_churn_stopped(
+    client: &Client,
+    ns: &str,
+    ds: &str,
+    s: &Scenario,
+    timeline: &Timeline,
+) -> Result<(), String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+    let quiet_for = Duration::from_secs(10);
+    let until = tokio::time::Instant::now() + s.deadlines.clear;
+    let mut last_generation = None;
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        let generation = daemonsets
+            .get(ds)
+            .await
+            .map_err(|e| e.to_string())?
+            .metadata
+            .generation;
+        if generation != last_generation {
+            last_generation = generation;
+            quiet_since = tokio::time::Instant::now();
+        }
+        let list = pods
+            .list(&ListParams::default().labels(&format!("terminus.dev/ds={ds}")))
+            .await
+            .map_err(|e| e.to_string())?;
+        let settled = list.items.len() == 1
+            && list.items.iter().all(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            });
+        if settled && quiet_since.elapsed() >= quiet_for {
+            timeline.note("cleared", format!("daemonset {ds} settled: generation {:?} unchanged for {quiet_for:?}, one pod Running", generation));
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(format!(
+                "daemonset {ds} did not settle within {:?} after the remedy (generation {generation:?}, {} pod(s))",
+                s.deadlines.clear,
+                list.items.len()
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
