@@ -97,7 +97,10 @@ pub enum DetectorSpecError {
     #[error("detector `{spec}` is not executable (chmod +x {spec})")]
     NotExecutable { spec: String },
     #[error("detector `{spec}`: {source}")]
-    Unreadable { spec: String, source: std::io::Error },
+    Unreadable {
+        spec: String,
+        source: std::io::Error,
+    },
 }
 
 impl Detector {
@@ -113,19 +116,36 @@ impl Detector {
         let meta = match std::fs::metadata(path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(DetectorSpecError::NotFound { spec: spec.to_owned() })
+                return Err(DetectorSpecError::NotFound {
+                    spec: spec.to_owned(),
+                })
             }
-            Err(source) => return Err(DetectorSpecError::Unreadable { spec: spec.to_owned(), source }),
+            Err(source) => {
+                return Err(DetectorSpecError::Unreadable {
+                    spec: spec.to_owned(),
+                    source,
+                })
+            }
         };
         if !meta.is_file() {
-            return Err(DetectorSpecError::NotAFile { spec: spec.to_owned() });
+            return Err(DetectorSpecError::NotAFile {
+                spec: spec.to_owned(),
+            });
         }
         if meta.permissions().mode() & 0o111 == 0 {
-            return Err(DetectorSpecError::NotExecutable { spec: spec.to_owned() });
+            return Err(DetectorSpecError::NotExecutable {
+                spec: spec.to_owned(),
+            });
         }
-        let program = std::fs::canonicalize(path)
-            .map_err(|source| DetectorSpecError::Unreadable { spec: spec.to_owned(), source })?;
-        Ok(Detector::Command { spec: spec.to_owned(), program })
+        let program =
+            std::fs::canonicalize(path).map_err(|source| DetectorSpecError::Unreadable {
+                spec: spec.to_owned(),
+                source,
+            })?;
+        Ok(Detector::Command {
+            spec: spec.to_owned(),
+            program,
+        })
     }
 
     /// The name scorecards show: `builtin`, or the path as given.
@@ -143,6 +163,13 @@ impl Detector {
             Detector::Builtin => Ok(builtin_answer(bundle)),
             Detector::Command { program, .. } => run_command(program, bundle, context),
         }
+    }
+}
+
+impl std::str::FromStr for Detector {
+    type Err = DetectorSpecError;
+    fn from_str(spec: &str) -> Result<Detector, DetectorSpecError> {
+        Detector::parse(spec)
     }
 }
 
@@ -165,7 +192,13 @@ pub struct DetectorContext {
 
 impl Default for DetectorContext {
     fn default() -> Self {
-        DetectorContext { timeout: DEFAULT_TIMEOUT, kubeconfig: None, namespace: None, pod: None, node: None }
+        DetectorContext {
+            timeout: DEFAULT_TIMEOUT,
+            kubeconfig: None,
+            namespace: None,
+            pod: None,
+            node: None,
+        }
     }
 }
 
@@ -189,7 +222,10 @@ impl DetectorContext {
     fn env(&self, bundle: &Path) -> [(&'static str, Option<std::ffi::OsString>); 5] {
         [
             (ENV_BUNDLE, Some(bundle.as_os_str().to_owned())),
-            (ENV_KUBECONFIG, self.kubeconfig.as_ref().map(|p| p.as_os_str().to_owned())),
+            (
+                ENV_KUBECONFIG,
+                self.kubeconfig.as_ref().map(|p| p.as_os_str().to_owned()),
+            ),
             (ENV_NAMESPACE, self.namespace.as_ref().map(Into::into)),
             (ENV_POD, self.pod.as_ref().map(Into::into)),
             (ENV_NODE, self.node.as_ref().map(Into::into)),
@@ -275,16 +311,33 @@ fn builtin_answer(bundle: &Path) -> Answer {
         Some(first) => Answer {
             cause: Some(first.cause),
             confidence: first.confidence,
-            evidence: first.evidence.iter().map(|q| format!("{}:{}: {}", q.source, q.line, q.text)).collect(),
+            evidence: first
+                .evidence
+                .iter()
+                .map(|q| format!("{}:{}: {}", q.source, q.line, q.text))
+                .collect(),
         },
-        None => Answer { cause: None, confidence: 0.0, evidence: Vec::new() },
+        None => Answer {
+            cause: None,
+            confidence: 0.0,
+            evidence: Vec::new(),
+        },
     }
 }
 
-fn run_command(program: &Path, bundle: &Path, context: &DetectorContext) -> Result<Answer, DetectorFailure> {
+fn run_command(
+    program: &Path,
+    bundle: &Path,
+    context: &DetectorContext,
+) -> Result<Answer, DetectorFailure> {
     let bundle = std::path::absolute(bundle).unwrap_or_else(|_| bundle.to_path_buf());
     let mut command = Command::new(program);
-    command.arg(&bundle).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    command
+        .arg(&bundle)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
     for (name, value) in context.env(&bundle) {
         match value {
             Some(value) => command.env(name, value),
@@ -292,7 +345,9 @@ fn run_command(program: &Path, bundle: &Path, context: &DetectorContext) -> Resu
         };
     }
     let mut child = command.spawn().map_err(|e| DetectorFailure {
-        kind: FailureKind::Spawn { reason: e.to_string() },
+        kind: FailureKind::Spawn {
+            reason: e.to_string(),
+        },
         stderr_tail: String::new(),
     })?;
     let group = rustix::process::Pid::from_child(&child);
@@ -322,9 +377,18 @@ fn run_command(program: &Path, bundle: &Path, context: &DetectorContext) -> Resu
     kill_group(group);
     let stdout = stdout.finish(PIPE_GRACE);
     let stderr_tail = stderr.finish(PIPE_GRACE).text_tail();
-    let fail = |kind| Err(DetectorFailure { kind, stderr_tail: stderr_tail.clone() });
+    let fail = |kind| {
+        Err(DetectorFailure {
+            kind,
+            stderr_tail: stderr_tail.clone(),
+        })
+    };
     match status {
-        Err(e) => return fail(FailureKind::Spawn { reason: format!("could not wait for it: {e}") }),
+        Err(e) => {
+            return fail(FailureKind::Spawn {
+                reason: format!("could not wait for it: {e}"),
+            })
+        }
         Ok(status) => {
             if let Some(kind) = exit_failure(status) {
                 return fail(kind);
@@ -333,7 +397,9 @@ fn run_command(program: &Path, bundle: &Path, context: &DetectorContext) -> Resu
     }
     if stdout.overflowed {
         return fail(FailureKind::InvalidJson {
-            reason: format!("more than {MAX_STDOUT_BYTES} bytes on stdout; the answer is one small JSON object"),
+            reason: format!(
+                "more than {MAX_STDOUT_BYTES} bytes on stdout; the answer is one small JSON object"
+            ),
         });
     }
     match parse_answer(&stdout.bytes) {
@@ -349,7 +415,9 @@ fn exit_failure(status: ExitStatus) -> Option<FailureKind> {
     match status.code() {
         Some(0) => None,
         Some(code) => Some(FailureKind::Exited { code }),
-        None => Some(FailureKind::Spawn { reason: format!("ended without an exit status ({status})") }),
+        None => Some(FailureKind::Spawn {
+            reason: format!("ended without an exit status ({status})"),
+        }),
     }
 }
 
@@ -363,32 +431,63 @@ fn kill_group(group: rustix::process::Pid) {
 /// optionally `evidence` (strings). Other fields are ignored, so the protocol can grow.
 pub fn parse_answer(stdout: &[u8]) -> Result<Answer, FailureKind> {
     let invalid = |reason: String| FailureKind::InvalidJson { reason };
-    let text = std::str::from_utf8(stdout).map_err(|e| invalid(format!("stdout is not UTF-8 ({e})")))?;
+    let text =
+        std::str::from_utf8(stdout).map_err(|e| invalid(format!("stdout is not UTF-8 ({e})")))?;
     let text = text.trim();
     if text.is_empty() {
-        return Err(invalid("nothing on stdout; expected one JSON object".into()));
+        return Err(invalid(
+            "nothing on stdout; expected one JSON object".into(),
+        ));
     }
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| invalid(format!("stdout is not one JSON object ({e}); it begins `{}`", head(text, 80))))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        invalid(format!(
+            "stdout is not one JSON object ({e}); it begins `{}`",
+            head(text, 80)
+        ))
+    })?;
     let Value::Object(fields) = value else {
-        return Err(invalid(format!("stdout is JSON but not an object: `{}`", head(text, 80))));
+        return Err(invalid(format!(
+            "stdout is JSON but not an object: `{}`",
+            head(text, 80)
+        )));
     };
     let cause = match fields.get("cause") {
-        None => return Err(invalid("no `cause` field (use null for \"no known cause\")".into())),
-        Some(Value::Null) => None,
-        Some(Value::String(id)) => {
-            Some(id.parse::<CauseId>().map_err(|_| FailureKind::UnknownCause { cause: id.clone() })?)
+        None => {
+            return Err(invalid(
+                "no `cause` field (use null for \"no known cause\")".into(),
+            ))
         }
-        Some(other) => return Err(invalid(format!("`cause` must be a cause id string or null, not {other}"))),
+        Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(
+            id.parse::<CauseId>()
+                .map_err(|_| FailureKind::UnknownCause { cause: id.clone() })?,
+        ),
+        Some(other) => {
+            return Err(invalid(format!(
+                "`cause` must be a cause id string or null, not {other}"
+            )))
+        }
     };
     let confidence = match fields.get("confidence") {
         None | Some(Value::Null) if cause.is_none() => 0.0,
-        None => return Err(invalid("no `confidence` field (a number from 0 to 1)".into())),
+        None => {
+            return Err(invalid(
+                "no `confidence` field (a number from 0 to 1)".into(),
+            ))
+        }
         Some(Value::Number(n)) => match n.as_f64() {
             Some(c) if (0.0..=1.0).contains(&c) => c,
-            _ => return Err(invalid(format!("`confidence` must be from 0 to 1, not {n}"))),
+            _ => {
+                return Err(invalid(format!(
+                    "`confidence` must be from 0 to 1, not {n}"
+                )))
+            }
         },
-        Some(other) => return Err(invalid(format!("`confidence` must be a number from 0 to 1, not {other}"))),
+        Some(other) => {
+            return Err(invalid(format!(
+                "`confidence` must be a number from 0 to 1, not {other}"
+            )))
+        }
     };
     let evidence = match fields.get("evidence") {
         None | Some(Value::Null) => Vec::new(),
@@ -396,12 +495,22 @@ pub fn parse_answer(stdout: &[u8]) -> Result<Answer, FailureKind> {
             .iter()
             .map(|item| match item {
                 Value::String(line) => Ok(line.clone()),
-                other => Err(invalid(format!("`evidence` must hold strings, not {other}"))),
+                other => Err(invalid(format!(
+                    "`evidence` must hold strings, not {other}"
+                ))),
             })
             .collect::<Result<_, _>>()?,
-        Some(other) => return Err(invalid(format!("`evidence` must be an array of strings, not {other}"))),
+        Some(other) => {
+            return Err(invalid(format!(
+                "`evidence` must be an array of strings, not {other}"
+            )))
+        }
     };
-    Ok(Answer { cause, confidence, evidence })
+    Ok(Answer {
+        cause,
+        confidence,
+        evidence,
+    })
 }
 
 fn head(text: &str, max_chars: usize) -> String {
@@ -486,7 +595,10 @@ impl Capture {
     /// What was read, once the pipe closed or `grace` passed.
     fn finish(self, grace: Duration) -> Captured {
         let _ = self.done.recv_timeout(grace);
-        let mut c = self.captured.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut c = self
+            .captured
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         std::mem::take(&mut *c)
     }
 }
@@ -498,8 +610,11 @@ mod tests {
     use super::*;
 
     fn test_detector(name: &str) -> Detector {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/detectors").join(name);
-        Detector::parse(path.to_str().expect("utf-8 path")).expect("test detector exists and is executable")
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/detectors")
+            .join(name);
+        Detector::parse(path.to_str().expect("utf-8 path"))
+            .expect("test detector exists and is executable")
     }
 
     fn seed_bundle() -> PathBuf {
@@ -507,16 +622,35 @@ mod tests {
     }
 
     fn quick() -> DetectorContext {
-        DetectorContext { timeout: Duration::from_secs(20), ..DetectorContext::default() }
+        DetectorContext {
+            timeout: Duration::from_secs(20),
+            ..DetectorContext::default()
+        }
     }
 
     #[test]
     fn answers_are_parsed_per_the_protocol() {
-        let a = parse_answer(br#" {"cause": "mount-held", "confidence": 0.8, "evidence": ["a", "b"], "extra": 1} "#)
-            .expect("valid");
-        assert_eq!(a, Answer { cause: Some(CauseId::MountHeld), confidence: 0.8, evidence: vec!["a".into(), "b".into()] });
+        let a = parse_answer(
+            br#" {"cause": "mount-held", "confidence": 0.8, "evidence": ["a", "b"], "extra": 1} "#,
+        )
+        .expect("valid");
+        assert_eq!(
+            a,
+            Answer {
+                cause: Some(CauseId::MountHeld),
+                confidence: 0.8,
+                evidence: vec!["a".into(), "b".into()]
+            }
+        );
         let none = parse_answer(br#"{"cause": null}"#).expect("null cause needs no confidence");
-        assert_eq!(none, Answer { cause: None, confidence: 0.0, evidence: vec![] });
+        assert_eq!(
+            none,
+            Answer {
+                cause: None,
+                confidence: 0.0,
+                evidence: vec![]
+            }
+        );
     }
 
     #[test]
@@ -524,25 +658,46 @@ mod tests {
         let cases: [(&[u8], &str); 9] = [
             (b"", "nothing on stdout"),
             (b"disk-full", "not one JSON object"),
-            (br#"{"cause": "disk-full", "confidence": 1} {"cause": null}"#, "trailing characters"),
+            (
+                br#"{"cause": "disk-full", "confidence": 1} {"cause": null}"#,
+                "trailing characters",
+            ),
             (br#"["disk-full"]"#, "not an object"),
             (br#"{"confidence": 1}"#, "no `cause` field"),
             (br#"{"cause": "disk-full"}"#, "no `confidence` field"),
-            (br#"{"cause": "disk-full", "confidence": 1.5}"#, "from 0 to 1"),
-            (br#"{"cause": 4, "confidence": 1}"#, "cause id string or null"),
-            (br#"{"cause": "disk-full", "confidence": 1, "evidence": [1]}"#, "must hold strings"),
+            (
+                br#"{"cause": "disk-full", "confidence": 1.5}"#,
+                "from 0 to 1",
+            ),
+            (
+                br#"{"cause": 4, "confidence": 1}"#,
+                "cause id string or null",
+            ),
+            (
+                br#"{"cause": "disk-full", "confidence": 1, "evidence": [1]}"#,
+                "must hold strings",
+            ),
         ];
         for (stdout, want) in cases {
             match parse_answer(stdout) {
                 Err(FailureKind::InvalidJson { reason }) => {
-                    assert!(reason.contains(want), "{:?}: reason `{reason}` lacks `{want}`", String::from_utf8_lossy(stdout))
+                    assert!(
+                        reason.contains(want),
+                        "{:?}: reason `{reason}` lacks `{want}`",
+                        String::from_utf8_lossy(stdout)
+                    )
                 }
-                other => panic!("{:?}: expected invalid-json, got {other:?}", String::from_utf8_lossy(stdout)),
+                other => panic!(
+                    "{:?}: expected invalid-json, got {other:?}",
+                    String::from_utf8_lossy(stdout)
+                ),
             }
         }
         assert_eq!(
             parse_answer(br#"{"cause": "disk_full", "confidence": 1}"#),
-            Err(FailureKind::UnknownCause { cause: "disk_full".into() })
+            Err(FailureKind::UnknownCause {
+                cause: "disk_full".into()
+            })
         );
     }
 
@@ -550,8 +705,14 @@ mod tests {
     fn specs_name_builtin_or_an_executable_file() {
         assert_eq!(Detector::parse("builtin").ok(), Some(Detector::Builtin));
         assert!(matches!(Detector::parse(""), Err(DetectorSpecError::Empty)));
-        assert!(matches!(Detector::parse("no/such/detector"), Err(DetectorSpecError::NotFound { .. })));
-        assert!(matches!(Detector::parse(env!("CARGO_MANIFEST_DIR")), Err(DetectorSpecError::NotAFile { .. })));
+        assert!(matches!(
+            Detector::parse("no/such/detector"),
+            Err(DetectorSpecError::NotFound { .. })
+        ));
+        assert!(matches!(
+            Detector::parse(env!("CARGO_MANIFEST_DIR")),
+            Err(DetectorSpecError::NotAFile { .. })
+        ));
         let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
         let err = Detector::parse(manifest).expect_err("Cargo.toml is not executable");
         assert!(err.to_string().contains("chmod +x"), "{err}");
@@ -559,9 +720,14 @@ mod tests {
 
     #[test]
     fn builtin_names_the_first_diagnosis_with_its_proof() {
-        let answer = Detector::Builtin.run(&seed_bundle(), &quick()).expect("builtin never fails");
+        let answer = Detector::Builtin
+            .run(&seed_bundle(), &quick())
+            .expect("builtin never fails");
         assert_eq!(answer.cause, Some(CauseId::DiskFull));
-        assert!(answer.evidence.iter().any(|l| l.starts_with("runtime.log:1: ") && l.contains("no space left on device")));
+        assert!(answer
+            .evidence
+            .iter()
+            .any(|l| l.starts_with("runtime.log:1: ") && l.contains("no space left on device")));
     }
 
     #[test]
@@ -569,8 +735,17 @@ mod tests {
         let detector = test_detector("echo-context");
         let bundle = seed_bundle();
         // Only the bundle: the cluster variables must be absent even if this process has them.
-        let answer = detector.run(&bundle, &quick()).expect("echo-context answers");
-        assert_eq!(answer.evidence, vec![format!("arg={}", bundle.display()), format!("bundle={}", bundle.display()), "cluster=".into()]);
+        let answer = detector
+            .run(&bundle, &quick())
+            .expect("echo-context answers");
+        assert_eq!(
+            answer.evidence,
+            vec![
+                format!("arg={}", bundle.display()),
+                format!("bundle={}", bundle.display()),
+                "cluster=".into()
+            ]
+        );
         let live = quick().with_cluster("/k/config", "ns-1", "pod-1", Some("node-1"));
         let answer = detector.run(&bundle, &live).expect("echo-context answers");
         assert_eq!(answer.evidence[2], "cluster=/k/config ns-1 pod-1 node-1");
@@ -581,34 +756,101 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("record-sleeper-pid"), "").expect("marker");
         let detector = test_detector("sleep-past-timeout");
-        let context = DetectorContext { timeout: Duration::from_millis(500), ..DetectorContext::default() };
+        let context = DetectorContext {
+            timeout: Duration::from_millis(500),
+            ..DetectorContext::default()
+        };
         let started = Instant::now();
         // The bundle argument doubles as a place for the script to write its child's pid.
-        let failure = detector.run(dir.path(), &context).expect_err("it sleeps past the timeout");
-        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        let failure = detector
+            .run(dir.path(), &context)
+            .expect_err("it sleeps past the timeout");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
         assert_eq!(failure.kind, FailureKind::TimedOut { timeout_ms: 500 });
         assert_eq!(failure.to_string(), "timed out after 500ms (killed)");
-        assert!(failure.stderr_tail.contains("sleeping"), "stderr tail: {:?}", failure.stderr_tail);
-        let pid = std::fs::read_to_string(dir.path().join("sleeper.pid")).expect("the script wrote its child's pid");
+        assert!(
+            failure.stderr_tail.contains("sleeping"),
+            "stderr tail: {:?}",
+            failure.stderr_tail
+        );
+        wait_until_gone(&dir.path().join("sleeper.pid"))
+            .expect("the detector's child dies with it at the timeout");
+    }
+
+    fn wait_until_gone(pid_file: &Path) -> Result<(), String> {
+        let pid = std::fs::read_to_string(pid_file).map_err(|e| format!("no pid file: {e}"))?;
         let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
         let deadline = Instant::now() + Duration::from_secs(5);
-        // The orphaned `sleep` is reaped by init shortly after SIGKILL, not instantly.
+        // An orphan killed by SIGKILL is reaped by init shortly after, not instantly.
         while proc_dir.exists() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(20));
         }
-        assert!(!proc_dir.exists(), "the detector's child {} survived the timeout", pid.trim());
+        if proc_dir.exists() {
+            return Err(format!("process {} is still running", pid.trim()));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn what_a_detector_leaves_running_is_killed_and_not_waited_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("record-sleeper-pid"), "").expect("marker");
+        let started = Instant::now();
+        let answer = test_detector("leave-child-behind")
+            .run(dir.path(), &quick())
+            .expect("answers");
+        assert_eq!(answer.cause, None);
+        // The child holds stdout open for 300 s; the answer must not wait for it.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        wait_until_gone(&dir.path().join("sleeper.pid")).expect("the left-behind child is killed");
+    }
+
+    #[test]
+    fn a_flood_on_stdout_is_not_an_answer() {
+        let failure = test_detector("print-too-much")
+            .run(&seed_bundle(), &quick())
+            .expect_err("2 MB is too much");
+        assert_eq!(failure.kind.name(), "invalid-json");
+        assert!(
+            failure
+                .to_string()
+                .contains("more than 1048576 bytes on stdout"),
+            "{failure}"
+        );
     }
 
     #[test]
     fn crashes_and_garbage_are_failures_with_stderr() {
         let bundle = seed_bundle();
-        let failure = test_detector("exit-nonzero").run(&bundle, &quick()).expect_err("exits 3");
+        let failure = test_detector("exit-nonzero")
+            .run(&bundle, &quick())
+            .expect_err("exits 3");
         assert_eq!(failure.kind, FailureKind::Exited { code: 3 });
-        assert_eq!(failure.stderr_tail, "exit-nonzero: cannot make sense of this bundle");
-        let failure = test_detector("print-garbage").run(&bundle, &quick()).expect_err("prints garbage");
+        assert_eq!(
+            failure.stderr_tail,
+            "exit-nonzero: cannot make sense of this bundle"
+        );
+        let failure = test_detector("print-garbage")
+            .run(&bundle, &quick())
+            .expect_err("prints garbage");
         assert_eq!(failure.kind.name(), "invalid-json");
-        assert!(failure.to_string().contains("it begins `I think it is the disk"), "{failure}");
-        let failure = test_detector("kill-itself").run(&bundle, &quick()).expect_err("dies by SIGTERM");
+        assert!(
+            failure
+                .to_string()
+                .contains("it begins `I think it is the disk"),
+            "{failure}"
+        );
+        let failure = test_detector("kill-itself")
+            .run(&bundle, &quick())
+            .expect_err("dies by SIGTERM");
         assert_eq!(failure.kind, FailureKind::Signalled { signal: 15 });
     }
 }

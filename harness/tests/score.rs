@@ -22,7 +22,11 @@ const RUN_DEADLINE: Duration = Duration::from_secs(120);
 /// be listed here (or the detector fixed), so the list stays the truth.
 const GREP_KNOWN_GAPS: [(&str, &str, &str); 2] = [
     ("bundles/docker-desync", "runtime-desync", "none"),
-    ("bundles/docker-runtime-hang-containerd-stopped", "runtime-hang", "none"),
+    (
+        "bundles/docker-runtime-hang-containerd-stopped",
+        "runtime-hang",
+        "none",
+    ),
 ];
 
 struct Run {
@@ -41,23 +45,39 @@ fn fixtures() -> PathBuf {
 }
 
 fn example(name: &str) -> String {
-    manifest_dir().join("../examples/detectors").join(name).display().to_string()
+    manifest_dir()
+        .join("../examples/detectors")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 fn test_detector(name: &str) -> String {
-    manifest_dir().join("tests/detectors").join(name).display().to_string()
+    manifest_dir()
+        .join("tests/detectors")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 fn terminus(args: &[&str]) -> Run {
+    terminus_in(Command::new(env!("CARGO_BIN_EXE_terminus")), args)
+}
+
+/// Runs terminus as `command` is set up (working directory, environment).
+fn terminus_in(mut command: Command, args: &[&str]) -> Run {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_terminus"))
+    let mut child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start terminus");
-    let (mut out, mut err) = (child.stdout.take().expect("stdout"), child.stderr.take().expect("stderr"));
+    let (mut out, mut err) = (
+        child.stdout.take().expect("stdout"),
+        child.stderr.take().expect("stderr"),
+    );
     let stderr_reader = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = err.read_to_string(&mut text);
@@ -75,18 +95,29 @@ fn terminus(args: &[&str]) -> Run {
     };
     let status = child.wait().expect("wait for terminus");
     let stderr = stderr_reader.join().unwrap_or_default();
-    Run { code: status.code().unwrap_or(-1), stdout, stderr, took: started.elapsed() }
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+        took: started.elapsed(),
+    }
 }
 
 fn json(run: &Run) -> Value {
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("--json output is not JSON ({e}):\n{}", run.stdout))
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("--json output is not JSON ({e}):\n{}", run.stdout))
 }
 
 /// Bundle ids under `root`, found independently of terminus: directories holding an
 /// `expected-cause` file, relative paths.
 fn bundle_ids(root: &Path, dir: &Path, out: &mut Vec<String>) {
     if dir.join("expected-cause").is_file() {
-        out.push(dir.strip_prefix(root).expect("under root").display().to_string());
+        out.push(
+            dir.strip_prefix(root)
+                .expect("under root")
+                .display()
+                .to_string(),
+        );
         return;
     }
     for entry in std::fs::read_dir(dir).expect("read fixtures").flatten() {
@@ -104,7 +135,12 @@ fn results(detector: &Value) -> Vec<(String, String, String, String)> {
         .iter()
         .map(|r| {
             let field = |name: &str| r[name].as_str().unwrap_or_default().to_owned();
-            (field("id"), field("expected"), field("grade"), field("reported"))
+            (
+                field("id"),
+                field("expected"),
+                field("grade"),
+                field("reported"),
+            )
         })
         .collect()
 }
@@ -125,7 +161,16 @@ fn one_bundle_corpus() -> tempfile::TempDir {
 fn builtin_passes_every_fixture_and_grep_detector_misses_only_its_known_gaps() {
     let fixtures = fixtures();
     let grep = example("grep-detector");
-    let run = terminus(&["score", "--bundles", fixtures.to_str().expect("utf-8"), "--detector", "builtin", "--detector", &grep, "--json"]);
+    let run = terminus(&[
+        "score",
+        "--bundles",
+        fixtures.to_str().expect("utf-8"),
+        "--detector",
+        "builtin",
+        "--detector",
+        &grep,
+        "--json",
+    ]);
     let card = json(&run);
     assert_eq!(card["schema"], "terminus/scorecard/v1");
     let mut ids = Vec::new();
@@ -139,45 +184,118 @@ fn builtin_passes_every_fixture_and_grep_detector_misses_only_its_known_gaps() {
     assert_eq!(builtin["detector"], "builtin");
     let builtin_results = results(builtin);
     let scored: Vec<&String> = builtin_results.iter().map(|r| &r.0).collect();
-    assert_eq!(scored, ids.iter().collect::<Vec<_>>(), "score must find every bundle, in order");
+    assert_eq!(
+        scored,
+        ids.iter().collect::<Vec<_>>(),
+        "score must find every bundle, in order"
+    );
     let wrong: Vec<_> = builtin_results.iter().filter(|r| r.2 != "PASS").collect();
     assert!(wrong.is_empty(), "builtin misdiagnosed fixtures: {wrong:?}");
 
     assert_eq!(grep_score["detector"], grep.as_str());
-    let grep_wrong: Vec<(String, String, String, String)> =
-        results(grep_score).into_iter().filter(|r| r.2 != "PASS").collect();
+    let grep_wrong: Vec<(String, String, String, String)> = results(grep_score)
+        .into_iter()
+        .filter(|r| r.2 != "PASS")
+        .collect();
     let expected_gaps: Vec<(String, String, String, String)> = GREP_KNOWN_GAPS
         .iter()
         .filter(|(id, _, _)| ids.iter().any(|i| i == id))
-        .map(|(id, expected, reported)| ((*id).into(), (*expected).into(), "FAIL".into(), (*reported).into()))
+        .map(|(id, expected, reported)| {
+            (
+                (*id).into(),
+                (*expected).into(),
+                "FAIL".into(),
+                (*reported).into(),
+            )
+        })
         .collect();
-    assert_eq!(grep_wrong, expected_gaps, "grep-detector's failures are exactly its known gaps");
+    assert_eq!(
+        grep_wrong, expected_gaps,
+        "grep-detector's failures are exactly its known gaps"
+    );
     assert_eq!(card["failures"], expected_gaps.len());
-    assert_eq!(run.code, if expected_gaps.is_empty() { 0 } else { 1 }, "exit code; stderr:\n{}", run.stderr);
+    assert_eq!(
+        run.code,
+        if expected_gaps.is_empty() { 0 } else { 1 },
+        "exit code; stderr:\n{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn builtin_alone_over_the_fixtures_exits_0_with_a_passing_scorecard() {
     let run = terminus(&["score", "--bundles", fixtures().to_str().expect("utf-8")]);
-    assert_eq!(run.code, 0, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
-    assert!(run.stdout.starts_with("detector builtin: "), "{}", run.stdout);
-    assert!(run.stdout.contains("  PASS    seed/handbook-disk-full "), "{}", run.stdout);
-    assert!(run.stdout.lines().last().is_some_and(|l| l.starts_with("ALL PASSED  ")), "{}", run.stdout);
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stdout.starts_with("detector builtin: "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("  PASS    seed/handbook-disk-full "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("ALL PASSED  ")),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
 fn a_wrong_detector_fails_with_expected_beside_reported() {
-    let run = terminus(&["score", "--bundles", fixtures().to_str().expect("utf-8"), "--detector", &example("always-finalizer")]);
-    assert_eq!(run.code, 1, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    let run = terminus(&[
+        "score",
+        "--bundles",
+        fixtures().to_str().expect("utf-8"),
+        "--detector",
+        &example("always-finalizer"),
+    ]);
+    assert_eq!(
+        run.code, 1,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
     let row = run
         .stdout
         .lines()
         .find(|l| l.contains(" seed/handbook-disk-full "))
         .unwrap_or_else(|| panic!("no row for the disk-full seed:\n{}", run.stdout));
     let cells: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(cells, ["FAIL", "seed/handbook-disk-full", "disk-full", "finalizer", "(100%)"], "row: {row}");
-    let negative = run.stdout.lines().find(|l| l.contains(" negative/empty-bundle ")).unwrap_or_default();
-    assert_eq!(negative.split_whitespace().collect::<Vec<_>>(), ["FAIL", "negative/empty-bundle", "none", "finalizer", "(100%)"]);
+    assert_eq!(
+        cells,
+        [
+            "FAIL",
+            "seed/handbook-disk-full",
+            "disk-full",
+            "finalizer",
+            "(100%)"
+        ],
+        "row: {row}"
+    );
+    let negative = run
+        .stdout
+        .lines()
+        .find(|l| l.contains(" negative/empty-bundle "))
+        .unwrap_or_default();
+    assert_eq!(
+        negative.split_whitespace().collect::<Vec<_>>(),
+        [
+            "FAIL",
+            "negative/empty-bundle",
+            "none",
+            "finalizer",
+            "(100%)"
+        ]
+    );
     assert!(run.stdout.contains("\nFAILED  "), "{}", run.stdout);
 }
 
@@ -193,13 +311,32 @@ fn a_detector_that_hangs_is_killed_at_the_timeout_and_scored_as_an_error() {
         "--timeout",
         "1s",
     ]);
-    assert_eq!(run.code, 1, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code, 1,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
     // It sleeps 300 s; 1 s of timeout plus start-up is what the run may take.
     assert!(run.took < Duration::from_secs(30), "took {:?}", run.took);
-    let row = run.stdout.lines().find(|l| l.contains(" disk-full ")).unwrap_or_default();
-    assert!(row.trim_start().starts_with("ERROR   disk-full"), "{}", run.stdout);
-    assert!(row.ends_with("disk-full  error: timed out after 1s (killed)"), "row: {row}");
-    assert!(run.stdout.contains("stderr| sleeping past any timeout"), "{}", run.stdout);
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.contains(" disk-full "))
+        .unwrap_or_default();
+    assert!(
+        row.trim_start().starts_with("ERROR   disk-full"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        row.ends_with("disk-full  error: timed out after 1s (killed)"),
+        "row: {row}"
+    );
+    assert!(
+        run.stdout.contains("stderr| sleeping past any timeout"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("1 detector failure"), "{}", run.stdout);
 }
 
@@ -218,24 +355,95 @@ fn garbage_and_crashes_are_detector_failures_beside_a_passing_builtin() {
         &test_detector("exit-nonzero"),
         "--json",
     ]);
-    assert_eq!(run.code, 1, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code, 1,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
     let card = json(&run);
     let detectors = card["detectors"].as_array().expect("detectors");
     assert_eq!(detectors.len(), 3);
-    assert_eq!(detectors[0]["results"][0]["grade"], "PASS", "builtin is unaffected by the others");
+    assert_eq!(
+        detectors[0]["results"][0]["grade"], "PASS",
+        "builtin is unaffected by the others"
+    );
     let garbage = &detectors[1]["results"][0];
-    assert_eq!((garbage["grade"].as_str(), garbage["reported"].as_str()), (Some("ERROR"), Some("error")));
+    assert_eq!(
+        (garbage["grade"].as_str(), garbage["reported"].as_str()),
+        (Some("ERROR"), Some("error"))
+    );
     assert_eq!(garbage["failure"]["failure"], "invalid-json");
     let reason = garbage["failure"]["reason"].as_str().unwrap_or_default();
-    assert!(reason.starts_with("stdout is not one JSON object"), "{reason}");
-    assert!(reason.contains("it begins `I think it is the disk, probably`"), "{reason}");
-    assert_eq!(garbage["failure"]["message"], format!("invalid answer: {reason}"));
+    assert!(
+        reason.starts_with("stdout is not one JSON object"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("it begins `I think it is the disk, probably`"),
+        "{reason}"
+    );
+    assert_eq!(
+        garbage["failure"]["message"],
+        format!("invalid answer: {reason}")
+    );
     let crashed = &detectors[2]["results"][0];
     assert_eq!(crashed["failure"]["failure"], "exited");
     assert_eq!(crashed["failure"]["code"], 3);
     assert_eq!(crashed["failure"]["message"], "exited with status 3");
-    assert_eq!(crashed["failure"]["stderr_tail"], "exit-nonzero: cannot make sense of this bundle");
-    assert_eq!((card["trials"].as_u64(), card["failures"].as_u64()), (Some(3), Some(2)));
+    assert_eq!(
+        crashed["failure"]["stderr_tail"],
+        "exit-nonzero: cannot make sense of this bundle"
+    );
+    assert_eq!(
+        (card["trials"].as_u64(), card["failures"].as_u64()),
+        (Some(3), Some(2))
+    );
+}
+
+#[test]
+fn a_detector_gets_the_absolute_bundle_path_and_no_inherited_cluster_variables() {
+    let corpus = one_bundle_corpus();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_terminus"));
+    // A relative --bundles, and cluster variables in terminus's own environment that
+    // must not reach a trial over bundles (no cluster is up).
+    command
+        .current_dir(corpus.path())
+        .env("TERMINUS_KUBECONFIG", "/leaked/kubeconfig")
+        .env("TERMINUS_POD", "leaked");
+    let run = terminus_in(
+        command,
+        &[
+            "score",
+            "--bundles",
+            ".",
+            "--detector",
+            &test_detector("echo-context"),
+            "--json",
+        ],
+    );
+    assert_eq!(
+        run.code, 1,
+        "echo-context answers none for a disk-full bundle; stderr:\n{}",
+        run.stderr
+    );
+    let card = json(&run);
+    let result = &card["detectors"][0]["results"][0];
+    assert_eq!(result["id"], "disk-full");
+    let bundle = std::fs::canonicalize(corpus.path().join("disk-full")).expect("canonical path");
+    let told: Vec<&str> = result["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        told,
+        [
+            format!("arg={}", bundle.display()),
+            format!("bundle={}", bundle.display()),
+            "cluster=".into()
+        ]
+    );
 }
 
 #[test]
@@ -245,15 +453,49 @@ fn bad_input_exits_2_and_says_what_is_wrong() {
     let fixtures = fixtures();
     let fixtures = fixtures.to_str().expect("utf-8");
     let cases: [(&[&str], &str); 5] = [
-        (&["score", "--bundles", "/no/such/corpus"], "/no/such/corpus is not a directory"),
+        (
+            &["score", "--bundles", "/no/such/corpus"],
+            "/no/such/corpus is not a directory",
+        ),
         (&["score", "--bundles", empty_dir], "no bundle found under"),
-        (&["score", "--bundles", fixtures, "--detector", "./no/such/detector"], "no such file"),
-        (&["score", "--bundles", fixtures, "--timeout", "0s"], "a timeout must be longer than zero"),
-        (&["score", "--bundles", fixtures, "--detector", "builtin", "--detector", "builtin"], "given twice"),
+        (
+            &[
+                "score",
+                "--bundles",
+                fixtures,
+                "--detector",
+                "./no/such/detector",
+            ],
+            "no such file",
+        ),
+        (
+            &["score", "--bundles", fixtures, "--timeout", "0s"],
+            "a timeout must be longer than zero",
+        ),
+        (
+            &[
+                "score",
+                "--bundles",
+                fixtures,
+                "--detector",
+                "builtin",
+                "--detector",
+                "builtin",
+            ],
+            "given twice",
+        ),
     ];
     for (args, message) in cases {
         let run = terminus(args);
-        assert_eq!(run.code, 2, "{args:?}: stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
-        assert!(run.stderr.contains(message), "{args:?}: stderr lacks `{message}`:\n{}", run.stderr);
+        assert_eq!(
+            run.code, 2,
+            "{args:?}: stdout:\n{}\nstderr:\n{}",
+            run.stdout, run.stderr
+        );
+        assert!(
+            run.stderr.contains(message),
+            "{args:?}: stderr lacks `{message}`:\n{}",
+            run.stderr
+        );
     }
 }
