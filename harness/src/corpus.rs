@@ -31,7 +31,10 @@ pub enum CorpusError {
     #[error("{} is not a directory; --bundles takes a directory holding evidence bundles", .0.display())]
     NotADirectory(PathBuf),
     #[error("cannot read {}: {source}", path.display())]
-    Unreadable { path: PathBuf, source: std::io::Error },
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {source} (write `none` for a bundle where nothing is wrong)", path.display())]
     BadExpected { path: PathBuf, source: UnknownCause },
     #[error("no bundle found under {}: a bundle is a directory holding an `expected-cause` file", .0.display())]
@@ -69,7 +72,12 @@ fn walk(root: &Path, dir: &Path, bundles: &mut Vec<Bundle>, errors: &mut Vec<Cor
     }
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(source) => return errors.push(CorpusError::Unreadable { path: dir.to_path_buf(), source }),
+        Err(source) => {
+            return errors.push(CorpusError::Unreadable {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
     };
     let mut subdirs: Vec<PathBuf> = entries
         .flatten()
@@ -84,52 +92,91 @@ fn walk(root: &Path, dir: &Path, bundles: &mut Vec<Bundle>, errors: &mut Vec<Cor
 }
 
 fn read_bundle(root: &Path, dir: &Path, expected_path: &Path) -> Result<Bundle, CorpusError> {
-    let text = std::fs::read_to_string(expected_path)
-        .map_err(|source| CorpusError::Unreadable { path: expected_path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(expected_path).map_err(|source| CorpusError::Unreadable {
+            path: expected_path.to_path_buf(),
+            source,
+        })?;
     let expected = match text.trim() {
         "none" => None,
-        id => Some(id.parse::<CauseId>().map_err(|source| CorpusError::BadExpected { path: expected_path.to_path_buf(), source })?),
+        id => Some(
+            id.parse::<CauseId>()
+                .map_err(|source| CorpusError::BadExpected {
+                    path: expected_path.to_path_buf(),
+                    source,
+                })?,
+        ),
     };
     let id = match dir.strip_prefix(root) {
-        Ok(rel) if !rel.as_os_str().is_empty() => {
-            rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
-        }
+        Ok(rel) if !rel.as_os_str().is_empty() => rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/"),
         // The root itself is the bundle.
-        _ => dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        _ => dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
     };
     let label = std::fs::read_to_string(dir.join(LABEL_FILE))
         .ok()
-        .and_then(|l| l.lines().next().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned));
-    Ok(Bundle { dir: dir.to_path_buf(), case: Case { id, label, expected } })
+        .and_then(|l| {
+            l.lines()
+                .next()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+        });
+    Ok(Bundle {
+        dir: dir.to_path_buf(),
+        case: Case {
+            id,
+            label,
+            expected,
+        },
+    })
 }
 
 /// Runs every detector over every bundle and records each trial, detectors in the
 /// given order, bundles in corpus order. Trials run in parallel (external detectors
 /// are processes that mostly wait); the scorecard does not depend on their timing.
 pub fn score(bundles: &[Bundle], detectors: &[Detector], context: &DetectorContext) -> Scorecard {
-    let jobs: Vec<(usize, usize)> =
-        (0..detectors.len()).flat_map(|d| (0..bundles.len()).map(move |b| (d, b))).collect();
-    let results: Vec<Mutex<Option<Result<Answer, DetectorFailure>>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
+    let jobs: Vec<(usize, usize)> = (0..detectors.len())
+        .flat_map(|d| (0..bundles.len()).map(move |b| (d, b)))
+        .collect();
+    let results: Vec<Mutex<Option<Result<Answer, DetectorFailure>>>> =
+        jobs.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism().map_or(4, |n| n.get()).min(16).min(jobs.len()).max(1);
+    let workers = std::thread::available_parallelism()
+        .map_or(4, |n| n.get())
+        .min(16)
+        .min(jobs.len())
+        .max(1);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&(d, b)) = jobs.get(i) else { break };
                 let result = detectors[d].run(&bundles[b].dir, context);
-                *results[i].lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(result);
+                *results[i]
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(result);
             });
         }
     });
     let mut card = Scorecard::new();
     for ((d, b), result) in jobs.iter().zip(results) {
-        let result = result.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let result = result
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // Every job ran once the scope ended; a missing result would be a bug here, and
         // is scored as a failure rather than hidden.
         let result = result.unwrap_or_else(|| {
             Err(DetectorFailure {
-                kind: crate::detectors::FailureKind::Spawn { reason: "internal: the trial never ran".into() },
+                kind: crate::detectors::FailureKind::Spawn {
+                    reason: "internal: the trial never ran".into(),
+                },
                 stderr_tail: String::new(),
             })
         });
@@ -156,15 +203,23 @@ mod tests {
         write(&r.join("a/deep/er/one/expected-cause"), "disk-full\n");
         write(&r.join("a/deep/er/one/inner/expected-cause"), "mount-held");
         write(&r.join("two/expected-cause"), " none ");
-        write(&r.join("two/label"), "k8s v1.31.0 / containerd 1.7.18\nmore\n");
+        write(
+            &r.join("two/label"),
+            "k8s v1.31.0 / containerd 1.7.18\nmore\n",
+        );
         write(&r.join(".hidden/expected-cause"), "finalizer");
         write(&r.join("not-a-bundle/runtime.log"), "");
         let bundles = find_bundles(r).expect("two bundles");
-        let found: Vec<(&str, Option<CauseId>, Option<&str>)> =
-            bundles.iter().map(|b| (b.case.id.as_str(), b.case.expected, b.case.label.as_deref())).collect();
+        let found: Vec<(&str, Option<CauseId>, Option<&str>)> = bundles
+            .iter()
+            .map(|b| (b.case.id.as_str(), b.case.expected, b.case.label.as_deref()))
+            .collect();
         assert_eq!(
             found,
-            [("a/deep/er/one", Some(CauseId::DiskFull), None), ("two", None, Some("k8s v1.31.0 / containerd 1.7.18"))]
+            [
+                ("a/deep/er/one", Some(CauseId::DiskFull), None),
+                ("two", None, Some("k8s v1.31.0 / containerd 1.7.18"))
+            ]
         );
         let single = find_bundles(&r.join("two")).expect("the root is a bundle");
         assert_eq!(single[0].case.id, "two");
@@ -175,14 +230,26 @@ mod tests {
         let root = tempfile::tempdir().expect("tempdir");
         let r = root.path();
         let errs = find_bundles(&r.join("missing")).expect_err("missing dir");
-        assert!(errs[0].to_string().contains("is not a directory"), "{}", errs[0]);
+        assert!(
+            errs[0].to_string().contains("is not a directory"),
+            "{}",
+            errs[0]
+        );
         let errs = find_bundles(r).expect_err("empty dir");
-        assert!(errs[0].to_string().contains("no bundle found under"), "{}", errs[0]);
+        assert!(
+            errs[0].to_string().contains("no bundle found under"),
+            "{}",
+            errs[0]
+        );
         write(&r.join("x/expected-cause"), "disk_full");
         write(&r.join("y/expected-cause"), "");
         let errs = find_bundles(r).expect_err("bad ids");
         let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(errs.len(), 2, "{text:?}");
-        assert!(text[0].contains("x/expected-cause: unknown cause id `disk_full`"), "{}", text[0]);
+        assert!(
+            text[0].contains("x/expected-cause: unknown cause id `disk_full`"),
+            "{}",
+            text[0]
+        );
     }
 }

@@ -43,7 +43,11 @@ pub struct Case {
 
 impl Case {
     pub fn new(id: impl Into<String>, expected: Option<CauseId>) -> Case {
-        Case { id: id.into(), label: None, expected }
+        Case {
+            id: id.into(),
+            label: None,
+            expected,
+        }
     }
 
     pub fn with_label(mut self, label: impl Into<String>) -> Case {
@@ -117,7 +121,9 @@ pub struct Trial {
 impl Trial {
     pub fn reported(&self) -> Reported {
         match &self.outcome {
-            Outcome::Answered(Answer { cause: Some(cause), .. }) => Reported::Cause(*cause),
+            Outcome::Answered(Answer {
+                cause: Some(cause), ..
+            }) => Reported::Cause(*cause),
             Outcome::Answered(Answer { cause: None, .. }) => Reported::Nothing,
             Outcome::Failed(_) => Reported::Error,
         }
@@ -219,10 +225,16 @@ impl Scorecard {
 
     /// Records one trial. Detectors appear in the order they were first recorded.
     pub fn record(&mut self, detector: &str, case: &Case, outcome: impl Into<Outcome>) {
-        let trial = Trial { case: case.clone(), outcome: outcome.into() };
+        let trial = Trial {
+            case: case.clone(),
+            outcome: outcome.into(),
+        };
         match self.detectors.iter_mut().find(|d| d.detector == detector) {
             Some(score) => score.trials.push(trial),
-            None => self.detectors.push(DetectorScore { detector: detector.to_owned(), trials: vec![trial] }),
+            None => self.detectors.push(DetectorScore {
+                detector: detector.to_owned(),
+                trials: vec![trial],
+            }),
         }
     }
 
@@ -236,7 +248,10 @@ impl Scorecard {
 
     /// Trials graded FAIL or ERROR.
     pub fn failures(&self) -> usize {
-        self.detectors.iter().map(|d| d.count(Grade::Fail) + d.count(Grade::Error)).sum()
+        self.detectors
+            .iter()
+            .map(|d| d.count(Grade::Fail) + d.count(Grade::Error))
+            .sum()
     }
 
     /// Every trial passed. False for an empty scorecard: a run that tried nothing
@@ -281,7 +296,8 @@ impl Scorecard {
             failures: self.failures(),
             detectors: self.detectors.iter().map(JsonDetector::from).collect(),
         };
-        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize the scorecard: {e}\"}}"))
+        serde_json::to_string_pretty(&doc)
+            .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize the scorecard: {e}\"}}"))
     }
 }
 
@@ -299,7 +315,11 @@ fn expected_label(expected: Option<CauseId>) -> &'static str {
 
 fn reported_text(trial: &Trial) -> String {
     match &trial.outcome {
-        Outcome::Answered(Answer { cause: Some(cause), confidence, .. }) => format!("{cause} ({:.0}%)", confidence * 100.0),
+        Outcome::Answered(Answer {
+            cause: Some(cause),
+            confidence,
+            ..
+        }) => format!("{cause} ({:.0}%)", confidence * 100.0),
         Outcome::Answered(Answer { cause: None, .. }) => "none".into(),
         Outcome::Failed(failure) => format!("error: {failure}"),
     }
@@ -334,8 +354,18 @@ fn render_detector(out: &mut String, score: &DetectorScore) {
             ]
         })
         .collect();
-    let shown: Vec<usize> = if with_label { vec![0, 1, 2, 3, 4] } else { vec![0, 1, 3, 4] };
-    let width = |col: usize| rows.iter().map(|r| r[col].chars().count()).chain([header[col].len()]).max().unwrap_or(0);
+    let shown: Vec<usize> = if with_label {
+        vec![0, 1, 2, 3, 4]
+    } else {
+        vec![0, 1, 3, 4]
+    };
+    let width = |col: usize| {
+        rows.iter()
+            .map(|r| r[col].chars().count())
+            .chain([header[col].len()])
+            .max()
+            .unwrap_or(0)
+    };
     let widths: Vec<usize> = (0..5).map(width).collect();
     let line = |cells: [&str; 5]| {
         let mut text = String::from(" ");
@@ -350,9 +380,17 @@ fn render_detector(out: &mut String, score: &DetectorScore) {
     };
     let _ = writeln!(out, "{}", line(header));
     for (trial, row) in score.trials.iter().zip(&rows) {
-        let _ = writeln!(out, "{}", line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
+        let _ = writeln!(
+            out,
+            "{}",
+            line([&row[0], &row[1], &row[2], &row[3], &row[4]])
+        );
         if let Outcome::Failed(failure) = &trial.outcome {
-            let lines: Vec<&str> = failure.stderr_tail.lines().filter(|l| !l.trim().is_empty()).collect();
+            let lines: Vec<&str> = failure
+                .stderr_tail
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect();
             for l in &lines[lines.len().saturating_sub(STDERR_LINES_SHOWN)..] {
                 let mut shown: String = l.chars().take(STDERR_LINE_CHARS).collect();
                 if l.chars().count() > STDERR_LINE_CHARS {
@@ -367,14 +405,29 @@ fn render_detector(out: &mut String, score: &DetectorScore) {
 }
 
 fn render_confusion(out: &mut String, confusion: &Confusion) {
-    let _ = writeln!(out, "  confusion (rows: expected, columns: reported, numbered as the rows; . is 0)");
+    let _ = writeln!(
+        out,
+        "  confusion (rows: expected, columns: reported, numbered as the rows; . is 0)"
+    );
     let row_labels: Vec<String> = Confusion::row_labels()
         .enumerate()
-        .map(|(i, label)| if i < CauseId::ALL.len() { format!("{} {label}", i + 1) } else { format!("  {label}") })
+        .map(|(i, label)| {
+            if i < CauseId::ALL.len() {
+                format!("{} {label}", i + 1)
+            } else {
+                format!("  {label}")
+            }
+        })
         .collect();
     let column_heads: Vec<String> = Confusion::column_labels()
         .enumerate()
-        .map(|(i, label)| if i < CauseId::ALL.len() { (i + 1).to_string() } else { label.to_owned() })
+        .map(|(i, label)| {
+            if i < CauseId::ALL.len() {
+                (i + 1).to_string()
+            } else {
+                label.to_owned()
+            }
+        })
         .collect();
     let label_width = row_labels.iter().map(String::len).max().unwrap_or(0);
     let mut head = format!("  {:label_width$}", "");
@@ -386,14 +439,21 @@ fn render_confusion(out: &mut String, confusion: &Confusion) {
         let mut line = format!("  {label:label_width$}");
         for (c, h) in column_heads.iter().enumerate() {
             let n = confusion.counts[r][c];
-            let cell = if n == 0 { ".".to_owned() } else { n.to_string() };
+            let cell = if n == 0 {
+                ".".to_owned()
+            } else {
+                n.to_string()
+            };
             let _ = write!(line, " {cell:>w$}", w = h.len().max(3));
         }
         let _ = writeln!(out, "{line}");
     }
 }
 
-fn serialize_expected<S: serde::Serializer>(expected: &Option<CauseId>, s: S) -> Result<S::Ok, S::Error> {
+fn serialize_expected<S: serde::Serializer>(
+    expected: &Option<CauseId>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.serialize_str(expected_label(*expected))
 }
 
@@ -459,17 +519,36 @@ impl From<&DetectorScore> for JsonDetector {
                 .iter()
                 .map(|t| {
                     let (confidence, evidence, failure) = match &t.outcome {
-                        Outcome::Answered(a) => (a.cause.map(|_| a.confidence), a.evidence.clone(), None),
-                        Outcome::Failed(f) => (None, Vec::new(), Some(JsonFailure { failure: f.clone(), message: f.to_string() })),
+                        Outcome::Answered(a) => {
+                            (a.cause.map(|_| a.confidence), a.evidence.clone(), None)
+                        }
+                        Outcome::Failed(f) => (
+                            None,
+                            Vec::new(),
+                            Some(JsonFailure {
+                                failure: f.clone(),
+                                message: f.to_string(),
+                            }),
+                        ),
                     };
-                    JsonTrial { case: t.case.clone(), grade: t.grade(), reported: t.reported().label(), confidence, evidence, failure }
+                    JsonTrial {
+                        case: t.case.clone(),
+                        grade: t.grade(),
+                        reported: t.reported().label(),
+                        confidence,
+                        evidence,
+                        failure,
+                    }
                 })
                 .collect(),
             confusion: Confusion::row_labels()
                 .zip(&confusion.counts)
                 .filter(|(_, counts)| counts.iter().any(|&n| n > 0))
                 .map(|(expected, counts)| {
-                    let reported = Confusion::column_labels().zip(counts).filter(|(_, &n)| n > 0).map(|(l, &n)| (l, n));
+                    let reported = Confusion::column_labels()
+                        .zip(counts)
+                        .filter(|(_, &n)| n > 0)
+                        .map(|(l, &n)| (l, n));
                     (expected, reported.collect())
                 })
                 .collect(),
@@ -483,8 +562,15 @@ mod tests {
     use crate::detectors::FailureKind;
 
     fn said(cause: Option<CauseId>, confidence: f64) -> Result<Answer, DetectorFailure> {
-        let evidence = cause.map(|c| format!("runtime.log:1: proof of {c}")).into_iter().collect();
-        Ok(Answer { cause, confidence, evidence })
+        let evidence = cause
+            .map(|c| format!("runtime.log:1: proof of {c}"))
+            .into_iter()
+            .collect();
+        Ok(Answer {
+            cause,
+            confidence,
+            evidence,
+        })
     }
 
     fn timed_out() -> Result<Answer, DetectorFailure> {
@@ -499,13 +585,25 @@ mod tests {
     fn mixed() -> Scorecard {
         let cases = [
             Case::new("seed/handbook-disk-full", Some(CauseId::DiskFull)),
-            Case::new("seed/handbook-mount-held", Some(CauseId::MountHeld)).with_label("docker 20.10"),
+            Case::new("seed/handbook-mount-held", Some(CauseId::MountHeld))
+                .with_label("docker 20.10"),
             Case::new("negative/host-at-rest", None),
-            Case::new("corpus/runtime-hang/1", Some(CauseId::RuntimeHang)).with_label("k8s v1.31.0 / containerd 1.7.18"),
+            Case::new("corpus/runtime-hang/1", Some(CauseId::RuntimeHang))
+                .with_label("k8s v1.31.0 / containerd 1.7.18"),
         ];
         let mut card = Scorecard::new();
-        let right = [said(Some(CauseId::DiskFull), 0.95), said(Some(CauseId::MountHeld), 0.9), said(None, 0.0), said(Some(CauseId::RuntimeHang), 0.8)];
-        let wrong = [said(Some(CauseId::Finalizer), 1.0), said(None, 0.0), said(Some(CauseId::Finalizer), 1.0), timed_out()];
+        let right = [
+            said(Some(CauseId::DiskFull), 0.95),
+            said(Some(CauseId::MountHeld), 0.9),
+            said(None, 0.0),
+            said(Some(CauseId::RuntimeHang), 0.8),
+        ];
+        let wrong = [
+            said(Some(CauseId::Finalizer), 1.0),
+            said(None, 0.0),
+            said(Some(CauseId::Finalizer), 1.0),
+            timed_out(),
+        ];
         for ((case, r), w) in cases.iter().zip(right).zip(wrong) {
             card.record("builtin", case, r);
             card.record("./guess", case, w);
@@ -516,18 +614,41 @@ mod tests {
     #[test]
     fn grades_compare_expected_with_reported() {
         let card = mixed();
-        let [builtin, guess] = card.detectors() else { panic!("two detectors, in recording order") };
+        let [builtin, guess] = card.detectors() else {
+            panic!("two detectors, in recording order")
+        };
         assert_eq!(builtin.detector, "builtin");
         assert_eq!((builtin.count(Grade::Pass), builtin.accuracy()), (4, 1.0));
         let grades: Vec<Grade> = guess.trials.iter().map(Trial::grade).collect();
-        assert_eq!(grades, [Grade::Fail, Grade::Fail, Grade::Fail, Grade::Error]);
-        assert_eq!((card.trial_count(), card.failures(), card.all_passed()), (8, 4, false));
+        assert_eq!(
+            grades,
+            [Grade::Fail, Grade::Fail, Grade::Fail, Grade::Error]
+        );
+        assert_eq!(
+            (card.trial_count(), card.failures(), card.all_passed()),
+            (8, 4, false)
+        );
         let confusion = guess.confusion();
-        assert_eq!(confusion.count(Some(CauseId::DiskFull), Reported::Cause(CauseId::Finalizer)), 1);
-        assert_eq!(confusion.count(None, Reported::Cause(CauseId::Finalizer)), 1);
-        assert_eq!(confusion.count(Some(CauseId::MountHeld), Reported::Nothing), 1);
-        assert_eq!(confusion.count(Some(CauseId::RuntimeHang), Reported::Error), 1);
-        assert_eq!(confusion.count(Some(CauseId::DiskFull), Reported::Cause(CauseId::DiskFull)), 0);
+        assert_eq!(
+            confusion.count(Some(CauseId::DiskFull), Reported::Cause(CauseId::Finalizer)),
+            1
+        );
+        assert_eq!(
+            confusion.count(None, Reported::Cause(CauseId::Finalizer)),
+            1
+        );
+        assert_eq!(
+            confusion.count(Some(CauseId::MountHeld), Reported::Nothing),
+            1
+        );
+        assert_eq!(
+            confusion.count(Some(CauseId::RuntimeHang), Reported::Error),
+            1
+        );
+        assert_eq!(
+            confusion.count(Some(CauseId::DiskFull), Reported::Cause(CauseId::DiskFull)),
+            0
+        );
     }
 
     #[test]
@@ -550,7 +671,10 @@ mod tests {
         let json = mixed().to_json();
         let value: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
         assert_eq!(value["schema"], JSON_SCHEMA);
-        assert_eq!(value["detectors"][1]["results"][3]["failure"]["failure"], "timed-out");
+        assert_eq!(
+            value["detectors"][1]["results"][3]["failure"]["failure"],
+            "timed-out"
+        );
         assert_eq!(value["detectors"][1]["confusion"]["none"]["finalizer"], 1);
         insta::assert_snapshot!(json);
     }
