@@ -31,14 +31,48 @@ type CaseFn = fn(&mut cases::Case) -> anyhow::Result<()>;
 
 /// (trial name, short tag for the runtime directory, case).
 const CASES: &[(&str, &str, CaseFn)] = &[
-    ("docker-normal-removal", "normal", cases::docker_normal_removal),
-    ("docker-immutable-file", "immutable", cases::docker_immutable_file),
+    (
+        "docker-normal-removal",
+        "normal",
+        cases::docker_normal_removal,
+    ),
+    (
+        "docker-immutable-file",
+        "immutable",
+        cases::docker_immutable_file,
+    ),
     ("docker-disk-full", "diskfull", cases::docker_disk_full),
-    ("docker-runtime-hang-containerd-stopped", "hang", cases::docker_runtime_hang),
+    (
+        "docker-disk-full-inodes",
+        "inodes",
+        cases::docker_disk_full_inodes,
+    ),
+    (
+        "docker-runtime-hang-dockerd-stopped",
+        "dhang",
+        cases::docker_runtime_hang_dockerd,
+    ),
+    (
+        "docker-runtime-hang-containerd-stopped",
+        "hang",
+        cases::docker_runtime_hang,
+    ),
     ("docker-desync", "desync", cases::docker_desync),
-    ("containerd-mount-held", "held", cases::containerd_mount_held),
-    ("containerd-shim-stopped", "shim", cases::containerd_shim_stopped),
-    ("containerd-immutable-snapshot-leak", "snapleak", cases::containerd_immutable_snapshot_leak),
+    (
+        "containerd-mount-held",
+        "held",
+        cases::containerd_mount_held,
+    ),
+    (
+        "containerd-shim-stopped",
+        "shim",
+        cases::containerd_shim_stopped,
+    ),
+    (
+        "containerd-immutable-snapshot-leak",
+        "snapleak",
+        cases::containerd_immutable_snapshot_leak,
+    ),
 ];
 
 fn skip_reason() -> Option<String> {
@@ -63,9 +97,16 @@ fn target_dir() -> PathBuf {
 /// On Ctrl-C or SIGTERM: tear down every live private runtime, then exit.
 fn watchdog() {
     std::thread::spawn(|| {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
         rt.block_on(async {
-            let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
                 return;
             };
             tokio::select! {
@@ -105,17 +146,27 @@ fn main() {
         eprintln!();
         eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
         eprintln!("!! RUNTIME TIER SKIPPED: {reason}.");
-        eprintln!("!! Its {} trials are reported as ignored; none of them ran.", CASES.len());
+        eprintln!(
+            "!! Its {} trials are reported as ignored; none of them ran.",
+            CASES.len()
+        );
         eprintln!("!! Run as root on a machine with docker.io installed to run them.");
         eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
         eprintln!();
     } else {
         watchdog();
         for dir in private::reap_leftovers() {
-            eprintln!("runtime tier: reaped the leftovers of a killed run in {}", dir.display());
+            eprintln!(
+                "runtime tier: reaped the leftovers of a killed run in {}",
+                dir.display()
+            );
         }
     }
-    let run_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id());
+    let run_id = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    );
     let root = target_dir().join("terminus/runtime").join(&run_id);
     let trials = CASES
         .iter()

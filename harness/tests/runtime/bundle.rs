@@ -23,11 +23,18 @@ impl Bundle {
             fs::remove_dir_all(&dir)?;
         }
         fs::create_dir_all(&dir)?;
-        Ok(Bundle { dir, marks: rt.log_marks() })
+        Ok(Bundle {
+            dir,
+            marks: rt.log_marks(),
+        })
     }
 
     fn append(&self, file: &str, text: &str) {
-        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(self.dir.join(file)) {
+        if let Ok(mut f) = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(file))
+        {
             let _ = f.write_all(text.as_bytes());
         }
     }
@@ -56,7 +63,10 @@ impl Bundle {
         use bollard::errors::Error;
         let answer = match result {
             Ok(_) => "[ok]\n".to_owned(),
-            Err(Error::DockerResponseServerError { status_code, message }) => {
+            Err(Error::DockerResponseServerError {
+                status_code,
+                message,
+            }) => {
                 format!("Error response from daemon: {message}\n[HTTP {status_code}]\n")
             }
             Err(e) => format!("{e}\n[client error]\n"),
@@ -66,13 +76,22 @@ impl Bundle {
 
     /// Record an Engine API call that got no answer before the caller gave up.
     pub fn api_no_answer(&self, file: &str, call: &str, waited: std::time::Duration) {
-        self.append(file, &format!("$ (Engine API) {call}\n[no answer within {waited:?}; request abandoned]\n"));
+        self.append(
+            file,
+            &format!("$ (Engine API) {call}\n[no answer within {waited:?}; request abandoned]\n"),
+        );
     }
 
     /// Write the evidence files. `ns`: containerd namespace for ctr-tasks.txt (`moby`
     /// means a docker case, which also gets docker-ps.txt); `ids`: strings whose lines
     /// are taken from every /proc/PID/mountinfo and from the /proc links of proc-refs.txt; `lsattr`: paths for `lsattr -R`.
-    pub fn capture(&self, rt: &PrivateRuntime, ns: &str, ids: &[String], lsattr: &[PathBuf]) -> Result<()> {
+    pub fn capture(
+        &self,
+        rt: &PrivateRuntime,
+        ns: &str,
+        ids: &[String],
+        lsattr: &[PathBuf],
+    ) -> Result<()> {
         let d = &self.dir;
         fs::write(d.join("df.txt"), df(&["-P"]))?;
         fs::write(d.join("df-inodes.txt"), df(&["-P", "-i"]))?;
@@ -80,7 +99,10 @@ impl Bundle {
         fs::write(d.join("mountinfo.txt"), mountinfo_matching(ids))?;
         if !ids.is_empty() {
             // Mount holders in the runtime's own namespace: cwd, root or open files inside.
-            let pattern: Vec<String> = ids.iter().flat_map(|id| ["-e".to_owned(), id.clone()]).collect();
+            let pattern: Vec<String> = ids
+                .iter()
+                .flat_map(|id| ["-e".to_owned(), id.clone()])
+                .collect();
             let out = Command::new("sh")
                 .arg("-c")
                 .arg("ls -l /proc/[0-9]*/cwd /proc/[0-9]*/root /proc/[0-9]*/fd/* 2>/dev/null | grep -F \"$@\"")
@@ -99,7 +121,7 @@ impl Bundle {
         fs::write(d.join("ctr-tasks.txt"), [out.stdout, out.stderr].concat())?;
         if ns == "moby" {
             let out = Command::new("timeout")
-                .arg("15")
+                .arg("5")
                 .arg(docker_cli())
                 .arg("-H")
                 .arg(format!("unix://{}", rt.docker_socket().display()))
@@ -109,13 +131,19 @@ impl Bundle {
         }
         // runtime.log: what dockerd, then containerd, wrote since the case began.
         let mut log = Vec::new();
-        for (name, mark) in [("dockerd.log", self.marks.0), ("containerd.log", self.marks.1)] {
+        for (name, mark) in [
+            ("dockerd.log", self.marks.0),
+            ("containerd.log", self.marks.1),
+        ] {
             let all = fs::read(rt.dir.join(name)).unwrap_or_default();
             let from = usize::try_from(mark).unwrap_or(usize::MAX).min(all.len());
             log.extend_from_slice(&all[from..]);
         }
         fs::write(d.join("runtime.log"), log)?;
-        fs::write(d.join("captured-at"), format!("{}\n", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")))?;
+        fs::write(
+            d.join("captured-at"),
+            format!("{}\n", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")),
+        )?;
         Ok(())
     }
 }
@@ -126,7 +154,10 @@ fn show(cmd: &Command) -> String {
         .chain(cmd.get_args())
         .map(|a| {
             let a = a.to_string_lossy();
-            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c)) {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c))
+            {
                 a.into_owned()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))
@@ -138,16 +169,29 @@ fn show(cmd: &Command) -> String {
 
 /// `df` output without the sandbox's own tool mounts, which belong to no runtime.
 fn df(args: &[&str]) -> String {
-    let out = Command::new("timeout").arg("20").arg("df").args(args).output();
-    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    text.lines().filter(|l| !l.contains(" /mnt/sandboxing/")).map(|l| format!("{l}\n")).collect()
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg("df")
+        .args(args)
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.contains(" /mnt/sandboxing/"))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// `ps -eo pid,ppid,stat,lstart,args`: the header and, verbatim, the lines of our
 /// daemons, their shims, the helpers, and every process below those.
 fn ps_ours(rt: &PrivateRuntime) -> String {
-    let out = Command::new("ps").args(["-eo", "pid,ppid,stat,lstart,args"]).output();
-    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let out = Command::new("ps")
+        .args(["-eo", "pid,ppid,stat,lstart,args"])
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
     let marker = format!("{}/", rt.dir.display());
@@ -158,10 +202,18 @@ fn ps_ours(rt: &PrivateRuntime) -> String {
         })
         .collect();
     let mut keep: std::collections::BTreeSet<u32> = rt.helper_pids().into_iter().collect();
-    keep.extend(rows.iter().filter(|(_, _, l)| l.contains(&marker)).map(|(p, _, _)| *p));
+    keep.extend(
+        rows.iter()
+            .filter(|(_, _, l)| l.contains(&marker))
+            .map(|(p, _, _)| *p),
+    );
     loop {
         let before = keep.len();
-        let add: Vec<u32> = rows.iter().filter(|(_, pp, _)| keep.contains(pp)).map(|(p, _, _)| *p).collect();
+        let add: Vec<u32> = rows
+            .iter()
+            .filter(|(_, pp, _)| keep.contains(pp))
+            .map(|(p, _, _)| *p)
+            .collect();
         keep.extend(add);
         if keep.len() == before {
             break;
@@ -182,7 +234,12 @@ fn mountinfo_matching(ids: &[String]) -> String {
     let mut files: Vec<String> = fs::read_dir("/proc")
         .map(|rd| {
             rd.flatten()
-                .filter_map(|e| e.file_name().to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())).map(str::to_owned))
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                        .map(str::to_owned)
+                })
                 .map(|pid| format!("/proc/{pid}/mountinfo"))
                 .collect()
         })
@@ -190,8 +247,13 @@ fn mountinfo_matching(ids: &[String]) -> String {
     files.sort();
     let mut out = String::new();
     for f in files {
-        let Ok(text) = fs::read_to_string(&f) else { continue };
-        for line in text.lines().filter(|l| ids.iter().any(|id| l.contains(id.as_str()))) {
+        let Ok(text) = fs::read_to_string(&f) else {
+            continue;
+        };
+        for line in text
+            .lines()
+            .filter(|l| ids.iter().any(|id| l.contains(id.as_str())))
+        {
             out.push_str(&format!("{f}:{line}\n"));
         }
     }

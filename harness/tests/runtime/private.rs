@@ -29,7 +29,11 @@ pub const DIR_PREFIX: &str = "/var/tmp/terminus-rt-";
 
 pub fn docker_cli() -> &'static str {
     // Debian's 20.10 client; /usr/local/bin may hold a newer one that prints differently.
-    if Path::new("/usr/bin/docker").exists() { "/usr/bin/docker" } else { "docker" }
+    if Path::new("/usr/bin/docker").exists() {
+        "/usr/bin/docker"
+    } else {
+        "docker"
+    }
 }
 
 pub struct PrivateRuntime {
@@ -51,9 +55,19 @@ impl PrivateRuntime {
         fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         fs::write(dir.join("owner.pid"), std::process::id().to_string())?;
         live(&dir, true);
-        let cgroup = dir.file_name().and_then(|n| n.to_str()).unwrap_or("terminus-rt").to_owned();
-        let mut rt =
-            PrivateRuntime { dir, cgroup, containerd: None, dockerd: None, helpers: Vec::new(), torn_down: false };
+        let cgroup = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("terminus-rt")
+            .to_owned();
+        let mut rt = PrivateRuntime {
+            dir,
+            cgroup,
+            containerd: None,
+            dockerd: None,
+            helpers: Vec::new(),
+            torn_down: false,
+        };
         rt.setup()?;
         Ok(rt)
     }
@@ -63,7 +77,11 @@ impl PrivateRuntime {
         let img = d.join("disk.img");
         fs::File::create(&img)?.set_len(DISK_MB << 20)?;
         // -m 0: no blocks reserved for root, so "full" is full for dockerd too.
-        run_ok(Command::new("mkfs.ext4").args(["-q", "-m", "0", "-N", "16384"]).arg(&img))?;
+        run_ok(
+            Command::new("mkfs.ext4")
+                .args(["-q", "-m", "0", "-N", "16384"])
+                .arg(&img),
+        )?;
         let out = run_ok(Command::new("losetup").args(["--find", "--show"]).arg(&img))?;
         let loopdev = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         fs::write(d.join("loop"), &loopdev)?;
@@ -102,7 +120,12 @@ impl PrivateRuntime {
             .arg(format!("unix://{p}/docker.sock"))
             .arg("--containerd")
             .arg(d.join("containerd.sock"))
-            .args(["--bridge=none", "--iptables=false", "--ip-masq=false", "--ip6tables=false"])
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--ip6tables=false",
+            ])
             .arg("--cgroup-parent")
             .arg(format!("/{}", self.cgroup))
             .args(["--storage-driver", "overlay2"])
@@ -114,14 +137,18 @@ impl PrivateRuntime {
         self.dockerd = Some(child);
         let sock = d.join("docker.sock");
         let cli = docker_cli();
-        wait_for(Duration::from_secs(30), "dockerd to answer on its private socket", || {
-            Command::new(cli)
-                .arg("-H")
-                .arg(format!("unix://{}", sock.display()))
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })?;
+        wait_for(
+            Duration::from_secs(30),
+            "dockerd to answer on its private socket",
+            || {
+                Command::new(cli)
+                    .arg("-H")
+                    .arg(format!("unix://{}", sock.display()))
+                    .arg("version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            },
+        )?;
         Ok(())
     }
 
@@ -137,9 +164,11 @@ impl PrivateRuntime {
             .context("spawn containerd")?;
         fs::write(self.dir.join("containerd.pid"), child.id().to_string())?;
         self.containerd = Some(child);
-        wait_for(Duration::from_secs(20), "containerd to answer on its private socket", || {
-            self.ctr(&["version"]).status.success()
-        })
+        wait_for(
+            Duration::from_secs(20),
+            "containerd to answer on its private socket",
+            || self.ctr(&["version"]).status.success(),
+        )
     }
 
     /// SIGKILL containerd (if a fault has not already) and reap it.
@@ -168,7 +197,8 @@ impl PrivateRuntime {
     /// A bollard client for the private dockerd, at the API version it speaks.
     pub async fn docker(&self) -> Result<Docker> {
         let sock = self.docker_socket();
-        let docker = Docker::connect_with_unix(&sock.to_string_lossy(), 30, bollard::API_DEFAULT_VERSION)?;
+        let docker =
+            Docker::connect_with_unix(&sock.to_string_lossy(), 30, bollard::API_DEFAULT_VERSION)?;
         Ok(docker.negotiate_version().await?)
     }
 
@@ -184,26 +214,41 @@ impl PrivateRuntime {
     pub fn shim_pid(&self, id: &str) -> Option<u32> {
         let sock = self.containerd_socket();
         let needle = sock.to_string_lossy().into_owned();
-        shims_of(&needle).into_iter().find(|(_, args)| args.split(' ').any(|a| a == id)).map(|(pid, _)| pid)
+        shims_of(&needle)
+            .into_iter()
+            .find(|(_, args)| args.split(' ').any(|a| a == id))
+            .map(|(pid, _)| pid)
     }
 
     /// `ctr` against our containerd, bounded by `timeout(1)` so a frozen daemon cannot
     /// hang the trial.
     pub fn ctr(&self, args: &[&str]) -> Output {
-        self.ctr_command(args).output().unwrap_or_else(|e| failed_output(&format!("ctr: {e}")))
+        self.ctr_command(args)
+            .output()
+            .unwrap_or_else(|e| failed_output(&format!("ctr: {e}")))
     }
 
     pub fn ctr_command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("timeout");
         // A frozen containerd makes ctr wait 10 s for the handshake by default.
-        c.arg("20").arg("ctr").arg("--connect-timeout").arg("3s").arg("--address").arg(self.containerd_socket()).args(args);
+        c.arg("20")
+            .arg("ctr")
+            .arg("--connect-timeout")
+            .arg("3s")
+            .arg("--address")
+            .arg(self.containerd_socket())
+            .args(args);
         c
     }
 
     /// A host-side helper (e.g. a mount holder): killed on teardown, recorded on disk.
     pub fn add_helper(&mut self, child: Child) -> u32 {
         let pid = child.id();
-        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(self.dir.join("helpers.pid")) {
+        if let Ok(mut f) = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("helpers.pid"))
+        {
             let _ = writeln!(f, "{pid}");
         }
         self.helpers.push(child);
@@ -236,7 +281,12 @@ impl PrivateRuntime {
         self.torn_down = true;
         teardown_dir(&self.dir);
         // Reap our children so no zombie outlives the trial.
-        for mut c in self.helpers.drain(..).chain(self.dockerd.take()).chain(self.containerd.take()) {
+        for mut c in self
+            .helpers
+            .drain(..)
+            .chain(self.dockerd.take())
+            .chain(self.containerd.take())
+        {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -261,7 +311,10 @@ fn live(dir: &Path, add: bool) {
 }
 
 fn append(path: &Path) -> Result<fs::File> {
-    Ok(fs::OpenOptions::new().create(true).append(true).open(path)?)
+    Ok(fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?)
 }
 
 fn failed_output(msg: &str) -> Output {
@@ -276,7 +329,10 @@ fn failed_output(msg: &str) -> Output {
 pub fn run_ok(cmd: &mut Command) -> Result<Output> {
     let out = cmd.output().with_context(|| format!("run {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(out)
 }
@@ -288,10 +344,16 @@ fn read_pid(path: &Path) -> Option<i32> {
 /// (pid, args) of every containerd shim whose command line names `address`.
 fn shims_of(address: &str) -> Vec<(u32, String)> {
     let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else { return out };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return out;
+    };
     for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(raw) = fs::read(e.path().join("cmdline")) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(raw) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
         let args = String::from_utf8_lossy(&raw).replace('\0', " ");
         if args.contains("containerd-shim") && args.split(' ').any(|a| a == address) {
             out.push((pid, args.trim_end().to_owned()));
@@ -303,7 +365,9 @@ fn shims_of(address: &str) -> Vec<(u32, String)> {
 /// Alive and not a zombie.
 pub fn running(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -334,7 +398,12 @@ fn cgroup_pids(cgroup: &str) -> Vec<i32> {
                 out.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
             }
             if let Ok(entries) = fs::read_dir(&dir) {
-                stack.extend(entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+                stack.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.path()),
+                );
             }
         }
     }
@@ -366,7 +435,12 @@ fn remove_cgroups(cgroup: &str) {
         let mut stack = vec![root];
         while let Some(dir) = stack.pop() {
             if let Ok(entries) = fs::read_dir(&dir) {
-                stack.extend(entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+                stack.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.path()),
+                );
             }
             dirs.push(dir);
         }
@@ -395,7 +469,11 @@ fn mounts_below(dir: &Path) -> Vec<String> {
 /// best-effort: each step runs whatever happened to the steps before it.
 pub fn teardown_dir(dir: &Path) {
     use nix::sys::signal::Signal;
-    let cgroup = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    let cgroup = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
     let dockerd = read_pid(&dir.join("dockerd.pid"));
     let containerd = read_pid(&dir.join("containerd.pid"));
     let shims: Vec<i32> = shims_of(&dir.join("containerd.sock").to_string_lossy())
@@ -417,7 +495,12 @@ pub fn teardown_dir(dir: &Path) {
     let mnt = dir.join("mnt");
     if mounts_below(dir).iter().any(|m| Path::new(m) == mnt) {
         // Immutable files would make every removal below fail.
-        let _ = Command::new("chattr").arg("-R").arg("-i").arg(&mnt).stderr(Stdio::null()).status();
+        let _ = Command::new("chattr")
+            .arg("-R")
+            .arg("-i")
+            .arg(&mnt)
+            .stderr(Stdio::null())
+            .status();
     }
     // The containers' processes first, so dockerd's shutdown has nothing to wait for.
     for pid in cgroup_pids(&cgroup) {
@@ -426,7 +509,10 @@ pub fn teardown_dir(dir: &Path) {
     if let Some(pid) = dockerd {
         stop_and_wait(pid, Duration::from_secs(10));
     }
-    for pid in shims_of(&dir.join("containerd.sock").to_string_lossy()).into_iter().map(|(p, _)| p) {
+    for pid in shims_of(&dir.join("containerd.sock").to_string_lossy())
+        .into_iter()
+        .map(|(p, _)| p)
+    {
         if let Ok(pid) = i32::try_from(pid) {
             signal(pid, Signal::SIGKILL);
         }
@@ -436,15 +522,27 @@ pub fn teardown_dir(dir: &Path) {
     }
     std::thread::sleep(Duration::from_millis(200));
     for m in mounts_below(dir) {
-        let ok = Command::new("umount").arg(&m).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+        let ok = Command::new("umount")
+            .arg(&m)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
         if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&m).stderr(Stdio::null()).status();
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&m)
+                .stderr(Stdio::null())
+                .status();
         }
     }
     if let Ok(dev) = fs::read_to_string(dir.join("loop")) {
         let dev = dev.trim();
         if !dev.is_empty() {
-            let _ = Command::new("losetup").arg("-d").arg(dev).stderr(Stdio::null()).status();
+            let _ = Command::new("losetup")
+                .arg("-d")
+                .arg(dev)
+                .stderr(Stdio::null())
+                .status();
         }
     }
     remove_cgroups(&cgroup);
@@ -457,14 +555,18 @@ pub fn teardown_dir(dir: &Path) {
 /// `owner.pid` is no longer running.
 pub fn reap_leftovers() -> Vec<PathBuf> {
     let mut reaped = Vec::new();
-    let Ok(entries) = fs::read_dir("/var/tmp") else { return reaped };
+    let Ok(entries) = fs::read_dir("/var/tmp") else {
+        return reaped;
+    };
     for e in entries.flatten() {
         let path = e.path();
         if !path.to_string_lossy().starts_with(DIR_PREFIX) {
             continue;
         }
         // Only directories made by this tier carry owner.pid (capture.sh's do not).
-        let Some(owner) = read_pid(&path.join("owner.pid")) else { continue };
+        let Some(owner) = read_pid(&path.join("owner.pid")) else {
+            continue;
+        };
         if !running(owner) {
             teardown_dir(&path);
             reaped.push(path);
