@@ -781,15 +781,24 @@ mod tests {
             .expect("the detector's child dies with it at the timeout");
     }
 
+    /// Waits up to 5 s for the process named in `pid_file` to be dead. A zombie counts
+    /// as dead: an orphan is reparented to pid 1, which on some machines (a bare
+    /// container init) never reaps it.
     fn wait_until_gone(pid_file: &Path) -> Result<(), String> {
         let pid = std::fs::read_to_string(pid_file).map_err(|e| format!("no pid file: {e}"))?;
-        let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
+        let stat = PathBuf::from(format!("/proc/{}/stat", pid.trim()));
+        let alive = || {
+            std::fs::read_to_string(&stat).is_ok_and(|s| {
+                // The state is the first field after the parenthesised command name.
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().chars().next() != Some('Z'))
+            })
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
-        // An orphan killed by SIGKILL is reaped by init shortly after, not instantly.
-        while proc_dir.exists() && Instant::now() < deadline {
+        while alive() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(20));
         }
-        if proc_dir.exists() {
+        if alive() {
             return Err(format!("process {} is still running", pid.trim()));
         }
         Ok(())
