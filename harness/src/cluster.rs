@@ -323,7 +323,9 @@ pub fn kind_config(record: &Path, workers: u32, terminus_image: bool) -> String 
         ));
     }
     s.push_str(
-        "kubeadmConfigPatches:\n  - |\n    kind: KubeletConfiguration\n    failCgroupV1: false\n    nodeStatusUpdateFrequency: 4s\n",
+        // runtimeRequestTimeout: a hung runtime shows as DeadlineExceeded within a
+        // trial's hold time instead of kubelet's default 2 minutes.
+        "kubeadmConfigPatches:\n  - |\n    kind: KubeletConfiguration\n    failCgroupV1: false\n    nodeStatusUpdateFrequency: 4s\n    runtimeRequestTimeout: 15s\n",
     );
     s
 }

@@ -57,6 +57,8 @@ pub enum Applied {
         ledger: String,
         what: String,
         kubelet_stopped: bool,
+        /// Paths the fault made debris of: the node is clean only once they are gone.
+        debris: Vec<String>,
     },
     /// A writer task that keeps re-sorting a DaemonSet's affinity terms.
     Churn {
@@ -67,6 +69,14 @@ pub enum Applied {
 }
 
 impl Applied {
+    /// Paths that must be gone before the node counts as clean.
+    pub fn debris(&self) -> Vec<String> {
+        match self {
+            Applied::NodeLedger { debris, .. } => debris.clone(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Applied::Finalizer { name, pod, .. } => format!("finalizer {name} on pod {pod}"),
@@ -86,6 +96,7 @@ pub async fn apply(spec: &FaultSpec, cx: &FaultContext<'_>) -> Result<Applied, F
         ledger: ledger.to_owned(),
         what,
         kubelet_stopped: false,
+        debris: Vec::new(),
     };
     match spec {
         FaultSpec::Finalizer { name } => {
@@ -129,7 +140,19 @@ pub async fn apply(spec: &FaultSpec, cx: &FaultContext<'_>) -> Result<Applied, F
                     Duration::from_secs(30),
                 )
                 .await?;
-            Ok(node_fault(format!("immutable flag on {file}")))
+            // The flagged file must go; in the rootfs case, with the whole snapshot
+            // directory containerd leaks around it.
+            let debris = match location {
+                ImmutableLocation::Volume => vec![file.clone()],
+                ImmutableLocation::Rootfs => vec![file.rsplit_once("/fs/").map(|(dir, _)| dir.to_owned()).unwrap_or_else(|| file.clone())],
+            };
+            Ok(Applied::NodeLedger {
+                node: cx.node.clone(),
+                ledger: ledger.to_owned(),
+                what: format!("immutable flag on {file}"),
+                kubelet_stopped: false,
+                debris,
+            })
         }
         FaultSpec::FreezeRuntime { target } => {
             cx.node.install_agent().await?;
@@ -178,6 +201,7 @@ pub async fn apply(spec: &FaultSpec, cx: &FaultContext<'_>) -> Result<Applied, F
                         ledger: ledger.to_owned(),
                         what: "systemctl stop kubelet".into(),
                         kubelet_stopped: true,
+                        debris: Vec::new(),
                     })
                 }
             }

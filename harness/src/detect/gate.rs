@@ -11,10 +11,18 @@ pub fn before_rules(ev: &Evidence, options: &Options, notes: &mut Vec<String>) -
     };
     let Some(deleted) = pod.deletion_timestamp else {
         // DaemonSet churn shows on pods that are not (yet) being deleted too.
-        if pod.owner.as_ref().is_some_and(|(kind, _)| kind == "DaemonSet") && !ev.revisions.is_empty() {
+        if pod
+            .owner
+            .as_ref()
+            .is_some_and(|(kind, _)| kind == "DaemonSet")
+            && !ev.revisions.is_empty()
+        {
             return None;
         }
-        notes.push(format!("pod {}/{} has no deletionTimestamp: it is not Terminating", pod.namespace, pod.name));
+        notes.push(format!(
+            "pod {}/{} has no deletionTimestamp: it is not Terminating",
+            pod.namespace, pod.name
+        ));
         return Some(Verdict::NotTerminating);
     };
     let Some(now) = ev.captured_at else {
@@ -44,7 +52,12 @@ pub fn before_rules(ev: &Evidence, options: &Options, notes: &mut Vec<String>) -
         ));
         return Some(Verdict::TooEarly);
     }
-    notes.push(format!("pod {}/{} has been Terminating for {}s past its grace period", pod.namespace, pod.name, past_grace.num_seconds()));
+    notes.push(format!(
+        "pod {}/{} has been Terminating for {}s past its grace period",
+        pod.namespace,
+        pod.name,
+        past_grace.num_seconds()
+    ));
     None
 }
 
@@ -72,9 +85,15 @@ pub fn missing(ev: &Evidence) -> Vec<String> {
             }
             match ev.sources.get(*name) {
                 Some(SourceStatus::Present) => None,
-                Some(SourceStatus::Unreadable(e)) => Some(format!("{name}: unreadable ({e}); it would show {reason}")),
-                Some(SourceStatus::Unparseable(e)) => Some(format!("{name}: not understood ({e}); it would show {reason}")),
-                Some(SourceStatus::Missing) | None => Some(format!("{name}: missing; it would show {reason}")),
+                Some(SourceStatus::Unreadable(e)) => {
+                    Some(format!("{name}: unreadable ({e}); it would show {reason}"))
+                }
+                Some(SourceStatus::Unparseable(e)) => Some(format!(
+                    "{name}: not understood ({e}); it would show {reason}"
+                )),
+                Some(SourceStatus::Missing) | None => {
+                    Some(format!("{name}: missing; it would show {reason}"))
+                }
             }
         })
         .collect()

@@ -22,10 +22,16 @@ pub struct Step {
 
 impl Step {
     pub fn say(description: impl Into<String>) -> Step {
-        Step { description: description.into(), command: None }
+        Step {
+            description: description.into(),
+            command: None,
+        }
     }
     pub fn run(description: impl Into<String>, command: impl Into<String>) -> Step {
-        Step { description: description.into(), command: Some(command.into()) }
+        Step {
+            description: description.into(),
+            command: Some(command.into()),
+        }
     }
 }
 
@@ -76,7 +82,9 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { min_stuck: Duration::from_secs(15) }
+        Options {
+            min_stuck: Duration::from_secs(15),
+        }
     }
 }
 
@@ -86,7 +94,12 @@ pub fn diagnose(evidence: &Evidence) -> Report {
 }
 
 pub fn diagnose_with(evidence: &Evidence, options: &Options) -> Report {
-    let mut report = Report { verdict: Verdict::NoKnownCause, diagnoses: Vec::new(), missing: Vec::new(), notes: Vec::new() };
+    let mut report = Report {
+        verdict: Verdict::NoKnownCause,
+        diagnoses: Vec::new(),
+        missing: Vec::new(),
+        notes: Vec::new(),
+    };
     if let Some(verdict) = gate::before_rules(evidence, options, &mut report.notes) {
         report.verdict = verdict;
         return report;
@@ -96,8 +109,16 @@ pub fn diagnose_with(evidence: &Evidence, options: &Options) -> Report {
         .filter(|d| d.confidence >= rules::THRESHOLD)
         .collect();
     // Stable ranking: by confidence, then by the order of CauseId for equal confidence.
-    report.diagnoses.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then(a.cause.cmp(&b.cause)));
-    report.verdict = if report.diagnoses.is_empty() { Verdict::NoKnownCause } else { Verdict::CauseFound };
+    report.diagnoses.sort_by(|a, b| {
+        b.confidence
+            .total_cmp(&a.confidence)
+            .then(a.cause.cmp(&b.cause))
+    });
+    report.verdict = if report.diagnoses.is_empty() {
+        Verdict::NoKnownCause
+    } else {
+        Verdict::CauseFound
+    };
     report.missing = gate::missing(evidence);
     report
 }

@@ -15,23 +15,52 @@ use crate::evidence::{ContainerState, Evidence, PsEntry, Quote};
 pub const THRESHOLD: f64 = 0.3;
 
 pub fn all(ev: &Evidence) -> Vec<Diagnosis> {
-    [disk_full, immutable_file, runtime_hang, finalizer, kubelet_missed_delete, runtime_desync, daemonset_hash_churn, mount_held]
-        .iter()
-        .filter_map(|rule| rule(ev))
-        .collect()
+    [
+        disk_full,
+        immutable_file,
+        runtime_hang,
+        finalizer,
+        kubelet_missed_delete,
+        runtime_desync,
+        daemonset_hash_churn,
+        mount_held,
+    ]
+    .iter()
+    .filter_map(|rule| rule(ev))
+    .collect()
 }
 
-fn diagnosis(cause: CauseId, confidence: f64, summary: String, evidence: Vec<Quote>, remedy: Vec<Step>) -> Option<Diagnosis> {
-    Some(Diagnosis { cause, title: cause.title(), confidence: confidence.min(0.99), summary, evidence, remedy })
+fn diagnosis(
+    cause: CauseId,
+    confidence: f64,
+    summary: String,
+    evidence: Vec<Quote>,
+    remedy: Vec<Step>,
+) -> Option<Diagnosis> {
+    Some(Diagnosis {
+        cause,
+        title: cause.title(),
+        confidence: confidence.min(0.99),
+        summary,
+        evidence,
+        remedy,
+    })
 }
 
 fn pod_ref(ev: &Evidence) -> Option<(String, String)> {
-    ev.pod.as_ref().map(|p| (p.name.clone(), p.namespace.clone()))
+    ev.pod
+        .as_ref()
+        .map(|p| (p.name.clone(), p.namespace.clone()))
 }
 
 /// `kubectl get pod NAME -n NS -w`, to watch the pod go away after a remedy.
 fn watch_step(ev: &Evidence) -> Option<Step> {
-    pod_ref(ev).map(|(name, ns)| Step::run("watch the pod go away", format!("kubectl get pod {name} -n {ns} -w")))
+    pod_ref(ev).map(|(name, ns)| {
+        Step::run(
+            "watch the pod go away",
+            format!("kubectl get pod {name} -n {ns} -w"),
+        )
+    })
 }
 
 fn node_name(ev: &Evidence) -> String {
@@ -42,7 +71,13 @@ fn node_name(ev: &Evidence) -> String {
         .unwrap_or_else(|| "the node".into())
 }
 
-const RUNTIME_PROGRAMS: [&str; 5] = ["containerd", "dockerd", "containerd-shim", "containerd-shim-runc-v2", "docker-containerd"];
+const RUNTIME_PROGRAMS: [&str; 5] = [
+    "containerd",
+    "dockerd",
+    "containerd-shim",
+    "containerd-shim-runc-v2",
+    "docker-containerd",
+];
 
 fn is_runtime(p: &PsEntry) -> bool {
     RUNTIME_PROGRAMS.contains(&p.program()) || p.program().starts_with("containerd-shim")
@@ -51,11 +86,15 @@ fn is_runtime(p: &PsEntry) -> bool {
 // ---------------------------------------------------------------------------- 1
 
 static ENOSPC_PATH: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:write|mkdir|open|create|rename)\s+(/[^\s:]+):\s*no space left on device").expect("regex")
+    Regex::new(r"(?:write|mkdir|open|create|rename)\s+(/[^\s:]+):\s*no space left on device")
+        .expect("regex")
 });
 
 fn disk_full(ev: &Evidence) -> Option<Diagnosis> {
-    let enospc: Vec<&Quote> = ev.log_lines().filter(|q| q.text.to_lowercase().contains("no space left on device")).collect();
+    let enospc: Vec<&Quote> = ev
+        .log_lines()
+        .filter(|q| q.text.to_lowercase().contains("no space left on device"))
+        .collect();
     let full: Vec<(&crate::evidence::DfRow, &str)> = ev
         .df
         .iter()
@@ -74,18 +113,35 @@ fn disk_full(ev: &Evidence) -> Option<Diagnosis> {
     };
     let mut evidence: Vec<Quote> = enospc.iter().take(3).map(|q| (*q).clone()).collect();
     evidence.extend(full.iter().map(|(r, _)| r.quote.clone()));
-    evidence.extend(ev.events.iter().filter(|e| e.reason == "Killing" && e.count > 1).map(|e| e.quote.clone()).take(1));
-    let failed_path = enospc.iter().find_map(|q| ENOSPC_PATH.captures(&q.text).map(|c| c[1].to_owned()));
+    evidence.extend(
+        ev.events
+            .iter()
+            .filter(|e| e.reason == "Killing" && e.count > 1)
+            .map(|e| e.quote.clone())
+            .take(1),
+    );
+    let failed_path = enospc
+        .iter()
+        .find_map(|q| ENOSPC_PATH.captures(&q.text).map(|c| c[1].to_owned()));
     let mut remedy = Vec::new();
     for (row, what) in &full {
         remedy.push(Step::run(
-            format!("{} is full ({} {what} left on {}); find what fills it", row.mount, row.available, row.filesystem),
-            format!("du -xh --max-depth=2 {} 2>/dev/null | sort -h | tail -20", row.mount),
+            format!(
+                "{} is full ({} {what} left on {}); find what fills it",
+                row.mount, row.available, row.filesystem
+            ),
+            format!(
+                "du -xh --max-depth=2 {} 2>/dev/null | sort -h | tail -20",
+                row.mount
+            ),
         ));
     }
     if full.is_empty() {
         let target = failed_path.as_deref().unwrap_or("/var/lib/containerd");
-        remedy.push(Step::run(format!("find the full filesystem holding {target}"), format!("df -P {target}; df -P -i {target}")));
+        remedy.push(Step::run(
+            format!("find the full filesystem holding {target}"),
+            format!("df -P {target}; df -P -i {target}"),
+        ));
     }
     remedy.push(Step::say("free space on it (remove the filler, old images: `crictl rmi --prune`, logs); kubelet retries the kill by itself"));
     remedy.extend(watch_step(ev));
@@ -100,18 +156,28 @@ fn disk_full(ev: &Evidence) -> Option<Diagnosis> {
 /// A full filesystem matters when it holds the runtime's or kubelet's data, or the
 /// path a no-space error named.
 fn relevant_mount(mount: &str, enospc: &[&Quote]) -> bool {
-    const DATA: [&str; 6] = ["/", "/var", "/var/lib", "/var/lib/containerd", "/var/lib/docker", "/var/lib/kubelet"];
+    const DATA: [&str; 6] = [
+        "/",
+        "/var",
+        "/var/lib",
+        "/var/lib/containerd",
+        "/var/lib/docker",
+        "/var/lib/kubelet",
+    ];
     DATA.contains(&mount)
         || mount.contains("containerd")
         || mount.contains("docker")
         || mount.contains("kubelet")
-        || enospc.iter().any(|q| mount.len() > 1 && q.text.contains(&format!("{mount}/")))
+        || enospc
+            .iter()
+            .any(|q| mount.len() > 1 && q.text.contains(&format!("{mount}/")))
 }
 
 // ---------------------------------------------------------------------------- 2
 
 static EPERM_PATH: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:unlinkat|unlink|remove|rmdir|rename)\s+(/[^\s:]+):\s*operation not permitted").expect("regex")
+    Regex::new(r"(?:unlinkat|unlink|remove|rmdir|rename)\s+(/[^\s:]+):\s*operation not permitted")
+        .expect("regex")
 });
 
 fn immutable_file(ev: &Evidence) -> Option<Diagnosis> {
@@ -143,35 +209,83 @@ fn immutable_file(ev: &Evidence) -> Option<Diagnosis> {
     };
     // When lsattr named the flagged files, they are the ones to clear; a log path may be
     // a directory the kernel refused because of a flagged file below it.
-    let targets: Vec<&String> = if flagged.is_empty() { paths.iter().collect() } else { flagged.iter().map(|e| &e.path).collect() };
+    let targets: Vec<&String> = if flagged.is_empty() {
+        paths.iter().collect()
+    } else {
+        flagged.iter().map(|e| &e.path).collect()
+    };
     let mut remedy: Vec<Step> = targets
         .iter()
-        .map(|p| Step::run(format!("clear the immutable attribute on {p}"), format!("chattr -i {p}")))
+        .map(|p| {
+            Step::run(
+                format!("clear the immutable attribute on {p}"),
+                format!("chattr -i {p}"),
+            )
+        })
         .collect();
-    let leaked_snapshot = evidence.iter().any(|q| q.text.contains("failed to remove directory") && q.text.contains("snapshots"));
+    let leaked_snapshot = evidence
+        .iter()
+        .any(|q| q.text.contains("failed to remove directory") && q.text.contains("snapshots"));
+    // containerd names the directory it gave up on (`path=...`): once the flag is
+    // cleared, removing it by hand cleans the node without waiting for the next GC.
+    let leaked_dirs: BTreeSet<&str> = evidence
+        .iter()
+        .filter(|q| q.text.contains("failed to remove directory"))
+        .filter_map(|q| q.text.split_whitespace().find_map(|w| w.strip_prefix("path=")))
+        .map(|p| p.trim_matches('"'))
+        .collect();
+    for dir in &leaked_dirs {
+        remedy.push(Step::run(format!("remove the snapshot directory containerd leaked, {dir}"), format!("rm -rf {dir}")));
+    }
     if leaked_snapshot {
-        remedy.push(Step::say("containerd's garbage collector then removes the leaked snapshot directory by itself; the node is clean when the path is gone"));
+        remedy.push(Step::say("(otherwise containerd's garbage collector removes it at its next run); the node is clean when the path is gone"));
     } else {
-        remedy.push(Step::say("kubelet retries the removal by itself and the pod goes away"));
+        remedy.push(Step::say(
+            "kubelet retries the removal by itself and the pod goes away",
+        ));
     }
     remedy.extend(watch_step(ev));
-    remedy.push(Step::say("root fix: never set the immutable attribute in images or from containers"));
+    remedy.push(Step::say(
+        "root fix: never set the immutable attribute in images or from containers",
+    ));
     let first = targets.first().map(|s| s.as_str()).unwrap_or("?");
     let summary = if leaked_snapshot {
         format!("{first} is immutable: the runtime cannot delete it and leaks the snapshot (the pod may be gone, the node is not clean)")
     } else {
         format!("{first} is immutable: removal fails with operation not permitted")
     };
-    diagnosis(CauseId::ImmutableFile, confidence, summary, evidence, remedy)
+    diagnosis(
+        CauseId::ImmutableFile,
+        confidence,
+        summary,
+        evidence,
+        remedy,
+    )
 }
 
 // ---------------------------------------------------------------------------- 3
 
 fn runtime_hang(ev: &Evidence) -> Option<Diagnosis> {
-    const HANG: [&str; 4] = ["DeadlineExceeded", "context deadline exceeded", "timed out waiting for server handshake", "Cannot connect to the Docker daemon"];
-    let lines: Vec<&Quote> = ev.log_lines().filter(|q| HANG.iter().any(|h| q.text.contains(h))).collect();
-    let stopped: Vec<&PsEntry> = ev.ps.iter().filter(|p| p.stopped() && is_runtime(p)).collect();
-    let unknown: Vec<_> = ev.ctr_tasks.iter().filter(|t| t.status == "UNKNOWN").collect();
+    const HANG: [&str; 4] = [
+        "DeadlineExceeded",
+        "context deadline exceeded",
+        "timed out waiting for server handshake",
+        "Cannot connect to the Docker daemon",
+    ];
+    let lines: Vec<&Quote> = ev
+        .log_lines()
+        .filter(|q| HANG.iter().any(|h| q.text.contains(h)))
+        .collect();
+    let stopped: Vec<&PsEntry> = ev
+        .ps
+        .iter()
+        .filter(|p| p.stopped() && is_runtime(p))
+        .collect();
+    let unknown: Vec<_> = ev
+        .ctr_tasks
+        .iter()
+        .filter(|t| t.status == "UNKNOWN")
+        .collect();
     if lines.is_empty() && stopped.is_empty() {
         return None;
     }
@@ -188,22 +302,38 @@ fn runtime_hang(ev: &Evidence) -> Option<Diagnosis> {
     let mut remedy = Vec::new();
     for p in &stopped {
         remedy.push(Step::run(
-            format!("{} (pid {}) is stopped (state {}); let it run again", p.program(), p.pid, p.stat),
+            format!(
+                "{} (pid {}) is stopped (state {}); let it run again",
+                p.program(),
+                p.pid,
+                p.stat
+            ),
             format!("kill -CONT {}", p.pid),
         ));
     }
     if stopped.is_empty() {
-        let unit = if ev.ps.iter().any(|p| p.program() == "dockerd") || !ev.docker_ps.is_empty() { "docker" } else { "containerd" };
+        let unit = if ev.ps.iter().any(|p| p.program() == "dockerd") || !ev.docker_ps.is_empty() {
+            "docker"
+        } else {
+            "containerd"
+        };
         remedy.push(Step::run(
             format!("the runtime does not answer; capture its goroutine stacks for the bug report (SIGUSR1 writes them to the journal), on {}", node_name(ev)),
             format!("pkill -USR1 -x {}", if unit == "docker" { "dockerd" } else { "containerd" }),
         ));
-        remedy.push(Step::run("then restart it", format!("systemctl restart {unit}")));
+        remedy.push(Step::run(
+            "then restart it",
+            format!("systemctl restart {unit}"),
+        ));
     }
     remedy.push(Step::say("long term: upgrade the runtime. `kubectl delete pod --force --grace-period=0` only removes the API object; the container may live on (check `crictl ps`/`docker ps`) — prefer an expert's look over force deletion"));
     remedy.extend(watch_step(ev));
     let summary = match stopped.first() {
-        Some(p) => format!("{} (pid {}) is stopped; calls to the runtime for its containers time out", p.program(), p.pid),
+        Some(p) => format!(
+            "{} (pid {}) is stopped; calls to the runtime for its containers time out",
+            p.program(),
+            p.pid
+        ),
         None => "calls to the runtime time out (context deadline exceeded)".into(),
     };
     diagnosis(CauseId::RuntimeHang, confidence, summary, evidence, remedy)
@@ -217,7 +347,10 @@ fn finalizer(ev: &Evidence) -> Option<Diagnosis> {
     if pod.finalizers.is_empty() {
         return None;
     }
-    let running = pod.containers.iter().any(|c| c.state == ContainerState::Running);
+    let running = pod
+        .containers
+        .iter()
+        .any(|c| c.state == ContainerState::Running);
     // With containers still running something else holds the pod first; the finalizer
     // will matter only after that is solved.
     let confidence = if running { 0.4 } else { 0.92 };
@@ -245,7 +378,11 @@ fn finalizer(ev: &Evidence) -> Option<Diagnosis> {
         pod.name,
         pod.finalizers.len(),
         if pod.finalizers.len() == 1 { "" } else { "s" },
-        if running { " (and containers are still running)" } else { "; its containers have stopped" }
+        if running {
+            " (and containers are still running)"
+        } else {
+            "; its containers have stopped"
+        }
     );
     diagnosis(CauseId::Finalizer, confidence, summary, evidence, remedy)
 }
@@ -264,24 +401,47 @@ fn kubelet_missed_delete(ev: &Evidence) -> Option<Diagnosis> {
     let crictl_running: Vec<&Quote> = ev
         .crictl_ps
         .iter()
-        .filter(|r| r.state == "Running" && (r.pod == pod.name || running_ids.iter().any(|id| id.starts_with(&r.container_id))))
+        .filter(|r| {
+            r.state == "Running"
+                && (r.pod == pod.name
+                    || running_ids.iter().any(|id| id.starts_with(&r.container_id)))
+        })
         .map(|r| &r.quote)
         .collect();
     if running_ids.is_empty() && crictl_running.is_empty() {
         return None;
     }
     // Any sign that kubelet acted on this pod's deletion rules this cause out.
-    let kill_words = ["Killing", "killing", "KillContainer", "StopContainer", "StopPodSandbox", "SyncLoop DELETE", "SyncLoop (DELETE"];
+    let kill_words = [
+        "Killing",
+        "killing",
+        "KillContainer",
+        "StopContainer",
+        "StopPodSandbox",
+        "SyncLoop DELETE",
+        "SyncLoop (DELETE",
+    ];
     let attempted = ev.events.iter().any(|e| e.reason == "Killing")
-        || ev.kubelet_log.iter().any(|q| q.text.contains(&pod.name) && kill_words.iter().any(|w| q.text.contains(w)));
+        || ev
+            .kubelet_log
+            .iter()
+            .any(|q| q.text.contains(&pod.name) && kill_words.iter().any(|w| q.text.contains(w)));
     if attempted {
         return None;
     }
     let kubelet_ps: Vec<&PsEntry> = ev.ps.iter().filter(|p| p.program() == "kubelet").collect();
     let stopped: Vec<&&PsEntry> = kubelet_ps.iter().filter(|p| p.stopped()).collect();
     let not_running = !ev.ps.is_empty() && kubelet_ps.is_empty();
-    let node_unknown = ev.node.as_ref().and_then(|n| n.ready.as_ref()).is_some_and(|(status, _, _)| status != "True");
-    let mut confidence: f64 = if ev.has("kubelet.log") || ev.has("events.yaml") { 0.75 } else { 0.5 };
+    let node_unknown = ev
+        .node
+        .as_ref()
+        .and_then(|n| n.ready.as_ref())
+        .is_some_and(|(status, _, _)| status != "True");
+    let mut confidence: f64 = if ev.has("kubelet.log") || ev.has("events.yaml") {
+        0.75
+    } else {
+        0.5
+    };
     if !stopped.is_empty() || not_running {
         confidence = 0.95;
     } else if node_unknown {
@@ -296,19 +456,42 @@ fn kubelet_missed_delete(ev: &Evidence) -> Option<Diagnosis> {
     let node = node_name(ev);
     let mut remedy = Vec::new();
     for p in &stopped {
-        remedy.push(Step::run(format!("kubelet (pid {}) is stopped (state {}); let it run", p.pid, p.stat), format!("kill -CONT {}", p.pid)));
+        remedy.push(Step::run(
+            format!(
+                "kubelet (pid {}) is stopped (state {}); let it run",
+                p.pid, p.stat
+            ),
+            format!("kill -CONT {}", p.pid),
+        ));
     }
-    remedy.push(Step::run(format!("restart kubelet on {node}: it re-lists pods and acts on the deletion"), "systemctl restart kubelet"));
-    remedy.push(Step::say("long term: upgrade kubelet (the original list-watch bug was fixed after v1.8)"));
+    remedy.push(Step::run(
+        format!("restart kubelet on {node}: it re-lists pods and acts on the deletion"),
+        "systemctl restart kubelet",
+    ));
+    remedy.push(Step::say(
+        "long term: upgrade kubelet (the original list-watch bug was fixed after v1.8)",
+    ));
     remedy.extend(watch_step(ev));
     let summary = if let Some(p) = stopped.first() {
-        format!("kubelet (pid {}) on {node} is stopped, so nothing kills pod {}/{}", p.pid, pod.namespace, pod.name)
+        format!(
+            "kubelet (pid {}) on {node} is stopped, so nothing kills pod {}/{}",
+            p.pid, pod.namespace, pod.name
+        )
     } else if not_running {
-        format!("no kubelet process runs on {node}, so nothing kills pod {}/{}", pod.namespace, pod.name)
+        format!(
+            "no kubelet process runs on {node}, so nothing kills pod {}/{}",
+            pod.namespace, pod.name
+        )
     } else {
         format!("pod {}/{} is deleted, its containers still run, and kubelet on {node} shows no kill attempt", pod.namespace, pod.name)
     };
-    diagnosis(CauseId::KubeletMissedDelete, confidence, summary, evidence, remedy)
+    diagnosis(
+        CauseId::KubeletMissedDelete,
+        confidence,
+        summary,
+        evidence,
+        remedy,
+    )
 }
 
 // ---------------------------------------------------------------------------- 6
@@ -317,7 +500,11 @@ fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
     if !ev.has("ctr-tasks.txt") {
         return None;
     }
-    let task = |id: &str| ev.ctr_tasks.iter().find(|t| t.id.starts_with(id) || id.starts_with(&t.id));
+    let task = |id: &str| {
+        ev.ctr_tasks
+            .iter()
+            .find(|t| t.id.starts_with(id) || id.starts_with(&t.id))
+    };
     let mut evidence = Vec::new();
     let mut remedy = Vec::new();
     for row in ev.docker_ps.iter().filter(|r| r.up()) {
@@ -327,7 +514,15 @@ fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
                 evidence.push(row.quote.clone());
                 evidence.extend(other.map(|t| t.quote.clone()));
                 remedy.push(Step::run(
-                    format!("docker says {} is {}, containerd {}; remove it", row.names, row.status, other.map_or("has no task for it".to_owned(), |t| format!("says {}", t.status))),
+                    format!(
+                        "docker says {} is {}, containerd {}; remove it",
+                        row.names,
+                        row.status,
+                        other.map_or("has no task for it".to_owned(), |t| format!(
+                            "says {}",
+                            t.status
+                        ))
+                    ),
                     format!("docker rm -f {}", row.id),
                 ));
             }
@@ -340,7 +535,14 @@ fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
                 evidence.push(row.quote.clone());
                 evidence.extend(other.map(|t| t.quote.clone()));
                 remedy.push(Step::run(
-                    format!("the CRI says {} is Running, containerd {}; stop and remove it", row.name, other.map_or("has no task for it".to_owned(), |t| format!("says {}", t.status))),
+                    format!(
+                        "the CRI says {} is Running, containerd {}; stop and remove it",
+                        row.name,
+                        other.map_or("has no task for it".to_owned(), |t| format!(
+                            "says {}",
+                            t.status
+                        ))
+                    ),
                     format!("crictl stop {0} && crictl rm {0}", row.container_id),
                 ));
             }
@@ -351,17 +553,31 @@ fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
     }
     let docker = !ev.docker_ps.is_empty();
     remedy.push(if docker {
-        Step::run("if several containers disagree, prune or restart dockerd", "docker container prune -f; systemctl restart docker")
+        Step::run(
+            "if several containers disagree, prune or restart dockerd",
+            "docker container prune -f; systemctl restart docker",
+        )
     } else {
-        Step::run("if several containers disagree, restart containerd", "systemctl restart containerd")
+        Step::run(
+            "if several containers disagree, restart containerd",
+            "systemctl restart containerd",
+        )
     });
-    remedy.push(Step::say("long term: check for an earlier disk-full episode; run containerd directly (no dockerd)"));
+    remedy.push(Step::say(
+        "long term: check for an earlier disk-full episode; run containerd directly (no dockerd)",
+    ));
     remedy.extend(watch_step(ev));
-    let disk_episode = ev.log_lines().any(|q| q.text.contains("no space left on device"));
+    let disk_episode = ev
+        .log_lines()
+        .any(|q| q.text.contains("no space left on device"));
     let summary = format!(
         "{} reports a container running that containerd has no running task for{}",
         if docker { "docker" } else { "the CRI" },
-        if disk_episode { " (after a no-space episode)" } else { "" }
+        if disk_episode {
+            " (after a no-space episode)"
+        } else {
+            ""
+        }
     );
     diagnosis(CauseId::RuntimeDesync, 0.9, summary, evidence, remedy)
 }
@@ -374,7 +590,11 @@ fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
     if kind != "DaemonSet" {
         return None;
     }
-    let mut revisions: Vec<_> = ev.revisions.iter().filter(|r| r.owner.as_deref().is_none_or(|o| o == ds)).collect();
+    let mut revisions: Vec<_> = ev
+        .revisions
+        .iter()
+        .filter(|r| r.owner.as_deref().is_none_or(|o| o == ds))
+        .collect();
     revisions.sort_by_key(|r| r.revision);
     let newest = revisions.last()?;
     let window = match (revisions.first().and_then(|r| r.created), newest.created) {
@@ -387,7 +607,10 @@ fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
     if !churning {
         return None;
     }
-    let stale_hash = pod.revision_hash.as_ref().is_some_and(|h| !newest.name.ends_with(h.as_str()));
+    let stale_hash = pod
+        .revision_hash
+        .as_ref()
+        .is_some_and(|h| !newest.name.ends_with(h.as_str()));
     let owner = ev.owner.as_ref();
     let affinity = owner.is_some_and(|o| o.affinity_terms >= 2);
     let mut confidence: f64 = 0.75;
@@ -397,11 +620,22 @@ fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
     if affinity {
         confidence += 0.1;
     }
-    let mut evidence: Vec<Quote> = revisions.iter().rev().take(3).map(|r| r.quote.clone()).collect();
+    let mut evidence: Vec<Quote> = revisions
+        .iter()
+        .rev()
+        .take(3)
+        .map(|r| r.quote.clone())
+        .collect();
     evidence.extend(owner.and_then(|o| o.generation_quote.clone()));
     evidence.extend(pod.deletion_quote.clone());
     let writers: BTreeSet<&str> = owner
-        .map(|o| o.managers.iter().filter(|(m, op, _)| op == "Update" && m != "kube-controller-manager").map(|(m, _, _)| m.as_str()).collect())
+        .map(|o| {
+            o.managers
+                .iter()
+                .filter(|(m, op, _)| op == "Update" && m != "kube-controller-manager")
+                .map(|(m, _, _)| m.as_str())
+                .collect()
+        })
         .unwrap_or_default();
     let ns = &pod.namespace;
     let mut remedy = vec![Step::run(
@@ -418,25 +652,44 @@ fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
         format!("work-around: schedule daemonset {ds} with nodeSelector instead of nodeAffinity"),
         format!("kubectl edit daemonset {ds} -n {ns}"),
     ));
-    remedy.push(Step::say("long term: upgrade kube-controller-manager (the sorting bug of 1.10/1.11 is fixed)"));
+    remedy.push(Step::say(
+        "long term: upgrade kube-controller-manager (the sorting bug of 1.10/1.11 is fixed)",
+    ));
     let summary = format!("daemonset {ns}/{ds} reached revision {} within {window}s: its pods are replaced over and over", newest.revision);
-    diagnosis(CauseId::DaemonsetHashChurn, confidence, summary, evidence, remedy)
+    diagnosis(
+        CauseId::DaemonsetHashChurn,
+        confidence,
+        summary,
+        evidence,
+        remedy,
+    )
 }
 
 // ---------------------------------------------------------------------------- 8
 
 static BUSY_PATH: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:unmount target|umount|remove|unlinkat|rmdir)\s+(/[^\s:]+):\s*device or resource busy").expect("regex")
+    Regex::new(
+        r"(?:unmount target|umount|remove|unlinkat|rmdir)\s+(/[^\s:]+):\s*device or resource busy",
+    )
+    .expect("regex")
 });
 
 fn mount_held(ev: &Evidence) -> Option<Diagnosis> {
-    let busy: Vec<&Quote> = ev.log_lines().filter(|q| q.text.contains("device or resource busy")).collect();
-    let busy_paths: BTreeSet<String> = busy.iter().filter_map(|q| BUSY_PATH.captures(&q.text).map(|c| c[1].to_owned())).collect();
+    let busy: Vec<&Quote> = ev
+        .log_lines()
+        .filter(|q| q.text.contains("device or resource busy"))
+        .collect();
+    let busy_paths: BTreeSet<String> = busy
+        .iter()
+        .filter_map(|q| BUSY_PATH.captures(&q.text).map(|c| c[1].to_owned()))
+        .collect();
     let mut holders = mount_holders(ev, &busy_paths);
     for r in &ev.proc_refs {
         if busy_paths.iter().any(|b| r.target.starts_with(b.as_str())) {
             let ps = ev.ps.iter().find(|p| p.pid == r.pid);
-            holders.entry(r.pid).or_insert((r.target.clone(), ps, r.quote.clone()));
+            holders
+                .entry(r.pid)
+                .or_insert((r.target.clone(), ps, r.quote.clone()));
         }
     }
     // A mount seen in two namespaces is normal (propagation); without a busy error it
@@ -455,15 +708,26 @@ fn mount_held(ev: &Evidence) -> Option<Diagnosis> {
         evidence.push(quote.clone());
         evidence.extend(ps.iter().map(|p| p.quote.clone()));
         remedy.push(Step::run(
-            format!("pid {pid}{} holds {mount}; see what it is", ps.map(|p| format!(" ({})", p.program())).unwrap_or_default()),
+            format!(
+                "pid {pid}{} holds {mount}; see what it is",
+                ps.map(|p| format!(" ({})", p.program()))
+                    .unwrap_or_default()
+            ),
             format!("ps -f {pid}"),
         ));
         remedy.push(Step::run("stop it (or make it let go: leave the directory, close the file, unmount its copy); the runtime retries the removal", format!("kill {pid}")));
     }
     if holders.is_empty() {
-        let path = busy_paths.iter().next().cloned().unwrap_or_else(|| "<the rootfs path>".into());
+        let path = busy_paths
+            .iter()
+            .next()
+            .cloned()
+            .unwrap_or_else(|| "<the rootfs path>".into());
         let id = container_id_in(&path).unwrap_or_else(|| path.clone());
-        remedy.push(Step::run("find the processes whose mount table holds the container", format!("grep -l {id} /proc/*/mountinfo")));
+        remedy.push(Step::run(
+            "find the processes whose mount table holds the container",
+            format!("grep -l {id} /proc/*/mountinfo"),
+        ));
         remedy.push(Step::run(
             "and those whose working directory, root or open files are inside it",
             format!("ls -l /proc/*/cwd /proc/*/root /proc/*/fd/* 2>/dev/null | grep {path}"),
@@ -472,7 +736,9 @@ fn mount_held(ev: &Evidence) -> Option<Diagnosis> {
     }
     remedy.extend(watch_step(ev));
     let summary = match (holders.iter().next(), busy_paths.iter().next()) {
-        (Some((pid, (mount, _, _))), _) => format!("pid {pid} holds {mount}, so the runtime cannot unmount the container's rootfs"),
+        (Some((pid, (mount, _, _))), _) => {
+            format!("pid {pid} holds {mount}, so the runtime cannot unmount the container's rootfs")
+        }
         (None, Some(path)) => format!("{path} cannot be unmounted: device or resource busy"),
         (None, None) => "a container mount is busy: device or resource busy".into(),
     };
@@ -486,7 +752,13 @@ fn container_id_in(path: &str) -> Option<String> {
     parts
         .iter()
         .find(|c| c.len() == 64 && c.chars().all(|ch| ch.is_ascii_hexdigit()))
-        .or_else(|| parts.iter().position(|c| *c == "rootfs").and_then(|i| i.checked_sub(1)).and_then(|i| parts.get(i)))
+        .or_else(|| {
+            parts
+                .iter()
+                .position(|c| *c == "rootfs")
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| parts.get(i))
+        })
         .map(|s| (*s).to_owned())
 }
 
@@ -494,18 +766,31 @@ fn container_id_in(path: &str) -> Option<String> {
 /// runtime's. `grep ID /proc/*/mountinfo` matches every process of the runtime's own
 /// namespace too, so a match proves nothing by itself: a copy of the mount in another
 /// namespace has a mount id of its own, and that is what gives the holder away.
-fn mount_holders<'a>(ev: &'a Evidence, busy_paths: &BTreeSet<String>) -> BTreeMap<u32, (String, Option<&'a PsEntry>, Quote)> {
-    let busy_ids: BTreeSet<String> = busy_paths.iter().filter_map(|p| container_id_in(p)).collect();
+fn mount_holders<'a>(
+    ev: &'a Evidence,
+    busy_paths: &BTreeSet<String>,
+) -> BTreeMap<u32, (String, Option<&'a PsEntry>, Quote)> {
+    let busy_ids: BTreeSet<String> = busy_paths
+        .iter()
+        .filter_map(|p| container_id_in(p))
+        .collect();
     // Group by the container (or layer) id in the mount point, preferring the id the
     // busy error named: a holder's copy may sit under another container's rootfs.
     let key = |m: &crate::evidence::MountinfoEntry| -> Option<String> {
-        busy_ids.iter().find(|id| m.mount_point.contains(id.as_str())).cloned().or_else(|| {
-            let p = &m.mount_point;
-            (p.contains("/rootfs") || p.contains("/merged") || p.contains("/snapshots/")).then(|| container_id_in(p).unwrap_or_else(|| p.clone()))
-        })
+        busy_ids
+            .iter()
+            .find(|id| m.mount_point.contains(id.as_str()))
+            .cloned()
+            .or_else(|| {
+                let p = &m.mount_point;
+                (p.contains("/rootfs") || p.contains("/merged") || p.contains("/snapshots/"))
+                    .then(|| container_id_in(p).unwrap_or_else(|| p.clone()))
+            })
     };
     let mut groups: BTreeMap<String, Vec<&crate::evidence::MountinfoEntry>> = BTreeMap::new();
-    for m in ev.mountinfo.iter().filter(|m| m.pid.is_some()) {
+    // Propagation slaves (systemd services' private namespaces get them for every
+    // mount) are unmounted with their master: they never hold anything by themselves.
+    for m in ev.mountinfo.iter().filter(|m| m.pid.is_some() && !m.propagation.contains("master:")) {
         if let Some(k) = key(m) {
             groups.entry(k).or_default().push(m);
         }
@@ -514,15 +799,25 @@ fn mount_holders<'a>(ev: &'a Evidence, busy_paths: &BTreeSet<String>) -> BTreeMa
     let mut hold = |m: &crate::evidence::MountinfoEntry| {
         let pid = m.pid.unwrap_or(0);
         let ps = ev.ps.iter().find(|p| p.pid == pid);
-        out.entry(pid).or_insert((m.mount_point.clone(), ps, m.quote.clone()));
+        out.entry(pid)
+            .or_insert((m.mount_point.clone(), ps, m.quote.clone()));
     };
     if !ev.ps.is_empty() {
-        let runtime_pids: BTreeSet<u32> =
-            ev.ps.iter().filter(|p| is_runtime(p) || matches!(p.program(), "kubelet" | "systemd" | "init")).map(|p| p.pid).collect();
-        let host_ids: BTreeSet<u64> =
-            ev.mountinfo.iter().filter(|m| m.pid.is_some_and(|p| runtime_pids.contains(&p))).map(|m| m.mount_id).collect();
+        let runtime_pids: BTreeSet<u32> = ev
+            .ps
+            .iter()
+            .filter(|p| is_runtime(p) || matches!(p.program(), "kubelet" | "systemd" | "init"))
+            .map(|p| p.pid)
+            .collect();
+        let host_ids: BTreeSet<u64> = ev
+            .mountinfo
+            .iter()
+            .filter(|m| m.pid.is_some_and(|p| runtime_pids.contains(&p)))
+            .map(|m| m.mount_id)
+            .collect();
         for m in groups.values().flatten() {
-            if !host_ids.contains(&m.mount_id) && !m.pid.is_some_and(|p| runtime_pids.contains(&p)) {
+            if !host_ids.contains(&m.mount_id) && !m.pid.is_some_and(|p| runtime_pids.contains(&p))
+            {
                 hold(m);
             }
         }
@@ -547,7 +842,10 @@ fn mount_holders<'a>(ev: &'a Evidence, busy_paths: &BTreeSet<String>) -> BTreeMa
         if count.len() < 2 {
             continue;
         }
-        let host = count.iter().max_by_key(|(_, pids)| pids.len()).map(|(id, _)| *id);
+        let host = count
+            .iter()
+            .max_by_key(|(_, pids)| pids.len())
+            .map(|(id, _)| *id);
         for m in entries.iter().filter(|m| Some(m.mount_id) != host) {
             hold(m);
         }

@@ -66,7 +66,10 @@ pub struct Evidence {
 impl Evidence {
     /// Reads a bundle directory. Never fails; see [`Evidence::sources`] for what was there.
     pub fn load(dir: &Path) -> Evidence {
-        let mut ev = Evidence { bundle: Some(dir.to_path_buf()), ..Evidence::default() };
+        let mut ev = Evidence {
+            bundle: Some(dir.to_path_buf()),
+            ..Evidence::default()
+        };
         for (name, _) in BUNDLE_FILES {
             let path = dir.join(name);
             let status = match std::fs::read(&path) {
@@ -137,6 +140,9 @@ impl Evidence {
 
     /// Every log line terminus reads for error text: kubelet's, the runtime's, and event messages.
     pub fn log_lines(&self) -> impl Iterator<Item = &Quote> {
-        self.kubelet_log.iter().chain(self.runtime_log.iter()).chain(self.events.iter().map(|e| &e.quote))
+        self.kubelet_log
+            .iter()
+            .chain(self.runtime_log.iter())
+            .chain(self.events.iter().map(|e| &e.quote))
     }
 }

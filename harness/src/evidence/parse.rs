@@ -20,7 +20,11 @@ pub struct Quote {
 
 impl Quote {
     fn new(source: &str, index: usize, text: &str) -> Quote {
-        Quote { source: source.to_owned(), line: index + 1, text: text.trim_end().to_owned() }
+        Quote {
+            source: source.to_owned(),
+            line: index + 1,
+            text: text.trim_end().to_owned(),
+        }
     }
 }
 
@@ -103,7 +107,10 @@ pub struct PodFacts {
 pub fn pod(text: &str) -> Result<PodFacts, String> {
     let v = yaml(text, "Pod")?;
     if str_at(&v, "kind").is_some_and(|k| k != "Pod") {
-        return Err(format!("kind is {}, not Pod", str_at(&v, "kind").unwrap_or_default()));
+        return Err(format!(
+            "kind is {}, not Pod",
+            str_at(&v, "kind").unwrap_or_default()
+        ));
     }
     let name = str_at(&v, "metadata.name").ok_or("no metadata.name")?;
     let finalizers = at(&v, "metadata.finalizers")
@@ -115,16 +122,22 @@ pub fn pod(text: &str) -> Result<PodFacts, String> {
                 .collect()
         })
         .unwrap_or_default();
-    let owner = at(&v, "metadata.ownerReferences").and_then(Value::as_sequence).and_then(|refs| {
-        let controller = refs
-            .iter()
-            .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
-            .or_else(|| refs.first())?;
-        Some((str_at(controller, "kind")?, str_at(controller, "name")?))
-    });
+    let owner = at(&v, "metadata.ownerReferences")
+        .and_then(Value::as_sequence)
+        .and_then(|refs| {
+            let controller = refs
+                .iter()
+                .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+                .or_else(|| refs.first())?;
+            Some((str_at(controller, "kind")?, str_at(controller, "name")?))
+        });
     let mut containers = Vec::new();
     for key in ["status.initContainerStatuses", "status.containerStatuses"] {
-        for c in at(&v, key).and_then(Value::as_sequence).into_iter().flatten() {
+        for c in at(&v, key)
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
             let state = match at(c, "state") {
                 Some(s) if s.get("running").is_some() => ContainerState::Running,
                 Some(s) if s.get("terminated").is_some() => {
@@ -137,7 +150,8 @@ pub fn pod(text: &str) -> Result<PodFacts, String> {
             };
             containers.push(ContainerFacts {
                 name: str_at(c, "name").unwrap_or_default(),
-                id: str_at(c, "containerID").map(|id| id.split("://").last().unwrap_or(&id).to_owned()),
+                id: str_at(c, "containerID")
+                    .map(|id| id.split("://").last().unwrap_or(&id).to_owned()),
                 state,
             });
         }
@@ -155,7 +169,11 @@ pub fn pod(text: &str) -> Result<PodFacts, String> {
         .map(|seq| {
             seq.iter()
                 .filter_map(|m| {
-                    Some((str_at(m, "manager")?, str_at(m, "operation").unwrap_or_default(), time_at(m, "time")))
+                    Some((
+                        str_at(m, "manager")?,
+                        str_at(m, "operation").unwrap_or_default(),
+                        time_at(m, "time"),
+                    ))
                 })
                 .collect()
         })
@@ -191,17 +209,29 @@ pub struct EventFact {
 
 pub fn events(text: &str) -> Result<Vec<EventFact>, String> {
     let v = yaml(text, "List")?;
-    let items = v.get("items").and_then(Value::as_sequence).ok_or("no `items`: expected a v1 List of events")?;
+    let items = v
+        .get("items")
+        .and_then(Value::as_sequence)
+        .ok_or("no `items`: expected a v1 List of events")?;
     let mut out = Vec::new();
     for item in items {
-        let (Some(reason), Some(message)) = (str_at(item, "reason"), str_at(item, "message")) else {
+        let (Some(reason), Some(message)) = (str_at(item, "reason"), str_at(item, "message"))
+        else {
             continue;
         };
         // Quote the line where the message starts; long messages fold over several
         // YAML lines, and the first 40 characters locate it.
         let head: String = message.chars().take(40).collect();
-        let quote = find_line("events.yaml", text, &["message:", head.split('\n').next().unwrap_or("")])
-            .unwrap_or_else(|| Quote { source: "events.yaml".into(), line: 0, text: format!("{reason}: {message}") });
+        let quote = find_line(
+            "events.yaml",
+            text,
+            &["message:", head.split('\n').next().unwrap_or("")],
+        )
+        .unwrap_or_else(|| Quote {
+            source: "events.yaml".into(),
+            line: 0,
+            text: format!("{reason}: {message}"),
+        });
         out.push(EventFact {
             kind: str_at(item, "type").unwrap_or_default(),
             count: item.get("count").and_then(Value::as_i64).unwrap_or(1),
@@ -225,18 +255,30 @@ pub struct NodeFacts {
 pub fn node(text: &str) -> Result<NodeFacts, String> {
     let v = yaml(text, "Node")?;
     let name = str_at(&v, "metadata.name").ok_or("no metadata.name")?;
-    let ready = at(&v, "status.conditions").and_then(Value::as_sequence).and_then(|conds| {
-        let c = conds.iter().find(|c| str_at(c, "type").as_deref() == Some("Ready"))?;
-        Some((
-            str_at(c, "status").unwrap_or_default(),
-            str_at(c, "reason").unwrap_or_default(),
-            str_at(c, "message").unwrap_or_default(),
-        ))
+    let ready = at(&v, "status.conditions")
+        .and_then(Value::as_sequence)
+        .and_then(|conds| {
+            let c = conds
+                .iter()
+                .find(|c| str_at(c, "type").as_deref() == Some("Ready"))?;
+            Some((
+                str_at(c, "status").unwrap_or_default(),
+                str_at(c, "reason").unwrap_or_default(),
+                str_at(c, "message").unwrap_or_default(),
+            ))
+        });
+    let ready_quote = ready.as_ref().and_then(|(_, _, message)| {
+        find_line(
+            "node.yaml",
+            text,
+            &[message.chars().take(40).collect::<String>().as_str()],
+        )
     });
-    let ready_quote = ready
-        .as_ref()
-        .and_then(|(_, _, message)| find_line("node.yaml", text, &[message.chars().take(40).collect::<String>().as_str()]));
-    Ok(NodeFacts { name, ready, ready_quote })
+    Ok(NodeFacts {
+        name,
+        ready,
+        ready_quote,
+    })
 }
 
 /// The object that owns a DaemonSet pod (`owner.yaml`).
@@ -271,7 +313,13 @@ pub fn owner(text: &str) -> Result<OwnerFacts, String> {
             .and_then(Value::as_sequence)
             .map(|seq| {
                 seq.iter()
-                    .filter_map(|m| Some((str_at(m, "manager")?, str_at(m, "operation").unwrap_or_default(), time_at(m, "time"))))
+                    .filter_map(|m| {
+                        Some((
+                            str_at(m, "manager")?,
+                            str_at(m, "operation").unwrap_or_default(),
+                            time_at(m, "time"),
+                        ))
+                    })
                     .collect()
             })
             .unwrap_or_default(),
@@ -290,7 +338,10 @@ pub struct RevisionFact {
 
 pub fn revisions(text: &str) -> Result<Vec<RevisionFact>, String> {
     let v = yaml(text, "List")?;
-    let items = v.get("items").and_then(Value::as_sequence).ok_or("no `items`: expected a v1 List")?;
+    let items = v
+        .get("items")
+        .and_then(Value::as_sequence)
+        .ok_or("no `items`: expected a v1 List")?;
     Ok(items
         .iter()
         .filter_map(|item| {
@@ -302,8 +353,13 @@ pub fn revisions(text: &str) -> Result<Vec<RevisionFact>, String> {
                     .and_then(|r| str_at(r, "name")),
                 revision: item.get("revision").and_then(Value::as_i64).unwrap_or(0),
                 created: time_at(item, "metadata.creationTimestamp"),
-                quote: find_line("revisions.yaml", text, &["name: ", &name])
-                    .unwrap_or_else(|| Quote { source: "revisions.yaml".into(), line: 0, text: name.clone() }),
+                quote: find_line("revisions.yaml", text, &["name: ", &name]).unwrap_or_else(|| {
+                    Quote {
+                        source: "revisions.yaml".into(),
+                        line: 0,
+                        text: name.clone(),
+                    }
+                }),
                 name,
             })
         })
@@ -336,7 +392,8 @@ pub fn df(source: &str, text: &str) -> Result<Vec<DfRow>, String> {
         if f.len() < 6 {
             continue;
         }
-        let (Ok(total), Ok(used), Ok(available)) = (f[1].parse(), f[2].parse(), f[3].parse()) else {
+        let (Ok(total), Ok(used), Ok(available)) = (f[1].parse(), f[2].parse(), f[3].parse())
+        else {
             continue;
         };
         rows.push(DfRow {
@@ -371,18 +428,34 @@ impl LsattrEntry {
 pub fn lsattr(text: &str) -> Result<Vec<LsattrEntry>, String> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let Some((flags, path)) = line.split_once(' ') else { continue };
+        let Some((flags, path)) = line.split_once(' ') else {
+            continue;
+        };
         // Flags are a fixed-width field of letters and dashes.
-        if flags.len() < 10 || !flags.chars().all(|c| c == '-' || c.is_ascii_lowercase() || c.is_ascii_uppercase()) || !flags.contains('-') {
+        if flags.len() < 10
+            || !flags
+                .chars()
+                .all(|c| c == '-' || c.is_ascii_lowercase() || c.is_ascii_uppercase())
+            || !flags.contains('-')
+        {
             continue;
         }
         let path = path.trim();
         if !path.starts_with('/') {
             continue;
         }
-        out.push(LsattrEntry { flags: flags.to_owned(), path: path.to_owned(), quote: Quote::new("lsattr.txt", i, line) });
+        out.push(LsattrEntry {
+            flags: flags.to_owned(),
+            path: path.to_owned(),
+            quote: Quote::new("lsattr.txt", i, line),
+        });
     }
-    if out.is_empty() && !text.trim().is_empty() && !text.lines().all(|l| l.ends_with(':') || l.trim().is_empty() || l.starts_with("lsattr:")) {
+    if out.is_empty()
+        && !text.trim().is_empty()
+        && !text
+            .lines()
+            .all(|l| l.ends_with(':') || l.trim().is_empty() || l.starts_with("lsattr:"))
+    {
         return Err("no `lsattr` lines found".into());
     }
     Ok(out)
@@ -395,6 +468,9 @@ pub struct MountinfoEntry {
     pub mount_id: u64,
     pub root: String,
     pub mount_point: String,
+    /// The optional fields (`shared:N`, `master:N`, ...): a `master:` copy is a
+    /// propagation slave, which goes away by itself when its master is unmounted.
+    pub propagation: String,
     pub fs_type: String,
     pub source: String,
     pub quote: Quote,
@@ -403,7 +479,10 @@ pub struct MountinfoEntry {
 pub fn mountinfo(text: &str) -> Result<Vec<MountinfoEntry>, String> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let (pid, rest) = match line.strip_prefix("/proc/").and_then(|r| r.split_once("/mountinfo:")) {
+        let (pid, rest) = match line
+            .strip_prefix("/proc/")
+            .and_then(|r| r.split_once("/mountinfo:"))
+        {
             Some((pid, rest)) => match pid.parse() {
                 Ok(pid) => (Some(pid), rest),
                 Err(_) => continue, // /proc/self, /proc/thread-self
@@ -411,7 +490,9 @@ pub fn mountinfo(text: &str) -> Result<Vec<MountinfoEntry>, String> {
             None => (None, line),
         };
         let f: Vec<&str> = rest.split_whitespace().collect();
-        let Some(sep) = f.iter().position(|x| *x == "-") else { continue };
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            continue;
+        };
         if sep < 6 || f.len() < sep + 3 {
             continue;
         }
@@ -421,6 +502,7 @@ pub fn mountinfo(text: &str) -> Result<Vec<MountinfoEntry>, String> {
             mount_id,
             root: f[3].to_owned(),
             mount_point: f[4].to_owned(),
+            propagation: f[6..sep].join(" "),
             fs_type: f[sep + 1].to_owned(),
             source: f[sep + 2].to_owned(),
             quote: Quote::new("mountinfo.txt", i, line),
@@ -463,7 +545,9 @@ pub fn ps(text: &str) -> Result<Vec<PsEntry>, String> {
         if f.len() < 9 {
             continue;
         }
-        let (Ok(pid), Ok(ppid)) = (f[0].parse(), f[1].parse()) else { continue };
+        let (Ok(pid), Ok(ppid)) = (f[0].parse(), f[1].parse()) else {
+            continue;
+        };
         out.push(PsEntry {
             pid,
             ppid,
@@ -486,7 +570,9 @@ pub fn ps(text: &str) -> Result<Vec<PsEntry>, String> {
 /// ones are optional: tool versions differ in their last columns.
 fn table(text: &str, required: &[&str], optional: &[&str]) -> Option<Vec<(usize, Vec<String>)>> {
     let mut lines = text.lines().enumerate();
-    let (_, header) = lines.by_ref().find(|(_, l)| l.trim_start().starts_with(required[0]))?;
+    let (_, header) = lines
+        .by_ref()
+        .find(|(_, l)| l.trim_start().starts_with(required[0]))?;
     let mut starts = Vec::new();
     let mut from = 0;
     for (k, name) in required.iter().chain(optional).enumerate() {
@@ -511,7 +597,11 @@ fn table(text: &str, required: &[&str], optional: &[&str]) -> Option<Vec<(usize,
         }
         let cell = |k: usize| -> String {
             let from = starts[k].min(line.len());
-            let to = starts.get(k + 1).copied().unwrap_or(line.len()).min(line.len());
+            let to = starts
+                .get(k + 1)
+                .copied()
+                .unwrap_or(line.len())
+                .min(line.len());
             line.get(from..to).unwrap_or("").trim().to_owned()
         };
         rows.push((i, (0..starts.len()).map(cell).collect()));
@@ -531,15 +621,33 @@ pub struct CrictlRow {
 }
 
 pub fn crictl_ps(text: &str) -> Result<Vec<CrictlRow>, String> {
-    let required = ["CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID"];
+    let required = [
+        "CONTAINER",
+        "IMAGE",
+        "CREATED",
+        "STATE",
+        "NAME",
+        "ATTEMPT",
+        "POD ID",
+    ];
     let Some(rows) = table(text, &required, &["POD", "NAMESPACE"]) else {
-        return if text.trim().is_empty() { Ok(Vec::new()) } else { Err("no `crictl ps` header".into()) };
+        return if text.trim().is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err("no `crictl ps` header".into())
+        };
     };
     let all: Vec<&str> = text.lines().collect();
     Ok(rows
         .into_iter()
         .filter_map(|(i, cells)| {
-            let first = |k: usize| cells.get(k).and_then(|c| c.split_whitespace().next()).unwrap_or("").to_owned();
+            let first = |k: usize| {
+                cells
+                    .get(k)
+                    .and_then(|c| c.split_whitespace().next())
+                    .unwrap_or("")
+                    .to_owned()
+            };
             Some(CrictlRow {
                 container_id: cells[0].split_whitespace().next()?.to_owned(),
                 state: first(3),
@@ -571,7 +679,12 @@ pub fn ctr_tasks(text: &str) -> Result<Vec<CtrTask>, String> {
         }
         if f.len() == 3 {
             if let Ok(pid) = f[1].parse() {
-                out.push(CtrTask { id: f[0].to_owned(), pid, status: f[2].to_owned(), quote: Quote::new("ctr-tasks.txt", i, line) });
+                out.push(CtrTask {
+                    id: f[0].to_owned(),
+                    pid,
+                    status: f[2].to_owned(),
+                    quote: Quote::new("ctr-tasks.txt", i, line),
+                });
             }
         }
     }
@@ -596,8 +709,24 @@ impl DockerPsRow {
 }
 
 pub fn docker_ps(text: &str) -> Result<Vec<DockerPsRow>, String> {
-    let Some(rows) = table(text, &["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], &[]) else {
-        return if text.trim().is_empty() { Ok(Vec::new()) } else { Err("no `docker ps` header".into()) };
+    let Some(rows) = table(
+        text,
+        &[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ],
+        &[],
+    ) else {
+        return if text.trim().is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err("no `docker ps` header".into())
+        };
     };
     Ok(rows
         .into_iter()
@@ -630,11 +759,22 @@ pub struct ProcRef {
 pub fn proc_refs(text: &str) -> Result<Vec<ProcRef>, String> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let Some(at) = line.find("/proc/") else { continue };
-        let Some((link, target)) = line[at + 6..].split_once(" -> ") else { continue };
-        let Some((pid, link)) = link.split_once('/') else { continue };
+        let Some(at) = line.find("/proc/") else {
+            continue;
+        };
+        let Some((link, target)) = line[at + 6..].split_once(" -> ") else {
+            continue;
+        };
+        let Some((pid, link)) = link.split_once('/') else {
+            continue;
+        };
         let Ok(pid) = pid.parse() else { continue };
-        out.push(ProcRef { pid, link: link.to_owned(), target: target.trim().to_owned(), quote: Quote::new("proc-refs.txt", i, line) });
+        out.push(ProcRef {
+            pid,
+            link: link.to_owned(),
+            target: target.trim().to_owned(),
+            quote: Quote::new("proc-refs.txt", i, line),
+        });
     }
     if out.is_empty() && !text.trim().is_empty() {
         return Err("no `/proc/PID/... -> target` lines found".into());

@@ -7,7 +7,7 @@ use crate::node::Node;
 use crate::probe::Target;
 
 /// Everything still on the node that belongs to the target pod; empty means clean.
-pub async fn leftovers(node: &Node, target: &Target) -> Vec<String> {
+pub async fn leftovers(node: &Node, target: &Target, debris: &[String]) -> Vec<String> {
     let mut left = Vec::new();
     let t = Duration::from_secs(20);
     let mut check =
@@ -77,6 +77,9 @@ pub async fn leftovers(node: &Node, target: &Target) -> Vec<String> {
             )
             .await,
         );
+    }
+    for path in debris {
+        check(format!("debris of the fault"), node.exec_raw(&["sh", "-c", &format!("test -e '{path}' && echo '{path}' || true")], t).await);
     }
     // Snapshot directories containerd lost track of (the immutable-rootfs leak): a
     // directory under snapshots/ that no snapshot in containerd's metadata names.

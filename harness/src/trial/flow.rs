@@ -326,6 +326,7 @@ async fn phases(
         })?
         .map_err(|e| format!("applying the {} fault: {e}", s.fault.kind()))?;
     timeline.note("fault", applied.describe());
+    let debris = applied.debris();
     *applied_slot.lock().await = Some(applied);
 
     // --- delete and observe
@@ -348,12 +349,30 @@ async fn phases(
             target = observe_churn(s, client, ns, &name, timeline).await?;
         }
     }
+    // Journals from the trial's start only: a shared node's log holds other trials' errors.
+    let since = (chrono::Utc::now() - chrono::Duration::from_std(timeline.elapsed()).unwrap_or_default() - chrono::Duration::seconds(2))
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string();
+    if s.observe.pod == PodOutcome::GoesAway && s.observe.node_left_unclean {
+        // The pod is gone; the debris shows when containerd's garbage collector fails
+        // to remove what the fault pinned.
+        let script = format!("journalctl -u containerd --since '{since}' --no-pager | grep -m1 'failed to remove directory' || true");
+        let line = wait_for("containerd to report a directory it cannot remove", s.deadlines.stuck, || {
+            let (node, script) = (node.clone(), script.clone());
+            async move {
+                let out = node.exec(&["sh", "-c", &script], Duration::from_secs(20)).await.map_err(|e| e.to_string())?;
+                Ok((!out.trim().is_empty()).then(|| out.trim().to_owned()))
+            }
+        })
+        .await?;
+        timeline.note("unclean", line);
+    }
     record.time_to_stuck = Some((timeline.elapsed() - deleted_at).as_secs_f64());
 
     // --- evidence and detection
     let detect_started = timeline.elapsed();
     let bundle = record.artefacts.join("bundle");
-    let since = format!("-{}s", timeline.elapsed().as_secs() + 60);
+
     tokio::time::timeout(
         s.deadlines.detect,
         probe::collect(client, Some(&node), &target, &bundle, &since),
@@ -458,15 +477,15 @@ async fn phases(
         }
     }
     let leftovers = wait_for("the node to be clean", s.deadlines.clear, || {
-        let (node, target) = (node.clone(), target.clone());
+        let (node, target, debris) = (node.clone(), target.clone(), debris.clone());
         async move {
-            let left = clean::leftovers(&node, &target).await;
+            let left = clean::leftovers(&node, &target, &debris).await;
             Ok(left.is_empty().then_some(()))
         }
     })
     .await;
     if let Err(why) = leftovers {
-        let left = clean::leftovers(&node, &target).await;
+        let left = clean::leftovers(&node, &target, &debris).await;
         return Err(format!("{why}: {}", left.join("; ")));
     }
     record.time_to_clear = Some((timeline.elapsed() - remedy_started).as_secs_f64());

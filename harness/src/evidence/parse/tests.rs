@@ -4,7 +4,10 @@
 
 use super::*;
 
-const HOST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/negative/host-at-rest");
+const HOST: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/negative/host-at-rest"
+);
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -26,16 +29,24 @@ fn lsattr_lines_from_this_host() {
     assert!(entries.iter().any(|e| e.path == "/etc" && !e.immutable()));
     let flagged = lsattr("----i---------e------- /var/lib/kubelet/pods/x/volumes/kubernetes.io~empty-dir/data/locked\n").expect("parses");
     assert!(flagged[0].immutable());
-    assert_eq!(flagged[0].path, "/var/lib/kubelet/pods/x/volumes/kubernetes.io~empty-dir/data/locked");
+    assert_eq!(
+        flagged[0].path,
+        "/var/lib/kubelet/pods/x/volumes/kubernetes.io~empty-dir/data/locked"
+    );
 }
 
 #[test]
 fn mountinfo_lines_keep_pid_and_mount_id() {
     let entries = mountinfo(&read(&format!("{HOST}/mountinfo.txt"))).expect("parses");
-    assert!(entries.iter().all(|m| m.pid.is_some() && m.fs_type == "overlay"));
+    assert!(entries
+        .iter()
+        .all(|m| m.pid.is_some() && m.fs_type == "overlay"));
     let seed = "/proc/27187/mountinfo:4500 4415 0:898 / /var/lib/docker/overlay2/8bde/merged rw,relatime - overlay overlay rw,lowerdir=/a";
     let m = &mountinfo(seed).expect("parses")[0];
-    assert_eq!((m.pid, m.mount_id, m.mount_point.as_str()), (Some(27187), 4500, "/var/lib/docker/overlay2/8bde/merged"));
+    assert_eq!(
+        (m.pid, m.mount_id, m.mount_point.as_str()),
+        (Some(27187), 4500, "/var/lib/docker/overlay2/8bde/merged")
+    );
 }
 
 #[test]
@@ -50,11 +61,17 @@ fn ps_rows_split_lstart_from_args() {
 
 #[test]
 fn ctr_tasks_with_and_without_header() {
-    let handbook = "a9a1785b81343c3ad2093ad973f4f8e52dbf54823b8bb089886c8356d4036fe0    30639    STOPPED\n";
+    let handbook =
+        "a9a1785b81343c3ad2093ad973f4f8e52dbf54823b8bb089886c8356d4036fe0    30639    STOPPED\n";
     let t = ctr_tasks(handbook).expect("parses");
     assert_eq!((t[0].pid, t[0].status.as_str()), (30639, "STOPPED"));
-    assert!(ctr_tasks("ctr: failed to dial \"/run/containerd/containerd.sock\": context deadline exceeded\n").is_err());
-    assert!(ctr_tasks("TASK    PID    STATUS    \n").expect("header only").is_empty());
+    assert!(ctr_tasks(
+        "ctr: failed to dial \"/run/containerd/containerd.sock\": context deadline exceeded\n"
+    )
+    .is_err());
+    assert!(ctr_tasks("TASK    PID    STATUS    \n")
+        .expect("header only")
+        .is_empty());
 }
 
 #[test]
