@@ -16,9 +16,14 @@ const EXIT_FOUND: u8 = 0;
 const EXIT_NOTHING: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_TRIAL_FAILED: u8 = 1;
+const EXIT_INFRA: u8 = 3;
 
 #[derive(Parser)]
-#[command(name = "terminus", version, about = "Reproduce, detect and remedy Kubernetes pods stuck in Terminating")]
+#[command(
+    name = "terminus",
+    version,
+    about = "Reproduce, detect and remedy Kubernetes pods stuck in Terminating"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,6 +49,13 @@ enum Command {
     Cluster {
         #[command(subcommand)]
         command: terminus::cluster::ClusterCommand,
+    },
+    /// Remove what killed runs left behind: node faults (immutable flags, frozen
+    /// processes, fillers, mount holders) in every cluster terminus created, then the
+    /// clusters themselves (or only terminus's namespaces with --keep-clusters).
+    Gc {
+        #[arg(long)]
+        keep_clusters: bool,
     },
     /// Score detectors over bundles whose cause is known, and print the scorecard.
     Score {
@@ -79,18 +91,56 @@ enum ScenariosCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     ExitCode::from(match cli.command {
-        Command::Scenarios { command: ScenariosCommand::List { dir } } => list(&dir),
-        Command::Scenarios { command: ScenariosCommand::Check { files } } => check(&files),
+        Command::Scenarios {
+            command: ScenariosCommand::List { dir },
+        } => list(&dir),
+        Command::Scenarios {
+            command: ScenariosCommand::Check { files },
+        } => check(&files),
         Command::Diagnose { bundle, json } => diagnose(&bundle, json),
         Command::Cluster { command } => terminus::cluster::run_cli(command),
-        Command::Score { bundles, detectors, timeout, json } => score(&bundles, &detectors, timeout, json),
+        Command::Gc { keep_clusters } => gc(keep_clusters),
+        Command::Score {
+            bundles,
+            detectors,
+            timeout,
+            json,
+        } => score(&bundles, &detectors, timeout, json),
     })
+}
+
+fn gc(keep_clusters: bool) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_INFRA;
+        }
+    };
+    let report = runtime.block_on(terminus::gc::gc_all(keep_clusters));
+    for action in &report.actions {
+        println!("{action}");
+    }
+    for error in &report.errors {
+        eprintln!("error: {error}");
+    }
+    if report.actions.is_empty() && report.errors.is_empty() {
+        println!("nothing to collect: no cluster terminus created is left");
+    }
+    if report.errors.is_empty() {
+        EXIT_FOUND
+    } else {
+        EXIT_INFRA
+    }
 }
 
 fn list(dir: &Path) -> u8 {
     match scenario::load_dir(dir) {
         Ok(scenarios) => {
-            println!("{:<34} {:<22} {:<19} {}", "SCENARIO", "CAUSE", "FIDELITY", "TITLE");
+            println!(
+                "{:<34} {:<22} {:<19} {}",
+                "SCENARIO", "CAUSE", "FIDELITY", "TITLE"
+            );
             for s in scenarios {
                 let fidelity = match s.fidelity.level {
                     scenario::FidelityLevel::Original => "original",
@@ -104,7 +154,9 @@ fn list(dir: &Path) -> u8 {
             for e in errors {
                 eprintln!("error: {e}");
             }
-            eprintln!("hint: run from the repository root, or pass --dir DIR (or set TERMINUS_SCENARIOS)");
+            eprintln!(
+                "hint: run from the repository root, or pass --dir DIR (or set TERMINUS_SCENARIOS)"
+            );
             EXIT_BAD_INPUT
         }
     }
@@ -122,7 +174,10 @@ fn check(files: &[PathBuf]) -> u8 {
         }
     }
     if bad > 0 {
-        eprintln!("{bad} of {} scenario file(s) invalid; docs/scenarios.md describes every field", files.len());
+        eprintln!(
+            "{bad} of {} scenario file(s) invalid; docs/scenarios.md describes every field",
+            files.len()
+        );
         EXIT_BAD_INPUT
     } else {
         EXIT_FOUND
@@ -159,7 +214,12 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     }
 }
 
-fn score(dir: &Path, detectors: &[terminus::detectors::Detector], timeout: std::time::Duration, json: bool) -> u8 {
+fn score(
+    dir: &Path,
+    detectors: &[terminus::detectors::Detector],
+    timeout: std::time::Duration,
+    json: bool,
+) -> u8 {
     for (i, d) in detectors.iter().enumerate() {
         if detectors[..i].contains(d) {
             eprintln!("error: detector {d} is given twice");
@@ -175,7 +235,10 @@ fn score(dir: &Path, detectors: &[terminus::detectors::Detector], timeout: std::
             return EXIT_BAD_INPUT;
         }
     };
-    let context = terminus::detectors::DetectorContext { timeout, ..Default::default() };
+    let context = terminus::detectors::DetectorContext {
+        timeout,
+        ..Default::default()
+    };
     let card = terminus::corpus::score(&bundles, detectors, &context);
     if json {
         println!("{}", card.to_json());
