@@ -141,7 +141,10 @@ impl PrivateRuntime {
             Duration::from_secs(30),
             "dockerd to answer on its private socket",
             || {
-                Command::new(cli)
+                // Bounded: the docker CLI itself has no deadline.
+                Command::new("timeout")
+                    .arg("5")
+                    .arg(cli)
                     .arg("-H")
                     .arg(format!("unix://{}", sock.display()))
                     .arg("version")
