@@ -493,13 +493,21 @@ pub async fn up(opts: &UpOptions) -> Result<Cluster> {
                     created: false,
                     create_time: Duration::ZERO,
                 };
-                wait_ready(
-                    &cluster.client().await?,
-                    opts.workers as usize + 1,
-                    opts.timeout,
-                )
-                .await?;
-                return Ok(cluster);
+                // A cluster whose nodes were restarted (dockerd restarted between
+                // sessions) may come back with new addresses and never turn Ready:
+                // give it a short deadline, then start over.
+                let quick = opts.timeout.min(Duration::from_secs(60));
+                let ready = match cluster.client().await {
+                    Ok(client) => wait_ready(&client, opts.workers as usize + 1, quick).await,
+                    Err(e) => Err(e),
+                };
+                match ready {
+                    Ok(()) => return Ok(cluster),
+                    Err(e) => {
+                        eprintln!("terminus: cluster {name} is not healthy ({e}); deleting and recreating it");
+                        run(Command::new(&kind).args(["delete", "cluster", "--name", name]))?;
+                    }
+                }
             }
             Ownership::Foreign(why) => {
                 return Err(ClusterError::NotOurs {
