@@ -50,12 +50,16 @@ impl CauseId {
     pub fn title(self) -> &'static str {
         match self {
             CauseId::DiskFull => "the disk holding the runtime's data is full",
-            CauseId::ImmutableFile => "a file with the immutable attribute (chattr +i) blocks removal",
+            CauseId::ImmutableFile => {
+                "a file with the immutable attribute (chattr +i) blocks removal"
+            }
             CauseId::RuntimeHang => "the container runtime stopped answering",
             CauseId::Finalizer => "a finalizer nobody removes holds the pod object",
             CauseId::KubeletMissedDelete => "kubelet never acted on the deletion",
             CauseId::RuntimeDesync => "the runtime's layers disagree about the container",
-            CauseId::DaemonsetHashChurn => "a DaemonSet's pods are endlessly replaced (revision hash churn)",
+            CauseId::DaemonsetHashChurn => {
+                "a DaemonSet's pods are endlessly replaced (revision hash churn)"
+            }
             CauseId::MountHeld => "another process holds the container's rootfs mount",
         }
     }

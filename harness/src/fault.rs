@@ -16,7 +16,9 @@ use tokio::task::JoinHandle;
 
 use crate::node::{Node, NodeError};
 use crate::probe::Target;
-use crate::scenario::{FaultSpec, FreezeTarget, HoldVia, ImmutableLocation, KubeletStop};
+use crate::scenario::{
+    DesyncHow, FaultSpec, FillMode, FreezeTarget, HoldVia, ImmutableLocation, KubeletStop,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
@@ -60,6 +62,15 @@ pub enum Applied {
         /// Paths the fault made debris of: the node is clean only once they are gone.
         debris: Vec<String>,
     },
+    /// containerd's CRI state dir put on a size-limited tmpfs made inside the node
+    /// (mount source `terminus-cri-<ledger>`), with the agent's filler recorded under
+    /// `ledger`. Recover stops the filler, copies the tmpfs's content back onto the
+    /// directory underneath and unmounts it (a no-op when apply already did).
+    CriStateTmpfs {
+        node: Node,
+        ledger: String,
+        what: String,
+    },
     /// A writer task that keeps re-sorting a DaemonSet's affinity terms.
     Churn {
         stop: watch::Sender<bool>,
@@ -81,6 +92,7 @@ impl Applied {
         match self {
             Applied::Finalizer { name, pod, .. } => format!("finalizer {name} on pod {pod}"),
             Applied::NodeLedger { what, node, .. } => format!("{what} on node {}", node.name),
+            Applied::CriStateTmpfs { what, node, .. } => format!("{what} on node {}", node.name),
             Applied::Churn { daemonset, .. } => {
                 format!("affinity re-sorting writer on daemonset {daemonset}")
             }
@@ -261,8 +273,37 @@ pub async fn apply(spec: &FaultSpec, cx: &FaultContext<'_>) -> Result<Applied, F
                 daemonset: t.pod.clone(),
             })
         }
-        FaultSpec::FillDisk { .. } => Err(FaultError::Unsupported("fill-disk")),
-        FaultSpec::DesyncRuntime { .. } => Err(FaultError::Unsupported("desync-runtime")),
+        FaultSpec::FillDisk { size_bytes, mode } => {
+            cx.node.install_agent().await?;
+            let what = cri_state_full(cx.node, ledger, *size_bytes, *mode).await?;
+            Ok(Applied::CriStateTmpfs {
+                node: cx.node.clone(),
+                ledger: ledger.to_owned(),
+                what,
+            })
+        }
+        FaultSpec::DesyncRuntime { how } => match how {
+            // Tried on containerd 1.6.20 in a kind node: `ctr task delete --force` (and
+            // SIGKILL of containerd and the shim together) leave the CRI in sync — its
+            // exit monitor, or its restore on restart, records the exit (crictl: Exited).
+            DesyncHow::DeleteTask => Err(FaultError::Precondition(
+                "`delete-task` does not desynchronise containerd's CRI plugin: it records the \
+                 deleted task's exit (crictl shows Exited); use `how: lost-exit`"
+                    .into(),
+            )),
+            DesyncHow::LostExit => {
+                cx.node.install_agent().await?;
+                let id = t.container_ids.first().ok_or_else(|| {
+                    FaultError::Precondition("no container id whose exit to lose".into())
+                })?;
+                let what = lost_exit(cx.node, ledger, id, cx.deadline).await?;
+                Ok(Applied::CriStateTmpfs {
+                    node: cx.node.clone(),
+                    ledger: ledger.to_owned(),
+                    what,
+                })
+            }
+        },
     }
 }
 
@@ -383,6 +424,7 @@ pub async fn recover(client: &Client, applied: Applied) -> Result<String, FaultE
             }
             Ok(format!("agent gc --run {ledger}: {}", out.trim()))
         }
+        Applied::CriStateTmpfs { node, ledger, .. } => recover_cri_state(&node, &ledger).await,
         Applied::Churn {
             stop,
             writer,
@@ -394,5 +436,203 @@ pub async fn recover(client: &Client, applied: Applied) -> Result<String, FaultE
                 "stopped the affinity writer on {daemonset} after {writes} writes"
             ))
         }
+    }
+}
+
+// ------------------------------------------------- containerd's CRI state dir, full
+
+/// Where containerd's CRI plugin checkpoints each container's status (`containers/<id>/
+/// status`, rewritten on every state change) and keeps sandbox files.
+const CRI_STATE_DIR: &str = "/var/lib/containerd/io.containerd.grpc.v1.cri";
+
+/// The mount source naming the tmpfs a ledger put over [`CRI_STATE_DIR`], so recover
+/// only ever unmounts its own (`findmnt` shows it).
+fn cri_tmpfs_source(ledger: &str) -> String {
+    format!("terminus-cri-{ledger}")
+}
+
+/// Puts [`CRI_STATE_DIR`] on a tmpfs of `size_bytes` made inside the node, with the
+/// directory's current content copied in. A kind node's /var is the host's disk, so
+/// the runtime's data is never filled where it lives. The tmpfs is filled in a staging
+/// directory and bind-mounted over the real one in one step (`mount --move` is refused
+/// under kind's shared mounts), so containerd never sees the directory empty.
+async fn cri_state_on_tmpfs(node: &Node, ledger: &str, size_bytes: u64) -> Result<String, FaultError> {
+    // Enough inodes for the copied state and an inode filler; few enough that the
+    // agent's --max-inodes limit never refuses it.
+    let inodes = (size_bytes / 4096).clamp(256, 65536);
+    let script = format!(
+        r#"set -eu
+D={dir}; SRC={src}; S=/run/terminus-stage-{ledger}
+if findmnt -n --mountpoint "$D" >/dev/null; then
+  echo "$D is already a mount point ($(findmnt -n -o SOURCE,FSTYPE --mountpoint "$D")): a run's fault was not recovered" >&2; exit 3
+fi
+mkdir -p "$S"
+trap 'umount "$S" 2>/dev/null; rmdir "$S" 2>/dev/null || true' EXIT
+mount -t tmpfs -o size={size_bytes},nr_inodes={inodes},mode=0755 "$SRC" "$S"
+cp -a "$D/." "$S/"
+mount --bind "$S" "$D"
+df -P "$D" | tail -1"#,
+        dir = CRI_STATE_DIR,
+        src = cri_tmpfs_source(ledger),
+    );
+    let out = node.sh(&script, Duration::from_secs(60)).await?;
+    Ok(format!("tmpfs {} over {CRI_STATE_DIR} ({})", cri_tmpfs_source(ledger), out.split_whitespace().collect::<Vec<_>>().join(" ")))
+}
+
+/// Copies the tmpfs's content (without fillers) back onto the directory it covers, then
+/// unmounts it. The directory underneath is reached through a non-recursive bind of the
+/// filesystem holding it. A no-op when this ledger's tmpfs is not mounted.
+async fn restore_cri_state(node: &Node, ledger: &str) -> Result<String, FaultError> {
+    let script = format!(
+        r#"set -eu
+D={dir}; SRC={src}; U=/run/terminus-under-{ledger}
+if [ "$(findmnt -n -o SOURCE --mountpoint "$D" || true)" != "$SRC" ]; then echo "no tmpfs $SRC on $D"; exit 0; fi
+M=$(findmnt -n -o TARGET -T "$(dirname "$D")")
+case "$M" in /) rel=$D;; *) rel=${{D#"$M"}};; esac
+mkdir -p "$U"
+mount --bind "$M" "$U"
+trap 'umount "$U" 2>/dev/null; rmdir "$U" 2>/dev/null || true' EXIT
+find "$U$rel" -mindepth 1 -delete
+(cd "$D" && tar -c --exclude='./.terminus-fill-*' .) | tar -C "$U$rel" -x
+umount "$D"
+echo "unmounted $SRC from $D, its content copied back onto the directory underneath""#,
+        dir = CRI_STATE_DIR,
+        src = cri_tmpfs_source(ledger),
+    );
+    Ok(node.sh(&script, Duration::from_secs(60)).await?.trim().to_owned())
+}
+
+/// Stops the ledger's fillers, then restores the CRI state dir; both always attempted.
+async fn recover_cri_state(node: &Node, ledger: &str) -> Result<String, FaultError> {
+    let gc = node
+        .agent(&["gc", "--run", ledger], Duration::from_secs(120))
+        .await;
+    let restored = restore_cri_state(node, ledger).await;
+    match (gc, restored) {
+        (Ok(gc), Ok(restored)) => Ok(format!("agent gc --run {ledger}: {}; {restored}", gc.trim())),
+        (Err(e), Ok(restored)) => Err(FaultError::Precondition(format!("agent gc --run {ledger}: {e}; {restored}"))),
+        (_, Err(e)) => Err(e),
+    }
+}
+
+/// Runs `undo` after a failed step of an apply, so a half-applied fault never outlives
+/// the error (the trial only recovers what apply returned).
+async fn undo_on_error<T>(
+    node: &Node,
+    ledger: &str,
+    result: Result<T, FaultError>,
+) -> Result<T, FaultError> {
+    match result {
+        Ok(v) => Ok(v),
+        Err(e) => Err(match recover_cri_state(node, ledger).await {
+            Ok(undone) => FaultError::Precondition(format!("{e} (undone: {undone})")),
+            Err(also) => FaultError::Precondition(format!("{e}; undoing it failed too: {also}")),
+        }),
+    }
+}
+
+/// Cause 1: the CRI state dir on a small tmpfs that the agent keeps full. Every status
+/// checkpoint then fails with ENOSPC: the exit of a stopped container is never recorded
+/// and kubelet's kill never completes.
+async fn cri_state_full(
+    node: &Node,
+    ledger: &str,
+    size_bytes: u64,
+    mode: FillMode,
+) -> Result<String, FaultError> {
+    let mounted = cri_state_on_tmpfs(node, ledger, size_bytes).await?;
+    let mode = match mode {
+        FillMode::Bytes => "bytes",
+        FillMode::Inodes => "inodes",
+    };
+    let filled = node
+        .agent(
+            &["fill", "--dir", CRI_STATE_DIR, "--mode", mode, "--run", ledger],
+            Duration::from_secs(60),
+        )
+        .await
+        .map_err(FaultError::from);
+    let filled = undo_on_error(node, ledger, filled).await?;
+    Ok(format!("{mounted}, kept full of {mode} by the agent ({})", filled.trim()))
+}
+
+/// containerd 1.6's CRI retries a container exit it failed to record on a doubling
+/// backoff (1 s, 2 s, ... at most 5 min). After this many failed retries the next one is
+/// about two minutes away: that is how long the CRI keeps its stale view once the
+/// disk has space again.
+const LOST_EXIT_FAILED_RETRIES: usize = 7;
+
+/// Cause 6 as the handbook saw it, after a disk-full episode: while the CRI state dir is
+/// full, the container's main process exits (SIGTERM from the node; the workload exits
+/// 0 on it). containerd deletes the task but the CRI cannot checkpoint the exit, so it
+/// keeps the container Running. Once the exit has failed enough retries, the space is
+/// freed and the tmpfs removed again: the disk episode is over, the split view remains
+/// until the CRI's next retry (or a containerd restart).
+async fn lost_exit(
+    node: &Node,
+    ledger: &str,
+    id: &str,
+    deadline: Duration,
+) -> Result<String, FaultError> {
+    let since = node
+        .exec(&["date", "-u", "+%Y-%m-%d %H:%M:%S"], Duration::from_secs(10))
+        .await?
+        .trim()
+        .to_owned();
+    let mounted = cri_state_on_tmpfs(node, ledger, 16 << 20).await?;
+    // Leave time to undo everything before the trial's fault deadline drops us.
+    let budget = deadline.saturating_sub(Duration::from_secs(30));
+    let steps = async {
+        node.agent(
+            &["fill", "--dir", CRI_STATE_DIR, "--mode", "bytes", "--run", ledger],
+            Duration::from_secs(60),
+        )
+        .await?;
+        node.sh(
+            &format!("kill -TERM $(cat /run/containerd/io.containerd.runtime.v2.task/k8s.io/{id}/init.pid)"),
+            Duration::from_secs(10),
+        )
+        .await?;
+        let failures = wait_exit_retries_failed(node, id, &since, budget).await?;
+        node.agent(&["unfill", "--run", ledger], Duration::from_secs(60))
+            .await?;
+        let restored = restore_cri_state(node, ledger).await?;
+        Ok::<_, FaultError>(format!(
+            "{mounted} kept full while container {id} exited: {failures} retries of its exit failed \
+             (no space left on device); then space freed and {restored}"
+        ))
+    };
+    undo_on_error(node, ledger, steps.await).await
+}
+
+/// Waits until containerd's journal shows `LOST_EXIT_FAILED_RETRIES` failed retries of
+/// the container's exit; returns the count.
+async fn wait_exit_retries_failed(
+    node: &Node,
+    id: &str,
+    since: &str,
+    deadline: Duration,
+) -> Result<usize, FaultError> {
+    let script = format!(
+        "journalctl -u containerd --since '{since}' --no-pager | grep 'Failed to handle backOff event' | grep -c '{id}' || true"
+    );
+    let until = tokio::time::Instant::now() + deadline;
+    let mut seen = 0;
+    loop {
+        seen = node
+            .sh(&script, Duration::from_secs(20))
+            .await?
+            .trim()
+            .parse()
+            .unwrap_or(seen);
+        if seen >= LOST_EXIT_FAILED_RETRIES {
+            return Ok(seen);
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(FaultError::Precondition(format!(
+                "waited {deadline:?} for {LOST_EXIT_FAILED_RETRIES} failed retries of container {id}'s exit in containerd's journal; saw {seen}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -30,17 +30,28 @@ pub fn to_json(evidence: &Evidence, report: &Report) -> String {
     let doc = JsonReport {
         schema: JSON_SCHEMA,
         bundle: evidence.bundle.as_ref().map(|p| p.display().to_string()),
-        pod: evidence.pod.as_ref().map(|p| PodRef { namespace: &p.namespace, name: &p.name, node: p.node.as_deref() }),
+        pod: evidence.pod.as_ref().map(|p| PodRef {
+            namespace: &p.namespace,
+            name: &p.name,
+            node: p.node.as_deref(),
+        }),
         report,
     };
-    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize report: {e}\"}}"))
+    serde_json::to_string_pretty(&doc)
+        .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize report: {e}\"}}"))
 }
 
 pub fn to_text(evidence: &Evidence, report: &Report) -> String {
     let mut out = String::new();
     match &evidence.pod {
         Some(p) => {
-            let _ = writeln!(out, "pod {}/{} on {}", p.namespace, p.name, p.node.as_deref().unwrap_or("an unknown node"));
+            let _ = writeln!(
+                out,
+                "pod {}/{} on {}",
+                p.namespace,
+                p.name,
+                p.node.as_deref().unwrap_or("an unknown node")
+            );
         }
         None => {}
     }
@@ -66,7 +77,13 @@ pub fn to_text(evidence: &Evidence, report: &Report) -> String {
         }
         return out;
     };
-    let _ = writeln!(out, "CAUSE  {} ({:.0}%): {}", first.cause, first.confidence * 100.0, first.title);
+    let _ = writeln!(
+        out,
+        "CAUSE  {} ({:.0}%): {}",
+        first.cause,
+        first.confidence * 100.0,
+        first.title
+    );
     let _ = writeln!(out, "       {}", first.summary);
     let _ = writeln!(out);
     for (i, q) in first.evidence.iter().enumerate() {
@@ -85,7 +102,13 @@ pub fn to_text(evidence: &Evidence, report: &Report) -> String {
         let _ = writeln!(out);
         let _ = writeln!(out, "also supported by the evidence:");
         for d in rest {
-            let _ = writeln!(out, "  {} ({:.0}%): {}", d.cause, d.confidence * 100.0, d.summary);
+            let _ = writeln!(
+                out,
+                "  {} ({:.0}%): {}",
+                d.cause,
+                d.confidence * 100.0,
+                d.summary
+            );
         }
     }
     out

@@ -528,23 +528,27 @@ fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
             }
         }
     }
+    let mut cri_stale = false;
     for row in ev.crictl_ps.iter().filter(|r| r.state == "Running") {
         match task(&row.container_id) {
             Some(t) if t.status == "RUNNING" || t.status == "PAUSED" || t.status == "UNKNOWN" => {}
             other => {
                 evidence.push(row.quote.clone());
                 evidence.extend(other.map(|t| t.quote.clone()));
-                remedy.push(Step::run(
-                    format!(
-                        "the CRI says {} is Running, containerd {}; stop and remove it",
-                        row.name,
-                        other.map_or("has no task for it".to_owned(), |t| format!(
-                            "says {}",
-                            t.status
-                        ))
-                    ),
-                    format!("crictl stop {0} && crictl rm {0}", row.container_id),
-                ));
+                cri_stale = true;
+                // Seen on containerd 1.6: `crictl stop` answers OK (no task to signal)
+                // and `crictl rm` refuses with "is running, please stop it first", so
+                // neither clears the CRI's record; only its restore on restart does.
+                remedy.push(Step::say(format!(
+                    "the CRI says {} ({}) is Running, containerd {}: the CRI never recorded the exit, \
+                     and `crictl stop`/`crictl rm` cannot change that",
+                    row.name,
+                    row.container_id,
+                    other.map_or("has no task for it".to_owned(), |t| format!(
+                        "says {}",
+                        t.status
+                    ))
+                )));
             }
         }
     }
@@ -552,17 +556,19 @@ fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
         return None;
     }
     let docker = !ev.docker_ps.is_empty();
-    remedy.push(if docker {
-        Step::run(
+    if docker {
+        remedy.push(Step::run(
             "if several containers disagree, prune or restart dockerd",
             "docker container prune -f; systemctl restart docker",
-        )
-    } else {
-        Step::run(
-            "if several containers disagree, restart containerd",
+        ));
+    }
+    if cri_stale {
+        remedy.push(Step::run(
+            "restart containerd: on start its CRI plugin re-reads containerd's task list and marks \
+             containers without a task exited (running containers keep running in their shims)",
             "systemctl restart containerd",
-        )
-    });
+        ));
+    }
     remedy.push(Step::say(
         "long term: check for an earlier disk-full episode; run containerd directly (no dockerd)",
     ));
@@ -601,9 +607,11 @@ fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
         (Some(a), Some(b)) => (b - a).num_seconds(),
         _ => i64::MAX,
     };
-    // Revision numbers climb with every template change; a healthy DaemonSet changes
-    // a few times a day, a churning one every few seconds.
-    let churning = newest.revision >= 4 && revisions.len() >= 3 && window < 600;
+    // Revision numbers climb with every template change. A healthy DaemonSet makes a
+    // new revision per real update; the hash bug flips between the same few templates,
+    // so Kubernetes reuses their revisions and only the number climbs.
+    let flips = newest.revision - revisions.len() as i64;
+    let churning = newest.revision >= 4 && ((revisions.len() <= 3 && flips >= 3) || (revisions.len() >= 3 && window < 600));
     if !churning {
         return None;
     }
@@ -632,14 +640,14 @@ fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
         .map(|o| {
             o.managers
                 .iter()
-                .filter(|(m, op, _)| op == "Update" && m != "kube-controller-manager")
+                .filter(|(m, _, _)| m != "kube-controller-manager")
                 .map(|(m, _, _)| m.as_str())
                 .collect()
         })
         .unwrap_or_default();
     let ns = &pod.namespace;
     let mut remedy = vec![Step::run(
-        format!("see the churn: {} revisions of daemonset {ds} in {window}s", revisions.len()),
+        format!("see the churn: revision {} of daemonset {ds} from {} templates", newest.revision, revisions.len()),
         format!("kubectl get controllerrevisions -n {ns} -l controller-revision-hash --sort-by=.revision"),
     )];
     if !writers.is_empty() {
@@ -655,7 +663,11 @@ fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
     remedy.push(Step::say(
         "long term: upgrade kube-controller-manager (the sorting bug of 1.10/1.11 is fixed)",
     ));
-    let summary = format!("daemonset {ns}/{ds} reached revision {} within {window}s: its pods are replaced over and over", newest.revision);
+    let summary = format!(
+        "daemonset {ns}/{ds} is at revision {} with only {} distinct template(s): it flips between them and its pods are replaced over and over",
+        newest.revision,
+        revisions.len()
+    );
     diagnosis(
         CauseId::DaemonsetHashChurn,
         confidence,

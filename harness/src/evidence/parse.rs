@@ -323,7 +323,12 @@ pub fn owner(text: &str) -> Result<OwnerFacts, String> {
                     .collect()
             })
             .unwrap_or_default(),
-        generation_quote: find_line("owner.yaml", text, &["generation:"]),
+        // `metadata.generation`, not the `...template.generation` annotation.
+        generation_quote: text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.trim_start().starts_with("generation:"))
+            .map(|(i, l)| Quote::new("owner.yaml", i, l)),
     })
 }
 

@@ -213,7 +213,7 @@ async fn phases(
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
-            &PostParams::default(),
+            &create_params(),
             &workload::namespace(ns, &env.run.id, &s.id),
         )
         .await
@@ -225,7 +225,7 @@ async fn phases(
     match s.workload.kind {
         WorkloadKind::Pod => {
             pods.create(
-                &PostParams::default(),
+                &create_params(),
                 &workload::pod(s, &name, ns, node_name, &env.run.id),
             )
             .await
@@ -235,7 +235,7 @@ async fn phases(
             let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
             daemonsets
                 .create(
-                    &PostParams::default(),
+                    &create_params(),
                     &workload::daemonset(s, &name, ns, node_name, &env.run.id),
                 )
                 .await
@@ -591,8 +591,7 @@ async fn observe_pod(
 }
 
 /// For DaemonSet churn: over the hold time, the DaemonSet must keep replacing its pod.
-/// Returns the target to gather evidence on (a replaced, Terminating pod when one is
-/// caught, else the current one).
+/// Returns the target to gather evidence on.
 async fn observe_churn(
     s: &Scenario,
     client: &Client,
@@ -602,7 +601,6 @@ async fn observe_churn(
 ) -> Result<Target, Fail> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let mut seen = std::collections::BTreeSet::new();
-    let mut terminating: Option<Pod> = None;
     let until = tokio::time::Instant::now() + s.observe.hold;
     while tokio::time::Instant::now() < until {
         for p in pods
@@ -612,9 +610,6 @@ async fn observe_churn(
             .items
         {
             seen.insert(p.metadata.name.clone().unwrap_or_default());
-            if p.metadata.deletion_timestamp.is_some() {
-                terminating = Some(p);
-            }
         }
         tokio::time::sleep(poll()).await;
     }
@@ -629,17 +624,15 @@ async fn observe_churn(
             s.observe.hold
         ),
     );
-    let pod = match terminating {
-        Some(p) => p,
-        None => pods
-            .list(&ListParams::default().labels(&format!("terminus.dev/ds={ds}")))
-            .await
-            .map_err(kube_err("listing pods"))?
-            .items
-            .into_iter()
-            .next()
-            .ok_or("no daemonset pod to gather evidence on")?,
-    };
+    // Evidence is taken on the newest pod: a replaced one is usually gone before the
+    // probe reads it, and the churn shows in the owner's revisions either way.
+    let mut current = pods
+        .list(&ListParams::default().labels(&format!("terminus.dev/ds={ds}")))
+        .await
+        .map_err(kube_err("listing pods"))?
+        .items;
+    current.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
+    let pod = current.pop().ok_or("no daemonset pod to gather evidence on")?;
     Ok(Target {
         namespace: ns.to_owned(),
         pod: pod.metadata.name.clone().unwrap_or_default(),
@@ -688,4 +681,10 @@ async fn delete_namespace(client: &Client, ns: &str, deadline: Duration) -> Resu
         }
     })
     .await
+}
+
+/// Objects the harness creates carry its name as field manager, so an object's
+/// managedFields say which writes were terminus's own.
+fn create_params() -> PostParams {
+    PostParams { field_manager: Some("terminus".into()), ..PostParams::default() }
 }
