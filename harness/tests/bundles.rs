@@ -11,8 +11,10 @@ use terminus::report;
 fn bundles() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut out = Vec::new();
-    for group in ["seed", "bundles", "negative"] {
-        let Ok(entries) = std::fs::read_dir(root.join(group)) else { continue };
+    for group in ["seed", "bundles", "negative", "kind"] {
+        let Ok(entries) = std::fs::read_dir(root.join(group)) else {
+            continue;
+        };
         for e in entries.flatten() {
             if e.path().join("expected-cause").is_file() {
                 out.push(e.path());
@@ -26,16 +28,34 @@ fn bundles() -> Vec<PathBuf> {
 #[test]
 fn every_bundle_is_diagnosed_as_expected() {
     let bundles = bundles();
-    assert!(bundles.len() >= 18, "expected the fixture bundles, found {}", bundles.len());
+    assert!(
+        bundles.len() >= 18,
+        "expected the fixture bundles, found {}",
+        bundles.len()
+    );
     let mut failures = Vec::new();
     for dir in &bundles {
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_owned();
-        let expected = std::fs::read_to_string(dir.join("expected-cause")).unwrap_or_default().trim().to_owned();
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_owned();
+        let expected = std::fs::read_to_string(dir.join("expected-cause"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         let evidence = Evidence::load(dir);
         let result = diagnose(&evidence);
-        let got = result.diagnoses.first().map(|d| d.cause.as_str()).unwrap_or("none");
+        let got = result
+            .diagnoses
+            .first()
+            .map(|d| d.cause.as_str())
+            .unwrap_or("none");
         if got != expected {
-            failures.push(format!("{name}: expected {expected}, diagnosed {got}\n{}", report::to_text(&evidence, &result)));
+            failures.push(format!(
+                "{name}: expected {expected}, diagnosed {got}\n{}",
+                report::to_text(&evidence, &result)
+            ));
             continue;
         }
         if let Some(first) = result.diagnoses.first() {
@@ -43,7 +63,10 @@ fn every_bundle_is_diagnosed_as_expected() {
             for q in &first.evidence {
                 let source = std::fs::read_to_string(dir.join(&q.source)).unwrap_or_default();
                 if !source.lines().any(|l| l.trim_end() == q.text) {
-                    failures.push(format!("{name}: quoted line is not in {}: {}", q.source, q.text));
+                    failures.push(format!(
+                        "{name}: quoted line is not in {}: {}",
+                        q.source, q.text
+                    ));
                 }
             }
             for step in &first.remedy {
@@ -59,5 +82,10 @@ fn every_bundle_is_diagnosed_as_expected() {
         settings.set_prepend_module_to_snapshot(false);
         settings.bind(|| insta::assert_snapshot!("report", report::to_text(&evidence, &result)));
     }
-    assert!(failures.is_empty(), "{} bundle(s) misdiagnosed:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} bundle(s) misdiagnosed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
