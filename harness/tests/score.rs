@@ -308,6 +308,7 @@ fn a_wrong_detector_fails_with_expected_beside_reported() {
         [
             "FAIL",
             "negative/empty-bundle",
+            "-",
             "none",
             "finalizer",
             "(100%)"
