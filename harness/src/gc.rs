@@ -124,9 +124,9 @@ pub async fn clean_namespaces(client: &kube::Client, run: Option<&str>, report: 
     }
 }
 
-/// The whole sweep: for every kind cluster terminus created, undo node faults, then
-/// delete the cluster (unless `keep_clusters`, in which case only its namespaces go).
-pub async fn gc_all(keep_clusters: bool) -> GcReport {
+/// The whole sweep: for every kind cluster terminus created (or only `only`), undo node
+/// faults, then delete the cluster (unless `keep_clusters`: then only its namespaces go).
+pub async fn gc_all(keep_clusters: bool, only: Option<&str>) -> GcReport {
     let mut report = GcReport::default();
     let clusters = match cluster::kind_clusters() {
         Ok(c) => c,
@@ -135,7 +135,7 @@ pub async fn gc_all(keep_clusters: bool) -> GcReport {
             return report;
         }
     };
-    for name in clusters {
+    for name in clusters.into_iter().filter(|c| only.is_none_or(|o| o == c)) {
         match cluster::ownership(&name) {
             Ok(Ownership::Ours) => {}
             Ok(_) => continue,

@@ -36,14 +36,54 @@ enum Command {
         #[command(subcommand)]
         command: ScenariosCommand,
     },
-    /// Diagnose a stuck pod from an evidence bundle (a directory of tool output).
+    /// Diagnose a stuck pod: from an evidence bundle (--bundle DIR), or live: one pod
+    /// (POD -n NS) or every Terminating pod (--all) of the kubeconfig's cluster (docs/live.md).
     Diagnose {
+        /// The pod to diagnose on the live cluster.
+        #[arg(value_name = "POD", conflicts_with_all = ["bundle", "all"])]
+        pod: Option<String>,
         /// The bundle directory: pod.yaml, events.yaml, kubelet.log, runtime.log, df.txt, ... (docs/bundles.md)
-        #[arg(long, value_name = "DIR")]
-        bundle: PathBuf,
-        /// Print one JSON object (schema terminus/diagnosis/v1) instead of text.
+        #[arg(long, value_name = "DIR", conflicts_with = "all")]
+        bundle: Option<PathBuf>,
+        /// Every pod with a deletionTimestamp in all namespaces (API evidence only unless --node-evidence).
+        #[arg(long)]
+        all: bool,
+        /// Print one JSON object (schema terminus/diagnosis/v1; terminus/diagnosis-all/v1 with --all) instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// Show the remedy for a stuck pod; with --apply, re-collect, re-diagnose and run it
+    /// only if the same cause still holds (docs/live.md).
+    Remedy {
+        #[arg(value_name = "POD")]
+        pod: String,
+        /// Run the remedy's commands (otherwise only show them).
+        #[arg(long)]
+        apply: bool,
+        /// How long to wait for the pod to be gone after --apply.
+        #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_timeout)]
+        wait: std::time::Duration,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// Practice on-call: induce a stuck pod on a kind cluster, then `drill answer CAUSE`
+    /// or `drill stop` (docs/live.md).
+    Drill {
+        #[command(subcommand)]
+        command: Option<DrillCommand>,
+        /// The cause to induce (a cause id; see `terminus scenarios list`).
+        #[arg(long, value_name = "ID", conflicts_with = "random")]
+        cause: Option<terminus::CauseId>,
+        /// Pick a drillable cause at random (the default when --cause is absent).
+        #[arg(long)]
+        random: bool,
+        /// The kind cluster to use (created with 2 workers, or reused).
+        #[arg(long, default_value = "terminus-drill")]
+        cluster: String,
+        #[arg(long, default_value = "scenarios", env = "TERMINUS_SCENARIOS")]
+        scenarios: PathBuf,
     },
     /// kind clusters for trials: up (create or reuse), down, status, list (harness/src/cluster.rs).
     Cluster {
@@ -56,6 +96,9 @@ enum Command {
     Gc {
         #[arg(long)]
         keep_clusters: bool,
+        /// Only this cluster (default: every cluster terminus created).
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<String>,
     },
     /// Score detectors over bundles whose cause is known, and print the scorecard.
     Score {
@@ -72,6 +115,47 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args, Clone)]
+struct LiveArgs {
+    /// Namespace of POD.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+    /// Kubeconfig file (default: KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// Keep the evidence bundle in DIR (default: a temporary directory, removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    keep_bundle: Option<PathBuf>,
+    /// One pod: skip the node half of the bundle.
+    #[arg(long, conflicts_with = "node_evidence")]
+    api_only: bool,
+    /// --all: gather the node half for every pod too (slow: one agent run per pod).
+    #[arg(long)]
+    node_evidence: bool,
+    /// Gather node evidence through an agent pod even when the node is a local kind node.
+    #[arg(long)]
+    agent_pod: bool,
+    /// Image of the agent pod used on non-kind clusters (agent/README.md: build and push it).
+    #[arg(long, value_name = "REF", default_value = terminus::live::DEFAULT_AGENT_IMAGE, env = "TERMINUS_AGENT_IMAGE")]
+    agent_image: String,
+    /// Namespace the agent pod is created in (and deleted from).
+    #[arg(long, value_name = "NS", default_value = "default")]
+    agent_namespace: String,
+}
+
+#[derive(Subcommand)]
+enum DrillCommand {
+    /// Name the cause: right or wrong, the proof, the remedy; then clean up.
+    Answer {
+        #[arg(value_name = "CAUSE")]
+        cause: String,
+    },
+    /// Abandon the drill: recover the fault, delete its namespace, forget it.
+    Stop,
+    /// Show the current drill's page again.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -97,9 +181,43 @@ fn main() -> ExitCode {
         Command::Scenarios {
             command: ScenariosCommand::Check { files },
         } => check(&files),
-        Command::Diagnose { bundle, json } => diagnose(&bundle, json),
+        Command::Diagnose {
+            pod,
+            bundle,
+            all,
+            json,
+            live,
+        } => match (bundle, pod, all) {
+            (Some(bundle), _, _) => diagnose(&bundle, json),
+            (None, Some(pod), _) => run_async(live_diagnose(pod, live, json)),
+            (None, None, true) => run_async(live_diagnose_all(live, json)),
+            (None, None, false) => {
+                eprintln!("error: name a pod (terminus diagnose POD -n NS), --all, or --bundle DIR");
+                EXIT_BAD_INPUT
+            }
+        },
+        Command::Remedy {
+            pod,
+            apply,
+            wait,
+            live,
+        } => run_async(live_remedy(pod, live, apply, wait)),
+        Command::Drill {
+            command,
+            cause,
+            random: _,
+            cluster,
+            scenarios,
+        } => run_async(async move {
+            match command {
+                None => terminus::drill::start(&cluster, cause, &scenarios).await,
+                Some(DrillCommand::Answer { cause }) => terminus::drill::answer(&cause).await,
+                Some(DrillCommand::Stop) => terminus::drill::stop().await,
+                Some(DrillCommand::Status) => terminus::drill::status(),
+            }
+        }),
         Command::Cluster { command } => terminus::cluster::run_cli(command),
-        Command::Gc { keep_clusters } => gc(keep_clusters),
+        Command::Gc { keep_clusters, cluster } => gc(keep_clusters, cluster.as_deref()),
         Command::Score {
             bundles,
             detectors,
@@ -109,7 +227,210 @@ fn main() -> ExitCode {
     })
 }
 
-fn gc(keep_clusters: bool) -> u8 {
+fn run_async(f: impl std::future::Future<Output = u8>) -> u8 {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r.block_on(f),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            EXIT_INFRA
+        }
+    }
+}
+
+/// Where a live command's bundle goes: --keep-bundle DIR, or a fresh temp dir removed
+/// afterwards (the bool).
+fn bundle_dir(live: &LiveArgs, what: &str) -> (PathBuf, bool) {
+    match &live.keep_bundle {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!(
+                "terminus-{what}-{}-{}",
+                std::process::id(),
+                chrono::Utc::now().format("%H%M%S%3f")
+            )),
+            true,
+        ),
+    }
+}
+
+fn agent_options(live: &LiveArgs) -> terminus::live::AgentPodOptions {
+    terminus::live::AgentPodOptions {
+        image: live.agent_image.clone(),
+        namespace: live.agent_namespace.clone(),
+        ..Default::default()
+    }
+}
+
+fn access(live: &LiveArgs, default_nodes: bool) -> terminus::live::NodeAccess {
+    use terminus::live::NodeAccess;
+    let nodes = if default_nodes { !live.api_only } else { live.node_evidence };
+    match (nodes, live.agent_pod) {
+        (false, _) => NodeAccess::None,
+        (true, false) => NodeAccess::Auto,
+        (true, true) => NodeAccess::Pod,
+    }
+}
+
+fn live_fail(e: terminus::live::LiveError) -> u8 {
+    eprintln!("error: {e}");
+    e.exit_code()
+}
+
+async fn live_diagnose(pod: String, live: LiveArgs, json: bool) -> u8 {
+    let client = match terminus::live::client(live.kubeconfig.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => return live_fail(e),
+    };
+    let (dir, temporary) = bundle_dir(&live, "diagnose");
+    let collected = terminus::live::collect(
+        &client,
+        &live.namespace,
+        &pod,
+        &dir,
+        &access(&live, true),
+        &agent_options(&live),
+    )
+    .await;
+    let code = match collected {
+        Err(e) => live_fail(e),
+        Ok(c) => {
+            eprintln!("terminus: {}", c.node_note);
+            let evidence = Evidence::load(&c.dir);
+            let result = detect::diagnose(&evidence);
+            if json {
+                println!("{}", report::to_json(&evidence, &result));
+            } else {
+                print!("{}", report::to_text(&evidence, &result));
+            }
+            if result.diagnoses.is_empty() {
+                EXIT_NOTHING
+            } else {
+                EXIT_FOUND
+            }
+        }
+    };
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("terminus: bundle kept in {}", dir.display());
+    }
+    code
+}
+
+async fn live_diagnose_all(live: LiveArgs, json: bool) -> u8 {
+    let client = match terminus::live::client(live.kubeconfig.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => return live_fail(e),
+    };
+    let (dir, temporary) = bundle_dir(&live, "diagnose-all");
+    let result =
+        terminus::live::diagnose_all(&client, &dir, &access(&live, false), &agent_options(&live))
+            .await;
+    let code = match result {
+        Err(e) => live_fail(e),
+        Ok(lines) => {
+            if json {
+                println!("{}", terminus::live::render_all_json(&lines));
+            } else {
+                print!("{}", terminus::live::render_all(&lines));
+            }
+            if lines.iter().any(|l| !l.report.diagnoses.is_empty()) {
+                EXIT_FOUND
+            } else {
+                EXIT_NOTHING
+            }
+        }
+    };
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("terminus: bundles kept under {}", dir.display());
+    }
+    code
+}
+
+async fn live_remedy(pod: String, live: LiveArgs, apply: bool, wait: std::time::Duration) -> u8 {
+    let client = match terminus::live::client(live.kubeconfig.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => return live_fail(e),
+    };
+    let (dir, temporary) = bundle_dir(&live, "remedy");
+    let code = remedy_in(&client, &pod, &live, apply, wait, &dir).await;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("terminus: bundles kept in {}", dir.display());
+    }
+    code
+}
+
+async fn remedy_in(
+    client: &kube::Client,
+    pod: &str,
+    live: &LiveArgs,
+    apply: bool,
+    wait: std::time::Duration,
+    dir: &Path,
+) -> u8 {
+    let access = access(live, true);
+    let agent = agent_options(live);
+    let first = match terminus::live::collect(client, &live.namespace, pod, &dir.join("before"), &access, &agent).await {
+        Ok(c) => c,
+        Err(e) => return live_fail(e),
+    };
+    eprintln!("terminus: {}", first.node_note);
+    let evidence = Evidence::load(&first.dir);
+    let result = detect::diagnose(&evidence);
+    print!("{}", report::to_text(&evidence, &result));
+    let Some(shown) = result.diagnoses.first() else {
+        println!("no known cause: nothing to remedy");
+        return EXIT_NOTHING;
+    };
+    if !apply {
+        println!("\nread-only: pass --apply to run the FIX of {} (after re-checking that it still holds)", shown.cause);
+        return EXIT_FOUND;
+    }
+    // No action on a stale diagnosis: collect and diagnose again, act only if the same cause holds.
+    let again = match terminus::live::collect(client, &live.namespace, pod, &dir.join("recheck"), &access, &agent).await {
+        Ok(c) => c,
+        Err(e) => return live_fail(e),
+    };
+    let evidence2 = Evidence::load(&again.dir);
+    let result2 = detect::diagnose(&evidence2);
+    let Some(current) = result2.diagnoses.first().filter(|d| d.cause == shown.cause) else {
+        println!(
+            "\nnot applied: the cause no longer holds (re-diagnosis: {}); run `terminus diagnose {pod} -n {}` again",
+            result2.diagnoses.first().map(|d| d.cause.to_string()).unwrap_or_else(|| format!("{:?}", result2.verdict)),
+            live.namespace
+        );
+        return EXIT_NOTHING;
+    };
+    println!("\nre-checked: {} still holds; applying", current.cause);
+    match terminus::live::apply_remedy(live.kubeconfig.as_deref(), &again, current).await {
+        Ok(ran) => {
+            for line in ran {
+                println!("  {line}");
+            }
+        }
+        Err(e) => return live_fail(e),
+    }
+    match terminus::live::wait_gone(client, &again.target, wait).await {
+        Ok(()) => {
+            println!("pod {}/{pod} is gone", live.namespace);
+            EXIT_FOUND
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_NOTHING
+        }
+    }
+}
+
+fn gc(keep_clusters: bool, only: Option<&str>) -> u8 {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -117,7 +438,7 @@ fn gc(keep_clusters: bool) -> u8 {
             return EXIT_INFRA;
         }
     };
-    let report = runtime.block_on(terminus::gc::gc_all(keep_clusters));
+    let report = runtime.block_on(terminus::gc::gc_all(keep_clusters, only));
     for action in &report.actions {
         println!("{action}");
     }
