@@ -644,7 +644,7 @@ async fn observe_churn(
 
 /// Deletes the namespace and waits for it to go; pods still held by a finalizer are
 /// released first, so cleanup never waits on the fault it just recovered.
-async fn delete_namespace(client: &Client, ns: &str, deadline: Duration) -> Result<(), String> {
+pub(crate) async fn delete_namespace(client: &Client, ns: &str, deadline: Duration) -> Result<(), String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     if let Ok(list) = pods.list(&ListParams::default()).await {
         for p in list.items.iter().filter(|p| {

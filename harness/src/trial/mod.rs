@@ -6,5 +6,7 @@ mod flow;
 mod remedy;
 mod run;
 
+pub(crate) use flow::delete_namespace;
 pub use flow::{run_trial, TrialEnv, TrialRecord};
+pub use remedy::{is_action as is_remedy_action, run_commands as run_remedy_commands};
 pub use run::{Run, Timeline};

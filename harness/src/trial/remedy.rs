@@ -21,7 +21,7 @@ use crate::probe::Target;
 use crate::scenario::{Remedy, Scenario};
 
 /// Whether a remedy command changes something (run it) or only looks (skip it).
-fn is_action(command: &str) -> bool {
+pub fn is_action(command: &str) -> bool {
     let first = command.split_whitespace().next().unwrap_or("");
     match first {
         "chattr" | "kill" | "systemctl" | "crictl" | "rm" | "umount" | "nsenter" | "docker" => true,
@@ -56,6 +56,21 @@ pub async fn apply(
         }
         _ => {}
     }
+    let control_plane = Node::connect(&env.control_plane)
+        .await
+        .map_err(|e| e.to_string())?;
+    run_commands(diagnosis, node, &control_plane, &|line| timeline.note("remedy", line)).await
+}
+
+/// Runs the action commands of `diagnosis`' remedy (diagnostic steps are skipped):
+/// kubectl in `control_plane` with its admin credentials, everything else in `node`.
+/// Shared by trials and `terminus remedy --apply` / `terminus drill answer`.
+pub async fn run_commands(
+    diagnosis: &Diagnosis,
+    node: &Node,
+    control_plane: &Node,
+    note: &(dyn Fn(String) + Sync),
+) -> Result<(), String> {
     let commands: Vec<&str> = diagnosis
         .remedy
         .iter()
@@ -68,14 +83,11 @@ pub async fn apply(
             diagnosis.cause
         ));
     }
-    let control_plane = Node::connect(&env.control_plane)
-        .await
-        .map_err(|e| e.to_string())?;
     for command in commands {
         // kubectl runs where admin credentials are; everything else on the pod's node.
         let (place, script) = if command.starts_with("kubectl ") {
             (
-                &control_plane,
+                control_plane,
                 format!("KUBECONFIG=/etc/kubernetes/admin.conf {command}"),
             )
         } else {
@@ -85,15 +97,12 @@ pub async fn apply(
             .exec_raw(&["sh", "-c", &script], Duration::from_secs(60))
             .await
             .map_err(|e| e.to_string())?;
-        timeline.note(
-            "remedy",
-            format!(
-                "$ {command} (on {}) -> exit {} {}",
-                place.name,
-                out.code,
-                out.stderr.trim()
-            ),
-        );
+        note(format!(
+            "$ {command} (on {}) -> exit {} {}",
+            place.name,
+            out.code,
+            out.stderr.trim()
+        ));
         if out.code != 0 {
             return Err(format!(
                 "remedy command failed on {}: `{command}` exited {}: {}",

@@ -1,0 +1,643 @@
+//! On-call drills: `terminus drill` induces one cause on a kind cluster, deletes the
+//! pod, waits until it is stuck and prints only what a page would say. The trainee
+//! investigates with whatever they like, then `terminus drill answer CAUSE` says right
+//! or wrong, shows the proof and the remedy, clears the pod and cleans up; `terminus
+//! drill stop` cleans up at any time.
+//!
+//! A drill outlives the process that started it, so only faults whose state can be
+//! persisted are drilled: node faults in the agent's ledger (undone by `terminus-agent
+//! gc --run LEDGER`) and a finalizer (removed by a patch). The state file records what
+//! cleanup needs and is written before anything is created.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Node as KubeNode, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::Client;
+use serde::{Deserialize, Serialize};
+
+use crate::cause::CauseId;
+use crate::cluster::{self, Cluster, UpOptions};
+use crate::fault::{self, Applied, FaultContext};
+use crate::node::{Node, AGENT_PATH};
+use crate::probe::Target;
+use crate::scenario::{self, FaultSpec, KubeletStop, NodeUse, PodOutcome, Scenario, WorkloadKind};
+use crate::workload;
+
+const EXIT_OK: u8 = 0;
+const EXIT_WRONG: u8 = 1;
+const EXIT_BAD_INPUT: u8 = 2;
+const EXIT_INFRA: u8 = 3;
+/// `terminus drill` interrupted by Ctrl-C (after cleaning up).
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// What cleanup and `answer` need, written before anything is created.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DrillState {
+    pub cluster: String,
+    pub scenario: String,
+    pub cause: CauseId,
+    pub namespace: String,
+    pub pod: String,
+    pub node: String,
+    /// The agent ledger the node fault is recorded under (none for a finalizer).
+    pub ledger: Option<String>,
+    /// The finalizer that holds the pod (finalizer drills).
+    pub finalizer: Option<String>,
+    /// `systemctl stop kubelet` drills restart kubelet on recover.
+    pub kubelet_stopped: bool,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub deleted_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `$TERMINUS_DRILL_STATE`, else `<state dir>/drills/current.json`.
+pub fn state_path() -> PathBuf {
+    std::env::var_os("TERMINUS_DRILL_STATE")
+        .filter(|v| !v.is_empty())
+        .map_or_else(
+            || cluster::state_dir().join("drills").join("current.json"),
+            PathBuf::from,
+        )
+}
+
+fn save(state: &DrillState) -> Result<(), String> {
+    let path = state_path();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(state).map_err(|e| e.to_string())?;
+    std::fs::write(&tmp, text + "\n").map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+fn load() -> Result<Option<DrillState>, String> {
+    let path = state_path();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("{} is not a drill state file: {e}; remove it by hand", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
+/// Whether a scenario can be drilled: a plain pod and a fault whose state survives the
+/// CLI process (agent ledger or finalizer).
+pub fn drillable(s: &Scenario) -> bool {
+    s.workload.kind == WorkloadKind::Pod
+        && s.observe.pod == PodOutcome::StaysTerminating
+        && matches!(
+            s.fault,
+            FaultSpec::Finalizer { .. }
+                | FaultSpec::ImmutableFile { .. }
+                | FaultSpec::FreezeRuntime { .. }
+                | FaultSpec::HoldMount { .. }
+                | FaultSpec::StopKubelet { .. }
+        )
+}
+
+/// Picks the scenario: the first drillable one for `cause`, or one at random.
+pub fn pick(scenarios: &[Scenario], cause: Option<CauseId>, seed: u64) -> Result<&Scenario, String> {
+    let pool: Vec<&Scenario> = scenarios.iter().filter(|s| drillable(s)).collect();
+    let causes = || {
+        let mut c: Vec<String> = pool.iter().map(|s| s.cause.to_string()).collect();
+        c.dedup();
+        c.join(", ")
+    };
+    match cause {
+        Some(c) => pool.iter().copied().find(|s| s.cause == c).ok_or_else(|| {
+            format!("no drillable scenario reproduces {c}; drillable causes: {}", causes())
+        }),
+        None if pool.is_empty() => Err("no drillable scenario in the scenario directory".into()),
+        None => Ok(pool[(seed % pool.len() as u64) as usize]),
+    }
+}
+
+/// The page: nothing but the symptom.
+pub fn page(state: &DrillState, now: chrono::DateTime<chrono::Utc>) -> String {
+    let since = state.deleted_at.unwrap_or(state.started_at);
+    let secs = (now - since).num_seconds().max(0);
+    let how_long = if secs < 120 {
+        format!("{secs} seconds")
+    } else {
+        format!("{} minutes", secs / 60)
+    };
+    format!(
+        "PAGE: pod {} in namespace {} has been Terminating for {how_long}",
+        state.pod, state.namespace
+    )
+}
+
+async fn open_client(name: &str) -> Result<Client, String> {
+    let c = Cluster::open(name).map_err(|e| e.to_string())?;
+    c.client().await.map_err(|e| e.to_string())
+}
+
+/// `terminus drill`.
+pub async fn start(cluster_name: &str, cause: Option<CauseId>, scenarios_dir: &Path) -> u8 {
+    match load() {
+        Ok(Some(s)) => {
+            eprintln!(
+                "error: a drill is already running (pod {}/{} on cluster {}); `terminus drill answer CAUSE` or `terminus drill stop` first",
+                s.namespace, s.pod, s.cluster
+            );
+            return EXIT_BAD_INPUT;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    }
+    let scenarios = match scenario::load_dir(scenarios_dir) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            eprintln!("hint: run from the repository root, or pass --scenarios DIR");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let seed = chrono::Utc::now().timestamp_subsec_nanos() as u64 ^ std::process::id() as u64;
+    let s = match pick(&scenarios, cause, seed) {
+        Ok(s) => s.clone(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let cluster = match cluster::up(&UpOptions {
+        name: cluster_name.to_owned(),
+        workers: 2,
+        ..UpOptions::default()
+    })
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INFRA;
+        }
+    };
+    if let Err(e) = cluster::load_image(&cluster.name, crate::DEFAULT_WORKLOAD_IMAGE) {
+        eprintln!("error: loading {} into {}: {e}", crate::DEFAULT_WORKLOAD_IMAGE, cluster.name);
+        return EXIT_INFRA;
+    }
+    let client = match cluster.client().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INFRA;
+        }
+    };
+    let node = match pick_node(&client, s.requires.node).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INFRA;
+        }
+    };
+    let id = format!("drill-{}", chrono::Utc::now().format("%m%d%H%M%S"));
+    let state = DrillState {
+        cluster: cluster.name.clone(),
+        scenario: s.id.clone(),
+        cause: s.cause,
+        namespace: id.clone(),
+        pod: format!("web-{}", &id[id.len() - 4..]),
+        node,
+        ledger: (!matches!(s.fault, FaultSpec::Finalizer { .. })).then(|| id.clone()),
+        finalizer: match &s.fault {
+            FaultSpec::Finalizer { name } => Some(name.clone()),
+            _ => None,
+        },
+        kubelet_stopped: matches!(s.fault, FaultSpec::StopKubelet { how: KubeletStop::Stop }),
+        started_at: chrono::Utc::now(),
+        deleted_at: None,
+    };
+    if let Err(e) = save(&state) {
+        eprintln!("error: {e}");
+        return EXIT_INFRA;
+    }
+    eprintln!("terminus: setting up the drill on cluster {} (this takes up to a minute or two)…", state.cluster);
+    let outcome = tokio::select! {
+        r = induce(&client, &s, state.clone()) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    match outcome {
+        Some(Ok(state)) => {
+            println!("{}", page(&state, chrono::Utc::now()));
+            println!(
+                "(cluster {}: KUBECONFIG={}; when you know the cause: terminus drill answer CAUSE; to give up: terminus drill stop)",
+                state.cluster,
+                cluster.kubeconfig.display()
+            );
+            EXIT_OK
+        }
+        Some(Err(e)) => {
+            eprintln!("error: {e}; cleaning up");
+            let _ = cleanup(&client, &state).await;
+            EXIT_INFRA
+        }
+        None => {
+            eprintln!("terminus: interrupted; cleaning up the drill");
+            let code = match cleanup(&client, &state).await {
+                Ok(()) => EXIT_INTERRUPTED,
+                Err(e) => {
+                    eprintln!("error: {e}; run `terminus drill stop` to retry");
+                    EXIT_INFRA
+                }
+            };
+            code
+        }
+    }
+}
+
+/// The workers sorted by name: the first for shared-node scenarios, the second for
+/// node-disrupting ones (as the suite does).
+async fn pick_node(client: &Client, usage: NodeUse) -> Result<String, String> {
+    let nodes: Api<KubeNode> = Api::all(client.clone());
+    let mut workers: Vec<String> = nodes
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing nodes: {e}"))?
+        .items
+        .into_iter()
+        .filter(|n| {
+            !n.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key("node-role.kubernetes.io/control-plane"))
+        })
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    workers.sort();
+    let index = usize::from(usage == NodeUse::Dedicated);
+    workers
+        .get(index)
+        .cloned()
+        .ok_or_else(|| format!("the cluster has {} worker(s); a drill needs 2", workers.len()))
+}
+
+/// Namespace, pod Running, fault, delete, stuck. Returns the state with the deletion time.
+async fn induce(client: &Client, s: &Scenario, mut state: DrillState) -> Result<DrillState, String> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &workload::namespace(&state.namespace, &state.namespace, &s.id),
+        )
+        .await
+        .map_err(|e| format!("creating namespace {}: {e}", state.namespace))?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &state.namespace);
+    pods.create(
+        &PostParams::default(),
+        &workload::pod(s, &state.pod, &state.namespace, &state.node, &state.namespace),
+    )
+    .await
+    .map_err(|e| format!("creating pod {}: {e}", state.pod))?;
+    let running = wait(&format!("pod {} to be Running", state.pod), s.deadlines.ready, || {
+        let pods = pods.clone();
+        let name = state.pod.clone();
+        async move {
+            let p = pods.get(&name).await.map_err(|e| e.to_string())?;
+            let up = p
+                .status
+                .as_ref()
+                .and_then(|st| st.container_statuses.as_ref())
+                .is_some_and(|cs| cs.iter().all(|c| c.state.as_ref().is_some_and(|x| x.running.is_some())));
+            Ok(up.then_some(p))
+        }
+    })
+    .await?;
+    let target = Target {
+        namespace: state.namespace.clone(),
+        pod: state.pod.clone(),
+        uid: running.metadata.uid.clone(),
+        node: Some(state.node.clone()),
+        container_ids: crate::live::container_ids(&running),
+    };
+    let node = Node::connect(&state.node).await.map_err(|e| e.to_string())?;
+    let ledger = state.ledger.clone().unwrap_or_else(|| state.namespace.clone());
+    let cx = FaultContext {
+        client,
+        node: &node,
+        ledger: &ledger,
+        target: &target,
+        deadline: s.deadlines.fault,
+    };
+    let applied = tokio::time::timeout(s.deadlines.fault + Duration::from_secs(10), fault::apply(&s.fault, &cx))
+        .await
+        .map_err(|_| format!("applying the fault did not finish within {:?}", s.deadlines.fault))?
+        .map_err(|e| format!("applying the fault: {e}"))?;
+    // Recorded in the state already (ledger id / finalizer name); the handle is not needed.
+    drop(applied);
+    pods.delete(&state.pod, &DeleteParams::default())
+        .await
+        .map_err(|e| format!("deleting pod {}: {e}", state.pod))?;
+    state.deleted_at = Some(chrono::Utc::now());
+    save(&state)?;
+    // Stuck: still there `observe.for` after its grace period ended.
+    let grace = s.workload.grace_period;
+    let hold = grace + s.observe.hold;
+    let deleted = tokio::time::Instant::now();
+    wait(
+        &format!("pod {} to stay Terminating for {:?}", state.pod, hold),
+        hold + s.deadlines.stuck,
+        || {
+            let pods = pods.clone();
+            let name = state.pod.clone();
+            async move {
+                match pods.get_opt(&name).await.map_err(|e| e.to_string())? {
+                    None => Err(format!("pod {name} went away: the fault did not hold it")),
+                    Some(_) if deleted.elapsed() >= hold => Ok(Some(())),
+                    Some(_) => Ok(None),
+                }
+            }
+        },
+    )
+    .await?;
+    Ok(state)
+}
+
+async fn wait<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, String>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(format!("timed out after {deadline:?} waiting for {what}"));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Recover the fault, delete the namespace, remove the state file. Idempotent.
+async fn cleanup(client: &Client, state: &DrillState) -> Result<(), String> {
+    let mut errors = Vec::new();
+    if let Some(name) = &state.finalizer {
+        let applied = Applied::Finalizer {
+            namespace: state.namespace.clone(),
+            pod: state.pod.clone(),
+            name: name.clone(),
+        };
+        match fault::recover(client, applied).await {
+            Ok(msg) => eprintln!("terminus: {msg}"),
+            Err(fault::FaultError::Kube(kube::Error::Api(e))) if e.code == 404 => {}
+            Err(e) => errors.push(format!("removing finalizer {name}: {e}")),
+        }
+    }
+    if let Some(ledger) = &state.ledger {
+        match Node::connect(&state.node).await {
+            Err(e) => errors.push(e.to_string()),
+            Ok(node) => {
+                let installed = node
+                    .exec_raw(&["test", "-x", AGENT_PATH], Duration::from_secs(10))
+                    .await
+                    .is_ok_and(|o| o.code == 0);
+                if installed || state.kubelet_stopped {
+                    let applied = Applied::NodeLedger {
+                        node,
+                        ledger: ledger.clone(),
+                        what: state.scenario.clone(),
+                        kubelet_stopped: state.kubelet_stopped,
+                        debris: Vec::new(),
+                    };
+                    match fault::recover(client, applied).await {
+                        Ok(msg) => eprintln!("terminus: {msg}"),
+                        Err(e) => errors.push(format!("recovering ledger {ledger}: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    match crate::trial::delete_namespace(client, &state.namespace, Duration::from_secs(120)).await {
+        Ok(()) => eprintln!("terminus: namespace {} deleted", state.namespace),
+        Err(e) => errors.push(e),
+    }
+    if errors.is_empty() {
+        match std::fs::remove_file(state_path()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(format!("removing {}: {e}", state_path().display())),
+        }
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+fn current() -> Result<DrillState, u8> {
+    match load() {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => {
+            eprintln!("error: no drill is running ({} does not exist); start one with `terminus drill`", state_path().display());
+            Err(EXIT_BAD_INPUT)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+/// `terminus drill status`: the page again.
+pub fn status() -> u8 {
+    match current() {
+        Ok(state) => {
+            println!("{}", page(&state, chrono::Utc::now()));
+            EXIT_OK
+        }
+        Err(code) => code,
+    }
+}
+
+/// `terminus drill stop`.
+pub async fn stop() -> u8 {
+    let state = match current() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let client = match open_client(&state.cluster).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: cluster {}: {e}", state.cluster);
+            return EXIT_INFRA;
+        }
+    };
+    match cleanup(&client, &state).await {
+        Ok(()) => {
+            println!("drill stopped: the cause was {} (scenario {}); everything it made is removed", state.cause, state.scenario);
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}; run `terminus drill stop` again, or `terminus gc`");
+            EXIT_INFRA
+        }
+    }
+}
+
+/// `terminus drill answer CAUSE`.
+pub async fn answer(given: &str) -> u8 {
+    let Ok(given) = given.parse::<CauseId>() else {
+        eprintln!(
+            "error: `{given}` is not a cause id; one of: {}",
+            CauseId::ALL.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+        );
+        return EXIT_BAD_INPUT;
+    };
+    let state = match current() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let client = match open_client(&state.cluster).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: cluster {}: {e}", state.cluster);
+            return EXIT_INFRA;
+        }
+    };
+    let right = given == state.cause;
+    if right {
+        println!("RIGHT: the pod was held by {}", state.cause);
+    } else {
+        println!("WRONG: you said {given}; the pod was held by {}", state.cause);
+    }
+    let mut failure = None;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &state.namespace);
+    match pods.get_opt(&state.pod).await {
+        Ok(None) => println!("\nThe pod is already gone: your remedy cleared it."),
+        Err(e) => failure = Some(format!("reading the pod: {e}")),
+        Ok(Some(_)) => {
+            if let Err(e) = prove_and_remedy(&client, &state).await {
+                failure = Some(e);
+            }
+        }
+    }
+    match cleanup(&client, &state).await {
+        Ok(()) => println!("cleaned up: fault recovered, namespace {} deleted", state.namespace),
+        Err(e) => {
+            eprintln!("error: cleanup: {e}; run `terminus drill stop` to retry");
+            return EXIT_INFRA;
+        }
+    }
+    if let Some(e) = failure {
+        eprintln!("error: {e}");
+        return EXIT_INFRA;
+    }
+    if right {
+        EXIT_OK
+    } else {
+        EXIT_WRONG
+    }
+}
+
+async fn prove_and_remedy(client: &Client, state: &DrillState) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("terminus-drill-{}", state.namespace));
+    let _ = std::fs::remove_dir_all(&dir);
+    let collected = crate::live::collect(
+        client,
+        &state.namespace,
+        &state.pod,
+        &dir,
+        &crate::live::NodeAccess::Auto,
+        &crate::live::AgentPodOptions::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let evidence = crate::evidence::Evidence::load(&dir);
+    let report = crate::detect::diagnose(&evidence);
+    println!("\nThe evidence:\n");
+    print!("{}", crate::report::to_text(&evidence, &report));
+    let result = match report.diagnoses.iter().find(|d| d.cause == state.cause) {
+        None => Err(format!(
+            "terminus's own detector did not name {} from this evidence; the fault is recovered instead",
+            state.cause
+        )),
+        Some(d) => {
+            println!("\nApplying the remedy:");
+            match crate::live::apply_remedy(None, &collected, d).await {
+                Ok(lines) => {
+                    for l in lines {
+                        println!("  {l}");
+                    }
+                    let gone = crate::live::wait_gone(client, &collected.target, Duration::from_secs(120)).await;
+                    match gone {
+                        Ok(()) => {
+                            println!("pod {}/{} is gone", state.namespace, state.pod);
+                            Ok(())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> DrillState {
+        DrillState {
+            cluster: "terminus-drill".into(),
+            scenario: "finalizer".into(),
+            cause: CauseId::Finalizer,
+            namespace: "drill-1".into(),
+            pod: "web-0001".into(),
+            node: "terminus-drill-worker".into(),
+            ledger: None,
+            finalizer: Some("terminus.dev/hold".into()),
+            kubelet_stopped: false,
+            started_at: chrono::DateTime::from_timestamp(1_000_000, 0).unwrap(),
+            deleted_at: Some(chrono::DateTime::from_timestamp(1_000_060, 0).unwrap()),
+        }
+    }
+
+    #[test]
+    fn the_page_says_only_the_symptom() {
+        let s = state();
+        let now = chrono::DateTime::from_timestamp(1_000_060 + 45, 0).unwrap();
+        assert_eq!(page(&s, now), "PAGE: pod web-0001 in namespace drill-1 has been Terminating for 45 seconds");
+        let later = chrono::DateTime::from_timestamp(1_000_060 + 7 * 60 + 5, 0).unwrap();
+        assert!(page(&s, later).ends_with("for 7 minutes"));
+        assert!(!page(&s, later).contains("finalizer"));
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        let s = state();
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<DrillState>(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn only_persistable_faults_are_drilled() {
+        let scenarios = scenario::load_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios"))).unwrap();
+        for s in &scenarios {
+            let persistable = matches!(
+                s.fault,
+                FaultSpec::Finalizer { .. } | FaultSpec::ImmutableFile { .. } | FaultSpec::FreezeRuntime { .. } | FaultSpec::HoldMount { .. } | FaultSpec::StopKubelet { .. }
+            );
+            assert_eq!(drillable(s), persistable && s.workload.kind == WorkloadKind::Pod && s.observe.pod == PodOutcome::StaysTerminating, "{}", s.id);
+            assert!(!matches!(s.fault, FaultSpec::AffinityChurn { .. }) || !drillable(s));
+        }
+        assert_eq!(pick(&scenarios, Some(CauseId::Finalizer), 0).unwrap().cause, CauseId::Finalizer);
+        let err = pick(&scenarios, Some(CauseId::DaemonsetHashChurn), 0).unwrap_err();
+        assert!(err.contains("drillable causes"), "{err}");
+        for seed in 0..20 {
+            assert!(drillable(pick(&scenarios, None, seed).unwrap()));
+        }
+    }
+}
