@@ -128,6 +128,10 @@ pub async fn clean_namespaces(client: &kube::Client, run: Option<&str>, report: 
 /// faults, then delete the cluster (unless `keep_clusters`: then only its namespaces go).
 pub async fn gc_all(keep_clusters: bool, only: Option<&str>) -> GcReport {
     let mut report = GcReport::default();
+    // The runtime tier's private runtimes whose test process is gone.
+    for dir in crate::sandbox::reap_leftovers() {
+        report.actions.push(format!("tore down the runtime tier's leftover {}", dir.display()));
+    }
     let clusters = match cluster::kind_clusters() {
         Ok(c) => c,
         Err(e) => {

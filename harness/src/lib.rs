@@ -18,6 +18,7 @@ pub mod live;
 pub mod node;
 pub mod probe;
 pub mod report;
+pub mod sandbox;
 pub mod scenario;
 pub mod scorecard;
 pub mod suite;
