@@ -70,6 +70,10 @@ pub enum Applied {
         node: Node,
         ledger: String,
         what: String,
+        /// A container whose exit the CRI failed to record (desync-runtime): if the CRI
+        /// still says Running while containerd has no task, recover restarts containerd
+        /// rather than leave the node split until the CRI's next retry.
+        lost_exit_of: Option<String>,
     },
     /// A writer task that keeps re-sorting a DaemonSet's affinity terms.
     Churn {
@@ -280,6 +284,7 @@ pub async fn apply(spec: &FaultSpec, cx: &FaultContext<'_>) -> Result<Applied, F
                 node: cx.node.clone(),
                 ledger: ledger.to_owned(),
                 what,
+                lost_exit_of: None,
             })
         }
         FaultSpec::DesyncRuntime { how } => match how {
@@ -301,6 +306,7 @@ pub async fn apply(spec: &FaultSpec, cx: &FaultContext<'_>) -> Result<Applied, F
                     node: cx.node.clone(),
                     ledger: ledger.to_owned(),
                     what,
+                    lost_exit_of: Some(id.clone()),
                 })
             }
         },
@@ -424,7 +430,18 @@ pub async fn recover(client: &Client, applied: Applied) -> Result<String, FaultE
             }
             Ok(format!("agent gc --run {ledger}: {}", out.trim()))
         }
-        Applied::CriStateTmpfs { node, ledger, .. } => recover_cri_state(&node, &ledger).await,
+        Applied::CriStateTmpfs {
+            node,
+            ledger,
+            lost_exit_of,
+            ..
+        } => {
+            let mut done = recover_cri_state(&node, &ledger).await?;
+            if let Some(id) = lost_exit_of {
+                done.push_str(&format!("; {}", resync_cri(&node, &id).await?));
+            }
+            Ok(done)
+        }
         Applied::Churn {
             stop,
             writer,
@@ -603,6 +620,22 @@ async fn lost_exit(
         ))
     };
     undo_on_error(node, ledger, steps.await).await
+}
+
+/// If the CRI still reports container `id` Running while containerd has no running task
+/// for it (the remedy did not run or did not work), restarts containerd: its CRI plugin
+/// then re-reads the task list and records the exit. Otherwise does nothing.
+async fn resync_cri(node: &Node, id: &str) -> Result<String, FaultError> {
+    let script = format!(
+        r#"state=$(crictl inspect --output go-template --template '{{{{.status.state}}}}' {id} 2>/dev/null || true)
+task=$(ctr -n k8s.io task ls 2>/dev/null | awk '$1 == "{id}" {{print $3}}')
+if [ "$state" = CONTAINER_RUNNING ] && [ "$task" != RUNNING ]; then
+  systemctl restart containerd && echo "the CRI still said container {id} was running (containerd: ${{task:-no task}}): restarted containerd"
+else
+  echo "the CRI and containerd agree on container {id} (${{state:-gone}})"
+fi"#
+    );
+    Ok(node.sh(&script, Duration::from_secs(90)).await?.trim().to_owned())
 }
 
 /// Waits until containerd's journal shows `LOST_EXIT_FAILED_RETRIES` failed retries of

@@ -569,10 +569,19 @@ fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
             "systemctl restart containerd",
         ));
     }
-    remedy.push(Step::say(
-        "long term: check for an earlier disk-full episode; run containerd directly (no dockerd)",
-    ));
+    remedy.push(Step::say(if docker {
+        "long term: check for an earlier disk-full episode; run containerd directly (no dockerd)"
+    } else {
+        "long term: check for an earlier disk-full episode on the runtime's data; keep it from filling"
+    }));
     remedy.extend(watch_step(ev));
+    // kubelet's side of the split view: the kill "succeeded", the container still runs.
+    evidence.extend(
+        ev.log_lines()
+            .filter(|q| q.text.contains("detected running containers after a successful KillPod"))
+            .take(1)
+            .cloned(),
+    );
     let disk_episode = ev
         .log_lines()
         .any(|q| q.text.contains("no space left on device"));
