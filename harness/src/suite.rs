@@ -19,6 +19,9 @@ use crate::trial::{run_trial, Run, TrialEnv, TrialRecord};
 pub const CLUSTER_ENV: &str = "TERMINUS_CLUSTER";
 pub const KEEP_ENV: &str = "TERMINUS_KEEP_CLUSTER";
 pub const DETECTORS_ENV: &str = "TERMINUS_DETECTORS";
+/// `1`: every trial gets a cluster of its own, made and deleted around it (slow; for
+/// measuring what sharing one cluster saves).
+pub const PER_TRIAL_ENV: &str = "TERMINUS_CLUSTER_PER_TRIAL";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
@@ -52,6 +55,12 @@ pub fn artefacts_root() -> PathBuf {
 impl Suite {
     /// Brings the cluster up (or reuses it), picks the nodes, parses the detectors.
     pub async fn setup(echo: bool) -> Result<Suite, SuiteError> {
+        let name = std::env::var(CLUSTER_ENV).unwrap_or_else(|_| "terminus-scenarios".into());
+        Suite::setup_on(&name, echo).await
+    }
+
+    /// Like [`Suite::setup`], on the cluster `name`.
+    pub async fn setup_on(name: &str, echo: bool) -> Result<Suite, SuiteError> {
         let started = Instant::now();
         let detectors = std::env::var(DETECTORS_ENV)
             .unwrap_or_else(|_| "builtin".into())
@@ -61,9 +70,8 @@ impl Suite {
                 Detector::parse(spec.trim()).map_err(|e| SuiteError::Detector(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let name = std::env::var(CLUSTER_ENV).unwrap_or_else(|_| "terminus-scenarios".into());
         let opts = UpOptions {
-            name,
+            name: name.to_owned(),
             workers: 2,
             ..UpOptions::default()
         };

@@ -74,6 +74,9 @@ fn scenario_trial(path: PathBuf, scenario: Scenario) -> Trial {
     );
     let kind = scenario.cause.as_str();
     Trial::test(name, move || {
+        if std::env::var(terminus::suite::PER_TRIAL_ENV).is_ok_and(|v| v == "1") {
+            return own_cluster_trial(&scenario);
+        }
         let suite = suite()?;
         eprintln!("terminus: trial {}", scenario.id);
         let record = runtime().block_on(suite.trial(&scenario));
@@ -87,6 +90,26 @@ fn scenario_trial(path: PathBuf, scenario: Scenario) -> Trial {
         }
     })
     .with_kind(kind)
+}
+
+/// A trial on a cluster of its own, created before and deleted after it.
+fn own_cluster_trial(scenario: &Scenario) -> Result<(), Failed> {
+    let name: String = format!("terminus-t-{}", scenario.id).chars().take(40).collect();
+    let suite = runtime()
+        .block_on(Suite::setup_on(&name, true))
+        .map_err(|e| Failed::from(format!("cannot set up cluster {name}: {e}")))?;
+    let record = runtime().block_on(suite.trial(scenario));
+    let summary = suite.finish(std::slice::from_ref(&record));
+    let down = terminus::cluster::down(&name);
+    eprintln!("terminus: {} on its own cluster took {:.1}s", scenario.id, suite.started.elapsed().as_secs_f64());
+    if let Ok(text) = summary {
+        eprintln!("{text}");
+    }
+    down.map_err(|e| Failed::from(format!("deleting cluster {name}: {e}")))?;
+    match record.failure {
+        None => Ok(()),
+        Some(why) => Err(why.into()),
+    }
 }
 
 fn main() -> ExitCode {
