@@ -88,6 +88,11 @@ fn cgroup_pids(cgroup: &str) -> Vec<i32> {
 
 fn cgroup_dirs(cgroup: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
+    // Only a runtime directory's own cgroup: an empty or foreign name would select the
+    // root cgroup, and teardown SIGKILLs every process it finds there.
+    if !cgroup.starts_with("terminus-rt-") || cgroup.contains('/') || cgroup.contains("..") {
+        return out;
+    }
     let direct = Path::new("/sys/fs/cgroup").join(cgroup);
     if direct.is_dir() {
         out.push(direct);
