@@ -476,17 +476,24 @@ async fn phases(
             remedy::wait_churn_stopped(client, ns, &name, s, timeline).await?;
         }
     }
+    // The last leftovers seen, for the timeout message: a fresh check after the
+    // deadline could pass and hide what was there.
+    let last_left = std::sync::Mutex::new(Vec::new());
     let leftovers = wait_for("the node to be clean", s.deadlines.clear, || {
-        let (node, target, debris) = (node.clone(), target.clone(), debris.clone());
+        let (node, target, debris, last_left) = (node.clone(), target.clone(), debris.clone(), &last_left);
         async move {
             let left = clean::leftovers(&node, &target, &debris).await;
-            Ok(left.is_empty().then_some(()))
+            let clean = left.is_empty();
+            if let Ok(mut last) = last_left.lock() {
+                *last = left;
+            }
+            Ok(clean.then_some(()))
         }
     })
     .await;
     if let Err(why) = leftovers {
-        let left = clean::leftovers(&node, &target, &debris).await;
-        return Err(format!("{why}: {}", left.join("; ")));
+        let left = last_left.lock().map(|l| l.join("; ")).unwrap_or_default();
+        return Err(format!("{why}; still there: {left}"));
     }
     record.time_to_clear = Some((timeline.elapsed() - remedy_started).as_secs_f64());
     timeline.note(
