@@ -33,7 +33,7 @@ fn good_file_parses_into_a_plan() {
             name: "terminus.dev/hold".into()
         }
     );
-    assert_eq!(s.deadlines.clear, Duration::from_secs(30));
+    assert_eq!(s.deadlines.clear, Duration::from_secs(90));
     assert_eq!(s.workload.finalizers, vec!["terminus.dev/hold".to_owned()]);
 }
 
