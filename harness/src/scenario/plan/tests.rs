@@ -79,7 +79,7 @@ fn bad_values_point_at_their_field() {
             "field `cause`: unknown cause id `finaliser`",
         ),
         (
-            "  clear: 30s",
+            "  clear: 90s",
             "  clear: soon",
             "field `deadlines.clear`: `soon` is not a duration",
         ),
