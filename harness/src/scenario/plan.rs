@@ -112,9 +112,11 @@ pub enum KubeletStop {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DesyncHow {
-    /// Kill containerd and the shim while the upper layer is paused, so the exit is lost.
+    /// The container exits while the CRI's state dir is full, so the CRI cannot record
+    /// the exit; the space is freed afterwards and the split view outlives the episode.
     LostExit,
-    /// Delete the task behind the CRI's back.
+    /// Delete the task behind the CRI's back. On containerd 1.6 the CRI still records the
+    /// exit, so applying it fails with that explanation (kept for other runtimes).
     DeleteTask,
 }
 
