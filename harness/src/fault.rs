@@ -519,6 +519,21 @@ echo "unmounted $SRC from $D, its content copied back onto the directory underne
     Ok(node.sh(&script, Duration::from_secs(60)).await?.trim().to_owned())
 }
 
+/// For `terminus gc` and Ctrl-C: restores a CRI state dir still on a terminus tmpfs (its
+/// run was killed before recover) made by a ledger starting with `prefix` (any ledger
+/// when None). None when there is none.
+pub async fn restore_leftover_cri_tmpfs(node: &Node, prefix: Option<&str>) -> Result<Option<String>, FaultError> {
+    let source = node
+        .sh(&format!("findmnt -n -o SOURCE --mountpoint {CRI_STATE_DIR} || true"), Duration::from_secs(20))
+        .await?;
+    match source.trim().strip_prefix("terminus-cri-") {
+        Some(ledger) if !ledger.is_empty() && prefix.is_none_or(|p| ledger.starts_with(p)) => {
+            Ok(Some(restore_cri_state(node, ledger).await?))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Stops the ledger's fillers, then restores the CRI state dir; both always attempted.
 async fn recover_cri_state(node: &Node, ledger: &str) -> Result<String, FaultError> {
     let gc = node

@@ -68,6 +68,8 @@ pub async fn clean_nodes(cluster_name: &str, run: Option<&str>, report: &mut GcR
                     .collect()
             }
         };
+        // The disk-full fault's tmpfs over the CRI state dir is not in the agent's
+        // ledger (the agent only keeps it full): restore it after the fillers stop.
         for args in ledgers {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             match node.agent(&args, Duration::from_secs(120)).await {
@@ -78,6 +80,11 @@ pub async fn clean_nodes(cluster_name: &str, run: Option<&str>, report: &mut GcR
                 )),
                 Err(e) => report.errors.push(format!("{name}: {e}")),
             }
+        }
+        match crate::fault::restore_leftover_cri_tmpfs(&node, run).await {
+            Ok(Some(done)) => report.actions.push(format!("{name}: {done}")),
+            Ok(None) => {}
+            Err(e) => report.errors.push(format!("{name}: restoring the CRI state dir: {e}")),
         }
     }
 }
