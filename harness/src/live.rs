@@ -357,7 +357,8 @@ const END: &str = "--- terminus bundle end ---";
 /// the bundle as base64 tar on stdout. Host paths are mounted read-only.
 pub fn agent_pod(name: &str, node: &str, target: &Target, since: &str, opts: &AgentPodOptions) -> Pod {
     let mut collect = format!(
-        "terminus-agent collect --out /tmp/b --since '{since}'"
+        "{} collect --out /tmp/b --since '{since}'",
+        crate::node::AGENT_PATH
     );
     for id in &target.container_ids {
         collect.push_str(&format!(" --container-id {id}"));
@@ -620,20 +621,18 @@ where
     Ok(out)
 }
 
-/// Diagnoses every Terminating pod. API evidence comes from three list calls (pods,
-/// events, nodes); DaemonSet-owned pods get their owner's objects (per pod: the only
-/// per-pod calls). With `access` other than `None`, each pod's node half is gathered too.
+/// Diagnoses every Terminating pod. API evidence comes from three paginated list calls
+/// (events and nodes first, then pods page by page, so only one page of pods is held);
+/// each pod's evidence is built in memory and written under `root` only when `write`
+/// (`--keep-bundle`). DaemonSet-owned pods get their owner's objects (the only per-pod
+/// calls); with `access` other than `None`, each pod's node half is gathered too.
 pub async fn diagnose_all(
     client: &Client,
     root: &Path,
+    write: bool,
     access: &NodeAccess,
     agent: &AgentPodOptions,
 ) -> Result<Vec<PodLine>, LiveError> {
-    let pods = terminating_pods(client).await?;
-    if pods.is_empty() {
-        return Ok(Vec::new());
-    }
-    let captured = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     // Events by (namespace, involved pod name).
     let mut events: HashMap<(String, String), Vec<Event>> = HashMap::new();
     for e in list_all(Api::<Event>::all(client.clone()), "events").await? {
@@ -654,57 +653,104 @@ pub async fn diagnose_all(
         })
         .collect();
     let now = chrono::Utc::now();
-    let mut lines = Vec::with_capacity(pods.len());
-    for pod in pods {
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let dir = root.join(format!("{namespace}.{name}"));
+    let captured = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let api: Api<Pod> = Api::all(client.clone());
+    let mut params = ListParams::default().limit(500);
+    let mut lines = Vec::new();
+    loop {
+        let page = api.list(&params).await.map_err(infra("listing pods"))?;
+        for pod in page.items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_some()) {
+            let evs = events
+                .remove(&(
+                    pod.metadata.namespace.clone().unwrap_or_default(),
+                    pod.metadata.name.clone().unwrap_or_default(),
+                ))
+                .unwrap_or_default();
+            lines.push(one_of_all(client, &pod, evs, &nodes, &captured, now, root, write, access, agent).await?);
+        }
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    lines.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+    Ok(lines)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn one_of_all(
+    client: &Client,
+    pod: &Pod,
+    events: Vec<Event>,
+    nodes: &BTreeMap<String, String>,
+    captured: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    root: &Path,
+    write: bool,
+    access: &NodeAccess,
+    agent: &AgentPodOptions,
+) -> Result<PodLine, LiveError> {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let target = target_of(pod, &namespace, &name);
+    let mut files: Vec<(&str, String)> = vec![
+        ("captured-at", format!("{captured}\n")),
+        ("pod.yaml", yaml(pod)),
+        (
+            "events.yaml",
+            yaml(&json!({ "apiVersion": "v1", "kind": "List", "items": events, "metadata": { "resourceVersion": "" } })),
+        ),
+    ];
+    if let Some(node) = target.node.as_ref().and_then(|n| nodes.get(n)) {
+        files.push(("node.yaml", node.clone()));
+    }
+    let ds_owned = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "DaemonSet");
+    let dir = root.join(format!("{namespace}.{name}"));
+    let evidence = if write || ds_owned || *access != NodeAccess::None {
         std::fs::create_dir_all(&dir)
             .map_err(|e| LiveError::Infra(format!("creating {}: {e}", dir.display())))?;
-        let write = |file: &str, text: &str| {
+        for (file, text) in &files {
             std::fs::write(dir.join(file), text)
-                .map_err(|e| LiveError::Infra(format!("writing {}: {e}", dir.join(file).display())))
-        };
-        let target = target_of(&pod, &namespace, &name);
-        write("captured-at", &format!("{captured}\n"))?;
-        write("pod.yaml", &yaml(&pod))?;
-        let evs = events.remove(&(namespace.clone(), name.clone())).unwrap_or_default();
-        write(
-            "events.yaml",
-            &yaml(&json!({ "apiVersion": "v1", "kind": "List", "items": evs, "metadata": { "resourceVersion": "" } })),
-        )?;
-        if let Some(node) = target.node.as_ref().and_then(|n| nodes.get(n)) {
-            write("node.yaml", node)?;
+                .map_err(|e| LiveError::Infra(format!("writing {}: {e}", dir.join(file).display())))?;
         }
-        let ds_owned = pod
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|o| o.kind == "DaemonSet");
         if ds_owned || *access != NodeAccess::None {
             // The full probe for what the lists do not hold (owner, revisions, node half).
             collect(client, &namespace, &name, &dir, access, agent).await?;
         }
-        let evidence = Evidence::load(&dir);
-        let report = detect::diagnose(&evidence);
-        let overdue_secs = pod
-            .metadata
-            .deletion_timestamp
-            .as_ref()
-            .map(|t| now.timestamp() - t.0.as_second())
-            .unwrap_or(0);
-        lines.push(PodLine {
-            namespace,
-            pod: name,
-            node: target.node,
-            overdue_secs,
-            evidence,
-            report,
-        });
-    }
-    lines.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
-    Ok(lines)
+        Evidence::load(&dir)
+    } else {
+        let mut evidence = Evidence::default();
+        for (file, text) in &files {
+            evidence.ingest(file, text);
+        }
+        for (file, _) in crate::evidence::BUNDLE_FILES {
+            evidence
+                .sources
+                .entry(file.to_owned())
+                .or_insert(crate::evidence::SourceStatus::Missing);
+        }
+        evidence
+    };
+    let report = detect::diagnose(&evidence);
+    let overdue_secs = pod
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| now.timestamp() - t.0.as_second())
+        .unwrap_or(0);
+    Ok(PodLine {
+        namespace,
+        pod: name,
+        node: target.node,
+        overdue_secs,
+        evidence,
+        report,
+    })
 }
 
 fn yaml<T: serde::Serialize>(value: &T) -> String {

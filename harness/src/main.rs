@@ -275,6 +275,13 @@ fn access(live: &LiveArgs, default_nodes: bool) -> terminus::live::NodeAccess {
     }
 }
 
+/// Prints to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 fn live_fail(e: terminus::live::LiveError) -> u8 {
     eprintln!("error: {e}");
     e.exit_code()
@@ -328,15 +335,15 @@ async fn live_diagnose_all(live: LiveArgs, json: bool) -> u8 {
     };
     let (dir, temporary) = bundle_dir(&live, "diagnose-all");
     let result =
-        terminus::live::diagnose_all(&client, &dir, &access(&live, false), &agent_options(&live))
+        terminus::live::diagnose_all(&client, &dir, !temporary, &access(&live, false), &agent_options(&live))
             .await;
     let code = match result {
         Err(e) => live_fail(e),
         Ok(lines) => {
             if json {
-                println!("{}", terminus::live::render_all_json(&lines));
+                emit(&format!("{}\n", terminus::live::render_all_json(&lines)));
             } else {
-                print!("{}", terminus::live::render_all(&lines));
+                emit(&terminus::live::render_all(&lines));
             }
             if lines.iter().any(|l| !l.report.diagnoses.is_empty()) {
                 EXIT_FOUND
