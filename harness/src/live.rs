@@ -902,3 +902,44 @@ mod tests {
         out
     }
 }
+
+#[cfg(test)]
+mod render_tests {
+    use super::*;
+
+    fn line(pod_yaml: &str) -> PodLine {
+        let mut evidence = Evidence::default();
+        evidence.ingest("captured-at", "2026-11-28T12:00:00Z\n");
+        evidence.ingest("pod.yaml", pod_yaml);
+        let report = detect::diagnose(&evidence);
+        PodLine {
+            namespace: "shop".into(),
+            pod: "web-0".into(),
+            node: None,
+            overdue_secs: 600,
+            evidence,
+            report,
+        }
+    }
+
+    const HELD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-0\n  namespace: shop\n  uid: u-1\n  deletionTimestamp: \"2026-11-28T11:50:00Z\"\n  deletionGracePeriodSeconds: 0\n  finalizers:\n  - example.com/hold\nspec:\n  containers: []\nstatus:\n  phase: Pending\n";
+
+    #[test]
+    fn one_line_per_pod_with_the_fix_under_it() {
+        let text = render_all(&[line(HELD)]);
+        let rows: Vec<&str> = text.lines().collect();
+        assert!(rows[0].starts_with("NAMESPACE"));
+        assert!(rows[1].starts_with("shop") && rows[1].contains("web-0") && rows[1].contains("10m") && rows[1].contains("finalizer"), "{text}");
+        assert!(rows.iter().any(|r| r.trim_start().starts_with("fix: kubectl patch pod web-0 -n shop")), "{text}");
+        assert_eq!(rows.last().copied(), Some("1 Terminating pod(s), 1 with a known cause"));
+    }
+
+    #[test]
+    fn json_has_one_diagnosis_object_per_pod() {
+        let v: serde_json::Value = serde_json::from_str(&render_all_json(&[line(HELD), line(HELD)])).unwrap();
+        assert_eq!(v["schema"], "terminus/diagnosis-all/v1");
+        assert_eq!(v["count"], 2);
+        assert_eq!(v["pods"][0]["schema"], "terminus/diagnosis/v1");
+        assert_eq!(v["pods"][1]["diagnoses"][0]["cause"], "finalizer");
+    }
+}

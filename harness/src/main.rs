@@ -309,9 +309,9 @@ async fn live_diagnose(pod: String, live: LiveArgs, json: bool) -> u8 {
             let evidence = Evidence::load(&c.dir);
             let result = detect::diagnose(&evidence);
             if json {
-                println!("{}", report::to_json(&evidence, &result));
+                emit(&format!("{}\n", report::to_json(&evidence, &result)));
             } else {
-                print!("{}", report::to_text(&evidence, &result));
+                emit(&report::to_text(&evidence, &result));
             }
             if result.diagnoses.is_empty() {
                 EXIT_NOTHING
@@ -392,7 +392,7 @@ async fn remedy_in(
     eprintln!("terminus: {}", first.node_note);
     let evidence = Evidence::load(&first.dir);
     let result = detect::diagnose(&evidence);
-    print!("{}", report::to_text(&evidence, &result));
+    emit(&report::to_text(&evidence, &result));
     let Some(shown) = result.diagnoses.first() else {
         println!("no known cause: nothing to remedy");
         return EXIT_NOTHING;
