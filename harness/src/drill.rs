@@ -23,6 +23,7 @@ use crate::fault::{self, Applied, FaultContext};
 use crate::node::{Node, AGENT_PATH};
 use crate::probe::Target;
 use crate::scenario::{self, FaultSpec, KubeletStop, NodeUse, PodOutcome, Scenario, WorkloadKind};
+use crate::wait::wait_for;
 use crate::workload;
 
 const EXIT_OK: u8 = 0;
@@ -75,9 +76,12 @@ fn save(state: &DrillState) -> Result<(), String> {
 fn load() -> Result<Option<DrillState>, String> {
     let path = state_path();
     match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| format!("{} is not a drill state file: {e}; remove it by hand", path.display())),
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+            format!(
+                "{} is not a drill state file: {e}; remove it by hand",
+                path.display()
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("reading {}: {e}", path.display())),
     }
@@ -99,7 +103,11 @@ pub fn drillable(s: &Scenario) -> bool {
 }
 
 /// Picks the scenario: the first drillable one for `cause`, or one at random.
-pub fn pick(scenarios: &[Scenario], cause: Option<CauseId>, seed: u64) -> Result<&Scenario, String> {
+pub fn pick(
+    scenarios: &[Scenario],
+    cause: Option<CauseId>,
+    seed: u64,
+) -> Result<&Scenario, String> {
     let pool: Vec<&Scenario> = scenarios.iter().filter(|s| drillable(s)).collect();
     let causes = || {
         let mut c: Vec<String> = pool.iter().map(|s| s.cause.to_string()).collect();
@@ -108,7 +116,10 @@ pub fn pick(scenarios: &[Scenario], cause: Option<CauseId>, seed: u64) -> Result
     };
     match cause {
         Some(c) => pool.iter().copied().find(|s| s.cause == c).ok_or_else(|| {
-            format!("no drillable scenario reproduces {c}; drillable causes: {}", causes())
+            format!(
+                "no drillable scenario reproduces {c}; drillable causes: {}",
+                causes()
+            )
         }),
         None if pool.is_empty() => Err("no drillable scenario in the scenario directory".into()),
         None => Ok(pool[(seed % pool.len() as u64) as usize]),
@@ -183,7 +194,11 @@ pub async fn start(cluster_name: &str, cause: Option<CauseId>, scenarios_dir: &P
         }
     };
     if let Err(e) = cluster::load_image(&cluster.name, crate::DEFAULT_WORKLOAD_IMAGE) {
-        eprintln!("error: loading {} into {}: {e}", crate::DEFAULT_WORKLOAD_IMAGE, cluster.name);
+        eprintln!(
+            "error: loading {} into {}: {e}",
+            crate::DEFAULT_WORKLOAD_IMAGE,
+            cluster.name
+        );
         return EXIT_INFRA;
     }
     let client = match cluster.client().await {
@@ -213,7 +228,12 @@ pub async fn start(cluster_name: &str, cause: Option<CauseId>, scenarios_dir: &P
             FaultSpec::Finalizer { name } => Some(name.clone()),
             _ => None,
         },
-        kubelet_stopped: matches!(s.fault, FaultSpec::StopKubelet { how: KubeletStop::Stop }),
+        kubelet_stopped: matches!(
+            s.fault,
+            FaultSpec::StopKubelet {
+                how: KubeletStop::Stop
+            }
+        ),
         started_at: chrono::Utc::now(),
         deleted_at: None,
     };
@@ -221,7 +241,10 @@ pub async fn start(cluster_name: &str, cause: Option<CauseId>, scenarios_dir: &P
         eprintln!("error: {e}");
         return EXIT_INFRA;
     }
-    eprintln!("terminus: setting up the drill on cluster {} (this takes up to a minute or two)…", state.cluster);
+    eprintln!(
+        "terminus: setting up the drill on cluster {} (this takes up to a minute or two)…",
+        state.cluster
+    );
     let outcome = tokio::select! {
         r = induce(&client, &s, state.clone()) => Some(r),
         _ = tokio::signal::ctrl_c() => None,
@@ -275,14 +298,20 @@ async fn pick_node(client: &Client, usage: NodeUse) -> Result<String, String> {
         .collect();
     workers.sort();
     let index = usize::from(usage == NodeUse::Dedicated);
-    workers
-        .get(index)
-        .cloned()
-        .ok_or_else(|| format!("the cluster has {} worker(s); a drill needs 2", workers.len()))
+    workers.get(index).cloned().ok_or_else(|| {
+        format!(
+            "the cluster has {} worker(s); a drill needs 2",
+            workers.len()
+        )
+    })
 }
 
 /// Namespace, pod Running, fault, delete, stuck. Returns the state with the deletion time.
-async fn induce(client: &Client, s: &Scenario, mut state: DrillState) -> Result<DrillState, String> {
+async fn induce(
+    client: &Client,
+    s: &Scenario,
+    mut state: DrillState,
+) -> Result<DrillState, String> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
@@ -294,23 +323,36 @@ async fn induce(client: &Client, s: &Scenario, mut state: DrillState) -> Result<
     let pods: Api<Pod> = Api::namespaced(client.clone(), &state.namespace);
     pods.create(
         &PostParams::default(),
-        &workload::pod(s, &state.pod, &state.namespace, &state.node, &state.namespace),
+        &workload::pod(
+            s,
+            &state.pod,
+            &state.namespace,
+            &state.node,
+            &state.namespace,
+        ),
     )
     .await
     .map_err(|e| format!("creating pod {}: {e}", state.pod))?;
-    let running = wait(&format!("pod {} to be Running", state.pod), s.deadlines.ready, || {
-        let pods = pods.clone();
-        let name = state.pod.clone();
-        async move {
-            let p = pods.get(&name).await.map_err(|e| e.to_string())?;
-            let up = p
-                .status
-                .as_ref()
-                .and_then(|st| st.container_statuses.as_ref())
-                .is_some_and(|cs| cs.iter().all(|c| c.state.as_ref().is_some_and(|x| x.running.is_some())));
-            Ok(up.then_some(p))
-        }
-    })
+    let running = wait_for(
+        &format!("pod {} to be Running", state.pod),
+        s.deadlines.ready,
+        || {
+            let pods = pods.clone();
+            let name = state.pod.clone();
+            async move {
+                let p = pods.get(&name).await.map_err(|e| e.to_string())?;
+                let up = p
+                    .status
+                    .as_ref()
+                    .and_then(|st| st.container_statuses.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .all(|c| c.state.as_ref().is_some_and(|x| x.running.is_some()))
+                    });
+                Ok(up.then_some(p))
+            }
+        },
+    )
     .await?;
     let target = Target {
         namespace: state.namespace.clone(),
@@ -319,8 +361,13 @@ async fn induce(client: &Client, s: &Scenario, mut state: DrillState) -> Result<
         node: Some(state.node.clone()),
         container_ids: crate::live::container_ids(&running),
     };
-    let node = Node::connect(&state.node).await.map_err(|e| e.to_string())?;
-    let ledger = state.ledger.clone().unwrap_or_else(|| state.namespace.clone());
+    let node = Node::connect(&state.node)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ledger = state
+        .ledger
+        .clone()
+        .unwrap_or_else(|| state.namespace.clone());
     let cx = FaultContext {
         client,
         node: &node,
@@ -328,10 +375,18 @@ async fn induce(client: &Client, s: &Scenario, mut state: DrillState) -> Result<
         target: &target,
         deadline: s.deadlines.fault,
     };
-    let applied = tokio::time::timeout(s.deadlines.fault + Duration::from_secs(10), fault::apply(&s.fault, &cx))
-        .await
-        .map_err(|_| format!("applying the fault did not finish within {:?}", s.deadlines.fault))?
-        .map_err(|e| format!("applying the fault: {e}"))?;
+    let applied = tokio::time::timeout(
+        s.deadlines.fault + Duration::from_secs(10),
+        fault::apply(&s.fault, &cx),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "applying the fault did not finish within {:?}",
+            s.deadlines.fault
+        )
+    })?
+    .map_err(|e| format!("applying the fault: {e}"))?;
     // Recorded in the state already (ledger id / finalizer name); the handle is not needed.
     drop(applied);
     pods.delete(&state.pod, &DeleteParams::default())
@@ -343,7 +398,7 @@ async fn induce(client: &Client, s: &Scenario, mut state: DrillState) -> Result<
     let grace = s.workload.grace_period;
     let hold = grace + s.observe.hold;
     let deleted = tokio::time::Instant::now();
-    wait(
+    wait_for(
         &format!("pod {} to stay Terminating for {:?}", state.pod, hold),
         hold + s.deadlines.stuck,
         || {
@@ -360,23 +415,6 @@ async fn induce(client: &Client, s: &Scenario, mut state: DrillState) -> Result<
     )
     .await?;
     Ok(state)
-}
-
-async fn wait<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> Result<T, String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>, String>>,
-{
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() >= until {
-            return Err(format!("timed out after {deadline:?} waiting for {what}"));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 }
 
 /// Recover the fault, delete the namespace, remove the state file. Idempotent.
@@ -438,7 +476,10 @@ fn current() -> Result<DrillState, u8> {
     match load() {
         Ok(Some(s)) => Ok(s),
         Ok(None) => {
-            eprintln!("error: no drill is running ({} does not exist); start one with `terminus drill`", state_path().display());
+            eprintln!(
+                "error: no drill is running ({} does not exist); start one with `terminus drill`",
+                state_path().display()
+            );
             Err(EXIT_BAD_INPUT)
         }
         Err(e) => {
@@ -474,7 +515,10 @@ pub async fn stop() -> u8 {
     };
     match cleanup(&client, &state).await {
         Ok(()) => {
-            println!("drill stopped: the cause was {} (scenario {}); everything it made is removed", state.cause, state.scenario);
+            println!(
+                "drill stopped: the cause was {} (scenario {}); everything it made is removed",
+                state.cause, state.scenario
+            );
             EXIT_OK
         }
         Err(e) => {
@@ -489,7 +533,11 @@ pub async fn answer(given: &str) -> u8 {
     let Ok(given) = given.parse::<CauseId>() else {
         eprintln!(
             "error: `{given}` is not a cause id; one of: {}",
-            CauseId::ALL.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+            CauseId::ALL
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         return EXIT_BAD_INPUT;
     };
@@ -508,7 +556,10 @@ pub async fn answer(given: &str) -> u8 {
     if right {
         println!("RIGHT: the pod was held by {}", state.cause);
     } else {
-        println!("WRONG: you said {given}; the pod was held by {}", state.cause);
+        println!(
+            "WRONG: you said {given}; the pod was held by {}",
+            state.cause
+        );
     }
     let mut failure = None;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &state.namespace);
@@ -522,7 +573,10 @@ pub async fn answer(given: &str) -> u8 {
         }
     }
     match cleanup(&client, &state).await {
-        Ok(()) => println!("cleaned up: fault recovered, namespace {} deleted", state.namespace),
+        Ok(()) => println!(
+            "cleaned up: fault recovered, namespace {} deleted",
+            state.namespace
+        ),
         Err(e) => {
             eprintln!("error: cleanup: {e}; run `terminus drill stop` to retry");
             return EXIT_INFRA;
@@ -609,7 +663,10 @@ mod tests {
     fn the_page_says_only_the_symptom() {
         let s = state();
         let now = chrono::DateTime::from_timestamp(1_000_060 + 45, 0).unwrap();
-        assert_eq!(page(&s, now), "PAGE: pod web-0001 in namespace drill-1 has been Terminating for 45 seconds");
+        assert_eq!(
+            page(&s, now),
+            "PAGE: pod web-0001 in namespace drill-1 has been Terminating for 45 seconds"
+        );
         let later = chrono::DateTime::from_timestamp(1_000_060 + 7 * 60 + 5, 0).unwrap();
         assert!(page(&s, later).ends_with("for 7 minutes"));
         assert!(!page(&s, later).contains("finalizer"));
@@ -624,16 +681,34 @@ mod tests {
 
     #[test]
     fn only_persistable_faults_are_drilled() {
-        let scenarios = scenario::load_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios"))).unwrap();
+        let scenarios = scenario::load_dir(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scenarios"
+        )))
+        .unwrap();
         for s in &scenarios {
             let persistable = matches!(
                 s.fault,
-                FaultSpec::Finalizer { .. } | FaultSpec::ImmutableFile { .. } | FaultSpec::FreezeRuntime { .. } | FaultSpec::HoldMount { .. } | FaultSpec::StopKubelet { .. }
+                FaultSpec::Finalizer { .. }
+                    | FaultSpec::ImmutableFile { .. }
+                    | FaultSpec::FreezeRuntime { .. }
+                    | FaultSpec::HoldMount { .. }
+                    | FaultSpec::StopKubelet { .. }
             );
-            assert_eq!(drillable(s), persistable && s.workload.kind == WorkloadKind::Pod && s.observe.pod == PodOutcome::StaysTerminating, "{}", s.id);
+            assert_eq!(
+                drillable(s),
+                persistable
+                    && s.workload.kind == WorkloadKind::Pod
+                    && s.observe.pod == PodOutcome::StaysTerminating,
+                "{}",
+                s.id
+            );
             assert!(!matches!(s.fault, FaultSpec::AffinityChurn { .. }) || !drillable(s));
         }
-        assert_eq!(pick(&scenarios, Some(CauseId::Finalizer), 0).unwrap().cause, CauseId::Finalizer);
+        assert_eq!(
+            pick(&scenarios, Some(CauseId::Finalizer), 0).unwrap().cause,
+            CauseId::Finalizer
+        );
         let err = pick(&scenarios, Some(CauseId::DaemonsetHashChurn), 0).unwrap_err();
         assert!(err.contains("drillable causes"), "{err}");
         for seed in 0..20 {

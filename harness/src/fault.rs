@@ -160,7 +160,10 @@ pub async fn apply(spec: &FaultSpec, cx: &FaultContext<'_>) -> Result<Applied, F
             // directory containerd leaks around it.
             let debris = match location {
                 ImmutableLocation::Volume => vec![file.clone()],
-                ImmutableLocation::Rootfs => vec![file.rsplit_once("/fs/").map(|(dir, _)| dir.to_owned()).unwrap_or_else(|| file.clone())],
+                ImmutableLocation::Rootfs => vec![file
+                    .rsplit_once("/fs/")
+                    .map(|(dir, _)| dir.to_owned())
+                    .unwrap_or_else(|| file.clone())],
             };
             Ok(Applied::NodeLedger {
                 node: cx.node.clone(),
@@ -473,7 +476,11 @@ fn cri_tmpfs_source(ledger: &str) -> String {
 /// the runtime's data is never filled where it lives. The tmpfs is filled in a staging
 /// directory and bind-mounted over the real one in one step (`mount --move` is refused
 /// under kind's shared mounts), so containerd never sees the directory empty.
-async fn cri_state_on_tmpfs(node: &Node, ledger: &str, size_bytes: u64) -> Result<String, FaultError> {
+async fn cri_state_on_tmpfs(
+    node: &Node,
+    ledger: &str,
+    size_bytes: u64,
+) -> Result<String, FaultError> {
     // Enough inodes for the copied state and an inode filler; few enough that the
     // agent's --max-inodes limit never refuses it.
     let inodes = (size_bytes / 4096).clamp(256, 65536);
@@ -493,7 +500,11 @@ df -P "$D" | tail -1"#,
         src = cri_tmpfs_source(ledger),
     );
     let out = node.sh(&script, Duration::from_secs(60)).await?;
-    Ok(format!("tmpfs {} over {CRI_STATE_DIR} ({})", cri_tmpfs_source(ledger), out.split_whitespace().collect::<Vec<_>>().join(" ")))
+    Ok(format!(
+        "tmpfs {} over {CRI_STATE_DIR} ({})",
+        cri_tmpfs_source(ledger),
+        out.split_whitespace().collect::<Vec<_>>().join(" ")
+    ))
 }
 
 /// Copies the tmpfs's content (without fillers) back onto the directory it covers, then
@@ -516,15 +527,25 @@ echo "unmounted $SRC from $D, its content copied back onto the directory underne
         dir = CRI_STATE_DIR,
         src = cri_tmpfs_source(ledger),
     );
-    Ok(node.sh(&script, Duration::from_secs(60)).await?.trim().to_owned())
+    Ok(node
+        .sh(&script, Duration::from_secs(60))
+        .await?
+        .trim()
+        .to_owned())
 }
 
 /// For `terminus gc` and Ctrl-C: restores a CRI state dir still on a terminus tmpfs (its
 /// run was killed before recover) made by a ledger starting with `prefix` (any ledger
 /// when None). None when there is none.
-pub async fn restore_leftover_cri_tmpfs(node: &Node, prefix: Option<&str>) -> Result<Option<String>, FaultError> {
+pub async fn restore_leftover_cri_tmpfs(
+    node: &Node,
+    prefix: Option<&str>,
+) -> Result<Option<String>, FaultError> {
     let source = node
-        .sh(&format!("findmnt -n -o SOURCE --mountpoint {CRI_STATE_DIR} || true"), Duration::from_secs(20))
+        .sh(
+            &format!("findmnt -n -o SOURCE --mountpoint {CRI_STATE_DIR} || true"),
+            Duration::from_secs(20),
+        )
         .await?;
     match source.trim().strip_prefix("terminus-cri-") {
         Some(ledger) if !ledger.is_empty() && prefix.is_none_or(|p| ledger.starts_with(p)) => {
@@ -541,8 +562,13 @@ async fn recover_cri_state(node: &Node, ledger: &str) -> Result<String, FaultErr
         .await;
     let restored = restore_cri_state(node, ledger).await;
     match (gc, restored) {
-        (Ok(gc), Ok(restored)) => Ok(format!("agent gc --run {ledger}: {}; {restored}", gc.trim())),
-        (Err(e), Ok(restored)) => Err(FaultError::Precondition(format!("agent gc --run {ledger}: {e}; {restored}"))),
+        (Ok(gc), Ok(restored)) => Ok(format!(
+            "agent gc --run {ledger}: {}; {restored}",
+            gc.trim()
+        )),
+        (Err(e), Ok(restored)) => Err(FaultError::Precondition(format!(
+            "agent gc --run {ledger}: {e}; {restored}"
+        ))),
         (_, Err(e)) => Err(e),
     }
 }
@@ -579,13 +605,24 @@ async fn cri_state_full(
     };
     let filled = node
         .agent(
-            &["fill", "--dir", CRI_STATE_DIR, "--mode", mode, "--run", ledger],
+            &[
+                "fill",
+                "--dir",
+                CRI_STATE_DIR,
+                "--mode",
+                mode,
+                "--run",
+                ledger,
+            ],
             Duration::from_secs(60),
         )
         .await
         .map_err(FaultError::from);
     let filled = undo_on_error(node, ledger, filled).await?;
-    Ok(format!("{mounted}, kept full of {mode} by the agent ({})", filled.trim()))
+    Ok(format!(
+        "{mounted}, kept full of {mode} by the agent ({})",
+        filled.trim()
+    ))
 }
 
 /// containerd 1.6's CRI retries a container exit it failed to record on a doubling
@@ -607,7 +644,10 @@ async fn lost_exit(
     deadline: Duration,
 ) -> Result<String, FaultError> {
     let since = node
-        .exec(&["date", "-u", "+%Y-%m-%d %H:%M:%S"], Duration::from_secs(10))
+        .exec(
+            &["date", "-u", "+%Y-%m-%d %H:%M:%S"],
+            Duration::from_secs(10),
+        )
         .await?
         .trim()
         .to_owned();
@@ -616,7 +656,15 @@ async fn lost_exit(
     let budget = deadline.saturating_sub(Duration::from_secs(30));
     let steps = async {
         node.agent(
-            &["fill", "--dir", CRI_STATE_DIR, "--mode", "bytes", "--run", ledger],
+            &[
+                "fill",
+                "--dir",
+                CRI_STATE_DIR,
+                "--mode",
+                "bytes",
+                "--run",
+                ledger,
+            ],
             Duration::from_secs(60),
         )
         .await?;
@@ -650,7 +698,11 @@ else
   echo "the CRI and containerd agree on container {id} (${{state:-gone}})"
 fi"#
     );
-    Ok(node.sh(&script, Duration::from_secs(90)).await?.trim().to_owned())
+    Ok(node
+        .sh(&script, Duration::from_secs(90))
+        .await?
+        .trim()
+        .to_owned())
 }
 
 /// Waits until containerd's journal shows `LOST_EXIT_FAILED_RETRIES` failed retries of

@@ -84,7 +84,9 @@ pub async fn clean_nodes(cluster_name: &str, run: Option<&str>, report: &mut GcR
         match crate::fault::restore_leftover_cri_tmpfs(&node, run).await {
             Ok(Some(done)) => report.actions.push(format!("{name}: {done}")),
             Ok(None) => {}
-            Err(e) => report.errors.push(format!("{name}: restoring the CRI state dir: {e}")),
+            Err(e) => report
+                .errors
+                .push(format!("{name}: restoring the CRI state dir: {e}")),
         }
     }
 }
@@ -137,7 +139,10 @@ pub async fn gc_all(keep_clusters: bool, only: Option<&str>) -> GcReport {
     let mut report = GcReport::default();
     // The runtime tier's private runtimes whose test process is gone.
     for dir in crate::sandbox::reap_leftovers() {
-        report.actions.push(format!("tore down the runtime tier's leftover {}", dir.display()));
+        report.actions.push(format!(
+            "tore down the runtime tier's leftover {}",
+            dir.display()
+        ));
     }
     let clusters = match cluster::kind_clusters() {
         Ok(c) => c,

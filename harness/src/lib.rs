@@ -23,6 +23,7 @@ pub mod scenario;
 pub mod scorecard;
 pub mod suite;
 pub mod trial;
+pub mod wait;
 pub mod workload;
 
 pub use cause::CauseId;

@@ -60,9 +60,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, LiveError> {
             })?;
             Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
                 .await
-                .map_err(|e| {
-                    LiveError::BadInput(format!("kubeconfig {}: {e}", path.display()))
-                })?
+                .map_err(|e| LiveError::BadInput(format!("kubeconfig {}: {e}", path.display())))?
         }
         None => Config::infer().await.map_err(|e| {
             LiveError::BadInput(format!(
@@ -89,7 +87,10 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, LiveError> {
 pub async fn kind_node(node_name: &str) -> Option<Node> {
     let docker = crate::node::docker().await.ok()?;
     let inspect = docker
-        .inspect_container(node_name, None::<bollard::query_parameters::InspectContainerOptions>)
+        .inspect_container(
+            node_name,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
         .await
         .ok()?;
     let labelled = inspect
@@ -206,7 +207,10 @@ pub async fn collect(
         .await
         .map_err(|e| LiveError::Infra(format!("gathering API evidence: {e}")))?;
     let node_note = match (access, &target.node) {
-        (NodeAccess::None, _) => "API evidence only (node half skipped: --api-only, or --all without --node-evidence)".to_owned(),
+        (NodeAccess::None, _) => {
+            "API evidence only (node half skipped: --api-only, or --all without --node-evidence)"
+                .to_owned()
+        }
         (_, None) => "the pod was never scheduled: no node to gather from".to_owned(),
         (NodeAccess::Auto, Some(n)) if kind.is_some() => {
             let node = kind.as_ref().expect("checked");
@@ -215,13 +219,22 @@ pub async fn collect(
                 probe::node_evidence(node, &target, dir, &since),
             )
             .await
-            .map_err(|_| LiveError::Infra(format!("gathering node evidence from kind node {n} did not finish within 150s")))?
-            .map_err(|e| LiveError::Infra(format!("gathering node evidence from kind node {n}: {e}")))?;
+            .map_err(|_| {
+                LiveError::Infra(format!(
+                    "gathering node evidence from kind node {n} did not finish within 150s"
+                ))
+            })?
+            .map_err(|e| {
+                LiveError::Infra(format!("gathering node evidence from kind node {n}: {e}"))
+            })?;
             format!("node evidence from kind node {n} (docker exec + terminus-agent)")
         }
         (_, Some(n)) => {
             agent_pod_evidence(client, n, &target, dir, &since, agent).await?;
-            format!("node evidence from agent pod on {n} (image {})", agent.image)
+            format!(
+                "node evidence from agent pod on {n} (image {})",
+                agent.image
+            )
         }
     };
     Ok(Collected {
@@ -250,7 +263,10 @@ fn since_for(pod: &Pod) -> String {
 pub async fn kind_cluster_of(node: &str) -> Option<String> {
     let docker = crate::node::docker().await.ok()?;
     let inspect = docker
-        .inspect_container(node, None::<bollard::query_parameters::InspectContainerOptions>)
+        .inspect_container(
+            node,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
         .await
         .ok()?;
     inspect.config?.labels?.get(KIND_CLUSTER_LABEL).cloned()
@@ -274,7 +290,10 @@ pub async fn apply_remedy(
     };
     if let Some(node) = &collected.kind_node {
         let cluster = kind_cluster_of(&node.name).await.ok_or_else(|| {
-            LiveError::Infra(format!("cannot tell which kind cluster node {} belongs to", node.name))
+            LiveError::Infra(format!(
+                "cannot tell which kind cluster node {} belongs to",
+                node.name
+            ))
         })?;
         let control_plane = Node::connect(&format!("{cluster}-control-plane"))
             .await
@@ -308,9 +327,9 @@ pub async fn apply_remedy(
         if let Some(k) = kubeconfig {
             cmd.env("KUBECONFIG", k);
         }
-        let out = cmd
-            .output()
-            .map_err(|e| LiveError::Infra(format!("running `{command}`: {e} (is kubectl installed?)")))?;
+        let out = cmd.output().map_err(|e| {
+            LiveError::Infra(format!("running `{command}`: {e} (is kubectl installed?)"))
+        })?;
         note(format!("$ {command} (here) -> {}", out.status));
         if !out.status.success() {
             return Err(LiveError::Infra(format!(
@@ -323,11 +342,18 @@ pub async fn apply_remedy(
 }
 
 /// Waits until the pod is gone (or replaced: another uid), up to `deadline`.
-pub async fn wait_gone(client: &Client, target: &Target, deadline: Duration) -> Result<(), LiveError> {
+pub async fn wait_gone(
+    client: &Client,
+    target: &Target,
+    deadline: Duration,
+) -> Result<(), LiveError> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
     let until = tokio::time::Instant::now() + deadline;
     loop {
-        let pod = pods.get_opt(&target.pod).await.map_err(infra("reading the pod"))?;
+        let pod = pods
+            .get_opt(&target.pod)
+            .await
+            .map_err(infra("reading the pod"))?;
         let last = match pod {
             None => return Ok(()),
             Some(p) if p.metadata.uid != target.uid => return Ok(()),
@@ -355,7 +381,13 @@ const END: &str = "--- terminus bundle end ---";
 
 /// The privileged, hostPID pod that runs `terminus-agent collect` on `node` and prints
 /// the bundle as base64 tar on stdout. Host paths are mounted read-only.
-pub fn agent_pod(name: &str, node: &str, target: &Target, since: &str, opts: &AgentPodOptions) -> Pod {
+pub fn agent_pod(
+    name: &str,
+    node: &str,
+    target: &Target,
+    since: &str,
+    opts: &AgentPodOptions,
+) -> Pod {
     let mut collect = format!(
         "{} collect --out /tmp/b --since '{since}'",
         crate::node::AGENT_PATH
@@ -366,9 +398,8 @@ pub fn agent_pod(name: &str, node: &str, target: &Target, since: &str, opts: &Ag
     if let Some(uid) = &target.uid {
         collect.push_str(&format!(" --pod-uid {uid}"));
     }
-    let script = format!(
-        "set -e; {collect}; echo '{BEGIN}'; tar -C /tmp/b -cf - . | base64; echo '{END}'"
-    );
+    let script =
+        format!("set -e; {collect}; echo '{BEGIN}'; tar -C /tmp/b -cf - . | base64; echo '{END}'");
     let ro = |name: &str, path: &str| {
         (
             json!({ "name": name, "hostPath": { "path": path } }),
@@ -426,19 +457,27 @@ async fn agent_pod_evidence(
         chrono::Utc::now().format("%Y%m%d%H%M%S%3f")
     );
     let pod = agent_pod(&name, node, target, since, opts);
-    pods.create(&PostParams::default(), &pod).await.map_err(|e| {
-        LiveError::Infra(format!(
-            "creating the agent pod {}/{name}: {e} (RBAC: docs/rbac.yaml; or pass --api-only)",
-            opts.namespace
-        ))
-    })?;
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .map_err(|e| {
+            LiveError::Infra(format!(
+                "creating the agent pod {}/{name}: {e} (RBAC: docs/rbac.yaml; or pass --api-only)",
+                opts.namespace
+            ))
+        })?;
     // Deleted on every path, Ctrl-C included.
     let result = tokio::select! {
         r = agent_pod_run(&pods, &name, node, opts) => r,
         _ = tokio::signal::ctrl_c() => Err(LiveError::Infra("interrupted".into())),
     };
     let deleted = pods
-        .delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() })
+        .delete(
+            &name,
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..DeleteParams::default()
+            },
+        )
         .await;
     if let Err(e) = deleted {
         if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
@@ -463,7 +502,10 @@ async fn agent_pod_run(
     let until = tokio::time::Instant::now() + opts.deadline;
     let mut last;
     loop {
-        let pod = pods.get(name).await.map_err(infra("reading the agent pod"))?;
+        let pod = pods
+            .get(name)
+            .await
+            .map_err(infra("reading the agent pod"))?;
         let status = pod.status.as_ref();
         let phase = status.and_then(|s| s.phase.clone()).unwrap_or_default();
         let waiting = status
@@ -471,9 +513,17 @@ async fn agent_pod_run(
             .and_then(|c| c.first())
             .and_then(|c| c.state.as_ref())
             .and_then(|s| s.waiting.as_ref())
-            .map(|w| (w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default()));
+            .map(|w| {
+                (
+                    w.reason.clone().unwrap_or_default(),
+                    w.message.clone().unwrap_or_default(),
+                )
+            });
         if let Some((reason, message)) = &waiting {
-            if matches!(reason.as_str(), "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull" | "InvalidImageName") {
+            if matches!(
+                reason.as_str(),
+                "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull" | "InvalidImageName"
+            ) {
                 return Err(LiveError::Infra(format!(
                     "the agent image {} cannot be pulled on node {node} ({reason}: {message}). \
                      Build the agent image (agent/README.md), push it to a registry the cluster can pull from \
@@ -526,16 +576,21 @@ pub fn unpack(log: &str, dir: &Path) -> Result<(), LiveError> {
         .entries()
         .map_err(|e| LiveError::Infra(format!("the agent pod's bundle: {e}")))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| LiveError::Infra(format!("the agent pod's bundle: {e}")))?;
+        let mut entry =
+            entry.map_err(|e| LiveError::Infra(format!("the agent pod's bundle: {e}")))?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let path = entry.path().map_err(|e| LiveError::Infra(e.to_string()))?.into_owned();
+        let path = entry
+            .path()
+            .map_err(|e| LiveError::Infra(e.to_string()))?
+            .into_owned();
         let Some(file) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
             continue;
         };
         let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| LiveError::Infra(e.to_string()))?;
+        std::io::Read::read_to_end(&mut entry, &mut bytes)
+            .map_err(|e| LiveError::Infra(e.to_string()))?;
         std::fs::write(dir.join(&file), bytes)
             .map_err(|e| LiveError::Infra(format!("writing {file}: {e}")))?;
     }
@@ -659,14 +714,23 @@ pub async fn diagnose_all(
     let mut lines = Vec::new();
     loop {
         let page = api.list(&params).await.map_err(infra("listing pods"))?;
-        for pod in page.items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_some()) {
+        for pod in page
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_some())
+        {
             let evs = events
                 .remove(&(
                     pod.metadata.namespace.clone().unwrap_or_default(),
                     pod.metadata.name.clone().unwrap_or_default(),
                 ))
                 .unwrap_or_default();
-            lines.push(one_of_all(client, &pod, evs, &nodes, &captured, now, root, write, access, agent).await?);
+            lines.push(
+                one_of_all(
+                    client, &pod, evs, &nodes, &captured, now, root, write, access, agent,
+                )
+                .await?,
+            );
         }
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => params = params.continue_token(&token),
@@ -698,7 +762,9 @@ async fn one_of_all(
         ("pod.yaml", yaml(pod)),
         (
             "events.yaml",
-            yaml(&json!({ "apiVersion": "v1", "kind": "List", "items": events, "metadata": { "resourceVersion": "" } })),
+            yaml(
+                &json!({ "apiVersion": "v1", "kind": "List", "items": events, "metadata": { "resourceVersion": "" } }),
+            ),
         ),
     ];
     if let Some(node) = target.node.as_ref().and_then(|n| nodes.get(n)) {
@@ -715,8 +781,9 @@ async fn one_of_all(
         std::fs::create_dir_all(&dir)
             .map_err(|e| LiveError::Infra(format!("creating {}: {e}", dir.display())))?;
         for (file, text) in &files {
-            std::fs::write(dir.join(file), text)
-                .map_err(|e| LiveError::Infra(format!("writing {}: {e}", dir.join(file).display())))?;
+            std::fs::write(dir.join(file), text).map_err(|e| {
+                LiveError::Infra(format!("writing {}: {e}", dir.join(file).display()))
+            })?;
         }
         if ds_owned || *access != NodeAccess::None {
             // The full probe for what the lists do not hold (owner, revisions, node half).
@@ -797,7 +864,10 @@ pub fn render_all(lines: &[PodLine]) -> String {
             }
         }
     }
-    let found = lines.iter().filter(|l| !l.report.diagnoses.is_empty()).count();
+    let found = lines
+        .iter()
+        .filter(|l| !l.report.diagnoses.is_empty())
+        .count();
     out.push_str(&format!(
         "{} Terminating pod(s), {found} with a known cause\n",
         lines.len()
@@ -856,16 +926,29 @@ mod tests {
             node: Some("n1".into()),
             container_ids: vec!["abc".into()],
         };
-        let pod = agent_pod("terminus-agent-x", "n1", &t, "2026-01-01 00:00:00 UTC", &AgentPodOptions::default());
+        let pod = agent_pod(
+            "terminus-agent-x",
+            "n1",
+            &t,
+            "2026-01-01 00:00:00 UTC",
+            &AgentPodOptions::default(),
+        );
         let v = serde_json::to_value(&pod).unwrap();
         assert_eq!(v["metadata"]["labels"][MANAGED_LABEL], MANAGED_VALUE);
         assert_eq!(v["spec"]["hostPID"], true);
         assert_eq!(v["spec"]["nodeName"], "n1");
         let c = &v["spec"]["containers"][0];
         assert_eq!(c["securityContext"]["privileged"], true);
-        assert!(c["volumeMounts"].as_array().unwrap().iter().all(|m| m["readOnly"] == true));
+        assert!(c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["readOnly"] == true));
         let script = c["command"][2].as_str().unwrap();
-        assert!(script.contains("--container-id abc") && script.contains("--pod-uid u-1"), "{script}");
+        assert!(
+            script.contains("--container-id abc") && script.contains("--pod-uid u-1"),
+            "{script}"
+        );
     }
 
     #[test]
@@ -875,7 +958,9 @@ mod tests {
         header.set_size(3);
         header.set_mode(0o644);
         header.set_cksum();
-        archive.append_data(&mut header, "./df.txt", &b"abc"[..]).unwrap();
+        archive
+            .append_data(&mut header, "./df.txt", &b"abc"[..])
+            .unwrap();
         let bytes = archive.into_inner().unwrap();
         let encoded = encode(&bytes);
         let log = format!("noise\n{BEGIN}\n{encoded}\n{END}\n");
@@ -889,7 +974,11 @@ mod tests {
         const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -929,14 +1018,29 @@ mod render_tests {
         let text = render_all(&[line(HELD)]);
         let rows: Vec<&str> = text.lines().collect();
         assert!(rows[0].starts_with("NAMESPACE"));
-        assert!(rows[1].starts_with("shop") && rows[1].contains("web-0") && rows[1].contains("10m") && rows[1].contains("finalizer"), "{text}");
-        assert!(rows.iter().any(|r| r.trim_start().starts_with("fix: kubectl patch pod web-0 -n shop")), "{text}");
-        assert_eq!(rows.last().copied(), Some("1 Terminating pod(s), 1 with a known cause"));
+        assert!(
+            rows[1].starts_with("shop")
+                && rows[1].contains("web-0")
+                && rows[1].contains("10m")
+                && rows[1].contains("finalizer"),
+            "{text}"
+        );
+        assert!(
+            rows.iter().any(|r| r
+                .trim_start()
+                .starts_with("fix: kubectl patch pod web-0 -n shop")),
+            "{text}"
+        );
+        assert_eq!(
+            rows.last().copied(),
+            Some("1 Terminating pod(s), 1 with a known cause")
+        );
     }
 
     #[test]
     fn json_has_one_diagnosis_object_per_pod() {
-        let v: serde_json::Value = serde_json::from_str(&render_all_json(&[line(HELD), line(HELD)])).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&render_all_json(&[line(HELD), line(HELD)])).unwrap();
         assert_eq!(v["schema"], "terminus/diagnosis-all/v1");
         assert_eq!(v["count"], 2);
         assert_eq!(v["pods"][0]["schema"], "terminus/diagnosis/v1");

@@ -192,7 +192,9 @@ fn main() -> ExitCode {
             (None, Some(pod), _) => run_async(live_diagnose(pod, live, json)),
             (None, None, true) => run_async(live_diagnose_all(live, json)),
             (None, None, false) => {
-                eprintln!("error: name a pod (terminus diagnose POD -n NS), --all, or --bundle DIR");
+                eprintln!(
+                    "error: name a pod (terminus diagnose POD -n NS), --all, or --bundle DIR"
+                );
                 EXIT_BAD_INPUT
             }
         },
@@ -217,7 +219,10 @@ fn main() -> ExitCode {
             }
         }),
         Command::Cluster { command } => terminus::cluster::run_cli(command),
-        Command::Gc { keep_clusters, cluster } => gc(keep_clusters, cluster.as_deref()),
+        Command::Gc {
+            keep_clusters,
+            cluster,
+        } => gc(keep_clusters, cluster.as_deref()),
         Command::Score {
             bundles,
             detectors,
@@ -267,7 +272,11 @@ fn agent_options(live: &LiveArgs) -> terminus::live::AgentPodOptions {
 
 fn access(live: &LiveArgs, default_nodes: bool) -> terminus::live::NodeAccess {
     use terminus::live::NodeAccess;
-    let nodes = if default_nodes { !live.api_only } else { live.node_evidence };
+    let nodes = if default_nodes {
+        !live.api_only
+    } else {
+        live.node_evidence
+    };
     match (nodes, live.agent_pod) {
         (false, _) => NodeAccess::None,
         (true, false) => NodeAccess::Auto,
@@ -334,9 +343,14 @@ async fn live_diagnose_all(live: LiveArgs, json: bool) -> u8 {
         Err(e) => return live_fail(e),
     };
     let (dir, temporary) = bundle_dir(&live, "diagnose-all");
-    let result =
-        terminus::live::diagnose_all(&client, &dir, !temporary, &access(&live, false), &agent_options(&live))
-            .await;
+    let result = terminus::live::diagnose_all(
+        &client,
+        &dir,
+        !temporary,
+        &access(&live, false),
+        &agent_options(&live),
+    )
+    .await;
     let code = match result {
         Err(e) => live_fail(e),
         Ok(lines) => {
@@ -385,7 +399,16 @@ async fn remedy_in(
 ) -> u8 {
     let access = access(live, true);
     let agent = agent_options(live);
-    let first = match terminus::live::collect(client, &live.namespace, pod, &dir.join("before"), &access, &agent).await {
+    let first = match terminus::live::collect(
+        client,
+        &live.namespace,
+        pod,
+        &dir.join("before"),
+        &access,
+        &agent,
+    )
+    .await
+    {
         Ok(c) => c,
         Err(e) => return live_fail(e),
     };
@@ -402,7 +425,16 @@ async fn remedy_in(
         return EXIT_FOUND;
     }
     // No action on a stale diagnosis: collect and diagnose again, act only if the same cause holds.
-    let again = match terminus::live::collect(client, &live.namespace, pod, &dir.join("recheck"), &access, &agent).await {
+    let again = match terminus::live::collect(
+        client,
+        &live.namespace,
+        pod,
+        &dir.join("recheck"),
+        &access,
+        &agent,
+    )
+    .await
+    {
         Ok(c) => c,
         Err(e) => return live_fail(e),
     };
@@ -438,7 +470,10 @@ async fn remedy_in(
 }
 
 fn gc(keep_clusters: bool, only: Option<&str>) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

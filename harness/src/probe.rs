@@ -157,9 +157,15 @@ pub async fn node_evidence(
     // Holders in the runtime's own mount namespace show in no mount table: only their
     // working directory, root or open files point into the container.
     if !target.container_ids.is_empty() {
-        let patterns: String = target.container_ids.iter().map(|id| format!(" -e {id}")).collect();
+        let patterns: String = target
+            .container_ids
+            .iter()
+            .map(|id| format!(" -e {id}"))
+            .collect();
         let script = format!("ls -l /proc/[0-9]*/cwd /proc/[0-9]*/root /proc/[0-9]*/fd/* 2>/dev/null | grep -F{patterns} || true");
-        let refs = node.exec(&["sh", "-c", &script], Duration::from_secs(60)).await?;
+        let refs = node
+            .exec(&["sh", "-c", &script], Duration::from_secs(60))
+            .await?;
         write(dir, "proc-refs.txt", &refs)?;
     }
     Ok(())

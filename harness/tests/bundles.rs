@@ -83,9 +83,18 @@ fn every_bundle_is_diagnosed_as_expected() {
         // Ids and times differ between captures of the same fault; the snapshot is about
         // what the report says, so they are redacted (the assertions above check them).
         settings.add_filter(r"\b[0-9a-f]{64}\b", "[ID]");
-        settings.add_filter(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "[UID]");
-        settings.add_filter(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?", "[TIME]");
-        settings.add_filter(r"\b(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d+ \d{2}:\d{2}:\d{2}( \d{4})?", "[TIME]");
+        settings.add_filter(
+            r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b",
+            "[UID]",
+        );
+        settings.add_filter(
+            r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?",
+            "[TIME]",
+        );
+        settings.add_filter(
+            r"\b(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d+ \d{2}:\d{2}:\d{2}( \d{4})?",
+            "[TIME]",
+        );
         settings.add_filter(r"r\d{10}-[0-9a-f]{4}", "[RUN]");
         settings.bind(|| insta::assert_snapshot!("report", report::to_text(&evidence, &result)));
     }

@@ -43,7 +43,10 @@ fn terminus(args: &[&str], kubeconfig: &Path, drill_state: &Path) -> Output {
         .args(args)
         .env("KUBECONFIG", kubeconfig)
         .env("TERMINUS_DRILL_STATE", drill_state)
-        .env("TERMINUS_SCENARIOS", concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios"))
+        .env(
+            "TERMINUS_SCENARIOS",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios"),
+        )
         .output()
         .expect("the terminus binary runs");
     eprintln!(
@@ -83,11 +86,17 @@ async fn release_and_delete_namespace(client: &kube::Client) {
         for p in list.items {
             let name = p.metadata.name.unwrap_or_default();
             let _ = pods
-                .patch(&name, &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "finalizers": null } })))
+                .patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+                )
                 .await;
         }
     }
-    let _ = Api::<Namespace>::all(client.clone()).delete(NS, &DeleteParams::default()).await;
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(NS, &DeleteParams::default())
+        .await;
 }
 
 #[test]
@@ -127,7 +136,13 @@ fn live_cluster() {
     }
 }
 
-fn checks(rt: &tokio::runtime::Runtime, client: &kube::Client, kubeconfig: &Path, work: &Path, drill_state: &Path) {
+fn checks(
+    rt: &tokio::runtime::Runtime,
+    client: &kube::Client,
+    kubeconfig: &Path,
+    work: &Path,
+    drill_state: &Path,
+) {
     let t = |args: &[&str]| terminus(args, kubeconfig, drill_state);
 
     // Bad input first: a pod that does not exist, a kubeconfig that does not exist.
@@ -136,7 +151,12 @@ fn checks(rt: &tokio::runtime::Runtime, client: &kube::Client, kubeconfig: &Path
         .args(["diagnose", "x", "--kubeconfig", "/nonexistent/kubeconfig"])
         .output()
         .unwrap();
-    assert_eq!(code(&missing), 2, "{}", String::from_utf8_lossy(&missing.stderr));
+    assert_eq!(
+        code(&missing),
+        2,
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
 
     // A pod held by a finalizer, deleted and stuck.
     rt.block_on(async {
@@ -144,9 +164,14 @@ fn checks(rt: &tokio::runtime::Runtime, client: &kube::Client, kubeconfig: &Path
         let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": NS,
             "labels": { "app.kubernetes.io/managed-by": "terminus", "terminus.dev/run": NS } } }))
         .unwrap();
-        namespaces.create(&PostParams::default(), &ns).await.unwrap();
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
         let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-        pods.create(&PostParams::default(), &held_pod("held")).await.unwrap();
+        pods.create(&PostParams::default(), &held_pod("held"))
+            .await
+            .unwrap();
         let until = Instant::now() + Duration::from_secs(90);
         loop {
             let p = pods.get("held").await.unwrap();
@@ -163,12 +188,24 @@ fn checks(rt: &tokio::runtime::Runtime, client: &kube::Client, kubeconfig: &Path
 
     // One pod, with node evidence from the kind node (kept bundle shows both halves).
     let bundle = work.join("bundle");
-    let out = t(&["diagnose", "held", "-n", NS, "--json", "--keep-bundle", bundle.to_str().unwrap()]);
+    let out = t(&[
+        "diagnose",
+        "held",
+        "-n",
+        NS,
+        "--json",
+        "--keep-bundle",
+        bundle.to_str().unwrap(),
+    ]);
     assert_eq!(code(&out), 0);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["diagnoses"][0]["cause"], "finalizer");
     assert!(bundle.join("pod.yaml").is_file());
-    assert!(bundle.join("kubelet.log").is_file(), "node half missing from {}", bundle.display());
+    assert!(
+        bundle.join("kubelet.log").is_file(),
+        "node half missing from {}",
+        bundle.display()
+    );
 
     // API only.
     let out = t(&["diagnose", "held", "-n", NS, "--api-only"]);
@@ -190,37 +227,75 @@ fn checks(rt: &tokio::runtime::Runtime, client: &kube::Client, kubeconfig: &Path
 
     // The agent-pod path with an image nobody can pull: a clear error, exit 3, and no
     // agent pod left behind.
-    let out = t(&["diagnose", "held", "-n", NS, "--agent-pod", "--agent-image", "registry.invalid/terminus/agent:none", "--agent-namespace", NS]);
+    let out = t(&[
+        "diagnose",
+        "held",
+        "-n",
+        NS,
+        "--agent-pod",
+        "--agent-image",
+        "registry.invalid/terminus/agent:none",
+        "--agent-namespace",
+        NS,
+    ]);
     assert_eq!(code(&out), 3);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--agent-image"));
     let left = rt
-        .block_on(Api::<Pod>::namespaced(client.clone(), NS).list(&ListParams::default().labels("terminus.dev/role=agent")))
+        .block_on(
+            Api::<Pod>::namespaced(client.clone(), NS)
+                .list(&ListParams::default().labels("terminus.dev/role=agent")),
+        )
         .unwrap();
     assert!(left.items.is_empty(), "agent pod left behind");
 
     // remedy: read-only by default, then --apply clears the pod.
     let out = t(&["remedy", "held", "-n", NS]);
     assert_eq!(code(&out), 0);
-    assert!(rt.block_on(Api::<Pod>::namespaced(client.clone(), NS).get_opt("held")).unwrap().is_some());
+    assert!(rt
+        .block_on(Api::<Pod>::namespaced(client.clone(), NS).get_opt("held"))
+        .unwrap()
+        .is_some());
     let out = t(&["remedy", "held", "-n", NS, "--apply"]);
     assert_eq!(code(&out), 0);
-    assert!(rt.block_on(Api::<Pod>::namespaced(client.clone(), NS).get_opt("held")).unwrap().is_none());
+    assert!(rt
+        .block_on(Api::<Pod>::namespaced(client.clone(), NS).get_opt("held"))
+        .unwrap()
+        .is_none());
 
     // A drill on this cluster: a node-ledger cause, answered right; then one stopped.
     let name = cluster_name(kubeconfig);
     let out = t(&["drill", "--cause", "immutable-file", "--cluster", &name]);
     assert_eq!(code(&out), 0);
     let page = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(page.starts_with("PAGE: pod ") && page.contains("has been Terminating for"), "{page}");
-    assert!(!page.contains("immutable"), "the page gives the cause away: {page}");
+    assert!(
+        page.starts_with("PAGE: pod ") && page.contains("has been Terminating for"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("immutable"),
+        "the page gives the cause away: {page}"
+    );
     assert!(drill_state.exists());
-    assert_eq!(code(&t(&["drill", "--cause", "finalizer", "--cluster", &name])), 2, "a second drill must be refused");
+    assert_eq!(
+        code(&t(&["drill", "--cause", "finalizer", "--cluster", &name])),
+        2,
+        "a second drill must be refused"
+    );
     let out = t(&["drill", "answer", "immutable-file"]);
     assert_eq!(code(&out), 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("RIGHT"));
     assert!(!drill_state.exists());
 
-    assert_eq!(code(&t(&["drill", "--cause", "runtime-hang", "--cluster", &name])), 0);
+    assert_eq!(
+        code(&t(&[
+            "drill",
+            "--cause",
+            "runtime-hang",
+            "--cluster",
+            &name
+        ])),
+        0
+    );
     assert_eq!(code(&t(&["drill", "stop"])), 0);
     assert!(!drill_state.exists());
     assert_eq!(code(&t(&["drill", "stop"])), 2, "nothing to stop");

@@ -94,14 +94,21 @@ fn scenario_trial(path: PathBuf, scenario: Scenario) -> Trial {
 
 /// A trial on a cluster of its own, created before and deleted after it.
 fn own_cluster_trial(scenario: &Scenario) -> Result<(), Failed> {
-    let name: String = format!("terminus-t-{}", scenario.id).chars().take(40).collect();
+    let name: String = format!("terminus-t-{}", scenario.id)
+        .chars()
+        .take(40)
+        .collect();
     let suite = runtime()
         .block_on(Suite::setup_on(&name, true))
         .map_err(|e| Failed::from(format!("cannot set up cluster {name}: {e}")))?;
     let record = runtime().block_on(suite.trial(scenario));
     let summary = suite.finish(std::slice::from_ref(&record));
     let down = terminus::cluster::down(&name);
-    eprintln!("terminus: {} on its own cluster took {:.1}s", scenario.id, suite.started.elapsed().as_secs_f64());
+    eprintln!(
+        "terminus: {} on its own cluster took {:.1}s",
+        scenario.id,
+        suite.started.elapsed().as_secs_f64()
+    );
     if let Ok(text) = summary {
         eprintln!("{text}");
     }

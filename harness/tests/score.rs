@@ -39,7 +39,11 @@ const GREP_KNOWN_GAPS: [(&str, &str, &str); 6] = [
     // Churn shows only in revisions.yaml (revision numbers climbing over two templates).
     ("kind/daemonset-hash-churn", "daemonset-hash-churn", "none"),
     // A frozen kubelet logs nothing: it shows in ps.txt (state T) and running containers.
-    ("kind/kubelet-missed-delete", "kubelet-missed-delete", "none"),
+    (
+        "kind/kubelet-missed-delete",
+        "kubelet-missed-delete",
+        "none",
+    ),
 ];
 
 struct Run {

@@ -27,7 +27,12 @@ pub fn before_rules(ev: &Evidence, options: &Options, notes: &mut Vec<String>) -
     };
     // A churning DaemonSet replaces its pods by design: how long one pod has been
     // Terminating says nothing, the owner's revisions do.
-    if pod.owner.as_ref().is_some_and(|(kind, _)| kind == "DaemonSet") && !ev.revisions.is_empty() {
+    if pod
+        .owner
+        .as_ref()
+        .is_some_and(|(kind, _)| kind == "DaemonSet")
+        && !ev.revisions.is_empty()
+    {
         return None;
     }
     let Some(now) = ev.captured_at else {

@@ -231,11 +231,18 @@ fn immutable_file(ev: &Evidence) -> Option<Diagnosis> {
     let leaked_dirs: BTreeSet<&str> = evidence
         .iter()
         .filter(|q| q.text.contains("failed to remove directory"))
-        .filter_map(|q| q.text.split_whitespace().find_map(|w| w.strip_prefix("path=")))
+        .filter_map(|q| {
+            q.text
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("path="))
+        })
         .map(|p| p.trim_matches('"'))
         .collect();
     for dir in &leaked_dirs {
-        remedy.push(Step::run(format!("remove the snapshot directory containerd leaked, {dir}"), format!("rm -rf {dir}")));
+        remedy.push(Step::run(
+            format!("remove the snapshot directory containerd leaked, {dir}"),
+            format!("rm -rf {dir}"),
+        ));
     }
     if leaked_snapshot {
         remedy.push(Step::say("(otherwise containerd's garbage collector removes it at its next run); the node is clean when the path is gone"));
@@ -578,7 +585,10 @@ fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
     // kubelet's side of the split view: the kill "succeeded", the container still runs.
     evidence.extend(
         ev.log_lines()
-            .filter(|q| q.text.contains("detected running containers after a successful KillPod"))
+            .filter(|q| {
+                q.text
+                    .contains("detected running containers after a successful KillPod")
+            })
             .take(1)
             .cloned(),
     );
@@ -620,7 +630,8 @@ fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
     // new revision per real update; the hash bug flips between the same few templates,
     // so Kubernetes reuses their revisions and only the number climbs.
     let flips = newest.revision - revisions.len() as i64;
-    let churning = newest.revision >= 4 && ((revisions.len() <= 3 && flips >= 3) || (revisions.len() >= 3 && window < 600));
+    let churning = newest.revision >= 4
+        && ((revisions.len() <= 3 && flips >= 3) || (revisions.len() >= 3 && window < 600));
     if !churning {
         return None;
     }
@@ -811,7 +822,11 @@ fn mount_holders<'a>(
     let mut groups: BTreeMap<String, Vec<&crate::evidence::MountinfoEntry>> = BTreeMap::new();
     // Propagation slaves (systemd services' private namespaces get them for every
     // mount) are unmounted with their master: they never hold anything by themselves.
-    for m in ev.mountinfo.iter().filter(|m| m.pid.is_some() && !m.propagation.contains("master:")) {
+    for m in ev
+        .mountinfo
+        .iter()
+        .filter(|m| m.pid.is_some() && !m.propagation.contains("master:"))
+    {
         if let Some(k) = key(m) {
             groups.entry(k).or_default().push(m);
         }

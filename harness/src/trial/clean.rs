@@ -79,7 +79,18 @@ pub async fn leftovers(node: &Node, target: &Target, debris: &[String]) -> Vec<S
         );
     }
     for path in debris {
-        check(format!("debris of the fault"), node.exec_raw(&["sh", "-c", &format!("test -e '{path}' && echo '{path}' || true")], t).await);
+        check(
+            format!("debris of the fault"),
+            node.exec_raw(
+                &[
+                    "sh",
+                    "-c",
+                    &format!("test -e '{path}' && echo '{path}' || true"),
+                ],
+                t,
+            )
+            .await,
+        );
     }
     // Snapshot directories containerd lost track of (the immutable-rootfs leak): a
     // directory under snapshots/ that no snapshot in containerd's metadata names.

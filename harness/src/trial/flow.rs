@@ -29,6 +29,7 @@ use crate::fault::{self, Applied, FaultContext};
 use crate::node::Node;
 use crate::probe::{self, Target};
 use crate::scenario::{NodeUse, PodOutcome, Scenario, WorkloadKind};
+use crate::wait::wait_for;
 use crate::workload;
 
 /// What every trial of a run shares.
@@ -67,28 +68,6 @@ pub struct TrialRecord {
 }
 
 type Fail = String;
-
-fn poll() -> Duration {
-    Duration::from_millis(500)
-}
-
-/// Waits until `check` returns Some, polling; a timeout says what was awaited.
-async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> Result<T, Fail>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>, Fail>>,
-{
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() >= until {
-            return Err(format!("timed out after {deadline:?} waiting for {what}"));
-        }
-        tokio::time::sleep(poll()).await;
-    }
-}
 
 fn kube_err(what: &str) -> impl Fn(kube::Error) -> Fail + '_ {
     move |e| format!("{what}: {e}")
@@ -350,20 +329,29 @@ async fn phases(
         }
     }
     // Journals from the trial's start only: a shared node's log holds other trials' errors.
-    let since = (chrono::Utc::now() - chrono::Duration::from_std(timeline.elapsed()).unwrap_or_default() - chrono::Duration::seconds(2))
-        .format("%Y-%m-%d %H:%M:%S UTC")
-        .to_string();
+    let since = (chrono::Utc::now()
+        - chrono::Duration::from_std(timeline.elapsed()).unwrap_or_default()
+        - chrono::Duration::seconds(2))
+    .format("%Y-%m-%d %H:%M:%S UTC")
+    .to_string();
     if s.observe.pod == PodOutcome::GoesAway && s.observe.node_left_unclean {
         // The pod is gone; the debris shows when containerd's garbage collector fails
         // to remove what the fault pinned.
         let script = format!("journalctl -u containerd --since '{since}' --no-pager | grep -m1 'failed to remove directory' || true");
-        let line = wait_for("containerd to report a directory it cannot remove", s.deadlines.stuck, || {
-            let (node, script) = (node.clone(), script.clone());
-            async move {
-                let out = node.exec(&["sh", "-c", &script], Duration::from_secs(20)).await.map_err(|e| e.to_string())?;
-                Ok((!out.trim().is_empty()).then(|| out.trim().to_owned()))
-            }
-        })
+        let line = wait_for(
+            "containerd to report a directory it cannot remove",
+            s.deadlines.stuck,
+            || {
+                let (node, script) = (node.clone(), script.clone());
+                async move {
+                    let out = node
+                        .exec(&["sh", "-c", &script], Duration::from_secs(20))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok((!out.trim().is_empty()).then(|| out.trim().to_owned()))
+                }
+            },
+        )
         .await?;
         timeline.note("unclean", line);
     }
@@ -480,7 +468,8 @@ async fn phases(
     // deadline could pass and hide what was there.
     let last_left = std::sync::Mutex::new(Vec::new());
     let leftovers = wait_for("the node to be clean", s.deadlines.clear, || {
-        let (node, target, debris, last_left) = (node.clone(), target.clone(), debris.clone(), &last_left);
+        let (node, target, debris, last_left) =
+            (node.clone(), target.clone(), debris.clone(), &last_left);
         async move {
             let left = clean::leftovers(&node, &target, &debris).await;
             let clean = left.is_empty();
@@ -618,7 +607,7 @@ async fn observe_churn(
         {
             seen.insert(p.metadata.name.clone().unwrap_or_default());
         }
-        tokio::time::sleep(poll()).await;
+        tokio::time::sleep(crate::wait::POLL).await;
     }
     if seen.len() < 3 {
         return Err(format!("the fault did not reproduce: daemonset {ds} ran only {} pod(s) in {:?}, not an endless replacement", seen.len(), s.observe.hold));
@@ -639,7 +628,9 @@ async fn observe_churn(
         .map_err(kube_err("listing pods"))?
         .items;
     current.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
-    let pod = current.pop().ok_or("no daemonset pod to gather evidence on")?;
+    let pod = current
+        .pop()
+        .ok_or("no daemonset pod to gather evidence on")?;
     Ok(Target {
         namespace: ns.to_owned(),
         pod: pod.metadata.name.clone().unwrap_or_default(),
@@ -651,7 +642,11 @@ async fn observe_churn(
 
 /// Deletes the namespace and waits for it to go; pods still held by a finalizer are
 /// released first, so cleanup never waits on the fault it just recovered.
-pub(crate) async fn delete_namespace(client: &Client, ns: &str, deadline: Duration) -> Result<(), String> {
+pub(crate) async fn delete_namespace(
+    client: &Client,
+    ns: &str,
+    deadline: Duration,
+) -> Result<(), String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     if let Ok(list) = pods.list(&ListParams::default()).await {
         for p in list.items.iter().filter(|p| {
@@ -693,5 +688,8 @@ pub(crate) async fn delete_namespace(client: &Client, ns: &str, deadline: Durati
 /// Objects the harness creates carry its name as field manager, so an object's
 /// managedFields say which writes were terminus's own.
 fn create_params() -> PostParams {
-    PostParams { field_manager: Some("terminus".into()), ..PostParams::default() }
+    PostParams {
+        field_manager: Some("terminus".into()),
+        ..PostParams::default()
+    }
 }

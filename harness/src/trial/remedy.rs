@@ -59,7 +59,10 @@ pub async fn apply(
     let control_plane = Node::connect(&env.control_plane)
         .await
         .map_err(|e| e.to_string())?;
-    run_commands(diagnosis, node, &control_plane, &|line| timeline.note("remedy", line)).await
+    run_commands(diagnosis, node, &control_plane, &|line| {
+        timeline.note("remedy", line)
+    })
+    .await
 }
 
 /// Runs the action commands of `diagnosis`' remedy (diagnostic steps are skipped):

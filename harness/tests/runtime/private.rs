@@ -338,4 +338,3 @@ pub fn run_ok(cmd: &mut Command) -> Result<Output> {
     }
     Ok(out)
 }
-
