@@ -9,24 +9,9 @@ pub fn before_rules(ev: &Evidence, options: &Options, notes: &mut Vec<String>) -
         notes.push("no pod.yaml: diagnosing from node and runtime evidence alone".into());
         return None;
     };
-    let Some(deleted) = pod.deletion_timestamp else {
-        // DaemonSet churn shows on pods that are not (yet) being deleted too.
-        if pod
-            .owner
-            .as_ref()
-            .is_some_and(|(kind, _)| kind == "DaemonSet")
-            && !ev.revisions.is_empty()
-        {
-            return None;
-        }
-        notes.push(format!(
-            "pod {}/{} has no deletionTimestamp: it is not Terminating",
-            pod.namespace, pod.name
-        ));
-        return Some(Verdict::NotTerminating);
-    };
-    // A churning DaemonSet replaces its pods by design: how long one pod has been
-    // Terminating says nothing, the owner's revisions do.
+    // A churning DaemonSet replaces its pods by design, on pods not (yet) deleted too:
+    // whether or how long one pod has been Terminating says nothing, the owner's
+    // revisions do.
     if pod
         .owner
         .as_ref()
@@ -35,6 +20,13 @@ pub fn before_rules(ev: &Evidence, options: &Options, notes: &mut Vec<String>) -
     {
         return None;
     }
+    let Some(deleted) = pod.deletion_timestamp else {
+        notes.push(format!(
+            "pod {}/{} has no deletionTimestamp: it is not Terminating",
+            pod.namespace, pod.name
+        ));
+        return Some(Verdict::NotTerminating);
+    };
     let Some(now) = ev.captured_at else {
         notes.push("capture time unknown: cannot tell whether the grace period is over".into());
         return None;
