@@ -93,8 +93,8 @@ impl Bundle {
         lsattr: &[PathBuf],
     ) -> Result<()> {
         let d = &self.dir;
-        fs::write(d.join("df.txt"), df(&["-P"]))?;
-        fs::write(d.join("df-inodes.txt"), df(&["-P", "-i"]))?;
+        fs::write(d.join("df.txt"), df(&["-P"], &rt.dir))?;
+        fs::write(d.join("df-inodes.txt"), df(&["-P", "-i"], &rt.dir))?;
         fs::write(d.join("ps.txt"), ps_ours(rt))?;
         fs::write(d.join("mountinfo.txt"), mountinfo_matching(ids))?;
         if !ids.is_empty() {
@@ -167,8 +167,11 @@ fn show(cmd: &Command) -> String {
         .join(" ")
 }
 
-/// `df` output without the sandbox's own tool mounts, which belong to no runtime.
-fn df(args: &[&str]) -> String {
+/// `df` output without the sandbox's own tool mounts, which belong to no runtime, and
+/// without the filesystems of other trials' private runtimes running in parallel (a
+/// full disk of the disk-full trial is not this trial's evidence).
+fn df(args: &[&str], own: &Path) -> String {
+    let own = own.display().to_string();
     let out = Command::new("timeout")
         .arg("20")
         .arg("df")
@@ -179,6 +182,11 @@ fn df(args: &[&str]) -> String {
         .unwrap_or_default();
     text.lines()
         .filter(|l| !l.contains(" /mnt/sandboxing/"))
+        .filter(|l| {
+            !l.contains(crate::private::DIR_PREFIX)
+                || l.contains(&format!("{own}/"))
+                || l.ends_with(&own)
+        })
         .map(|l| format!("{l}\n"))
         .collect()
 }

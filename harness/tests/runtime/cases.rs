@@ -70,7 +70,9 @@ impl Case {
             .find(|p| Path::new(p).exists())
             .ok_or_else(|| anyhow!("busybox is not installed (apt-get install busybox-static)"))?;
         std::fs::copy(busybox, root.join("bin/busybox"))?;
-        let list = run_ok(Command::new(root.join("bin/busybox")).arg("--list"))?;
+        // Ask the original: executing the fresh copy races with other threads' forks that
+        // still hold its write descriptor (ETXTBSY, "Text file busy").
+        let list = run_ok(Command::new(busybox).arg("--list"))?;
         for applet in String::from_utf8_lossy(&list.stdout)
             .lines()
             .filter(|a| *a != "busybox" && !a.is_empty())
