@@ -58,6 +58,29 @@ fn time_at(v: &Value, path: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// (manager, operation, time) of each managedFields entry: who wrote the object.
+fn managers(v: &Value) -> Vec<(String, String, Option<DateTime<Utc>>)> {
+    at(v, "metadata.managedFields")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            Some((
+                str_at(m, "manager")?,
+                str_at(m, "operation").unwrap_or_default(),
+                time_at(m, "time"),
+            ))
+        })
+        .collect()
+}
+
+/// The `items` of a `kubectl get ... -o yaml` List.
+fn list_items<'a>(v: &'a Value, expected: &str) -> Result<&'a Vec<Value>, String> {
+    v.get("items")
+        .and_then(Value::as_sequence)
+        .ok_or_else(|| format!("no `items`: expected {expected}"))
+}
+
 fn yaml(text: &str, what: &str) -> Result<Value, String> {
     let v: Value = serde_yaml::from_str(text).map_err(|e| format!("not YAML: {e}"))?;
     if !v.is_mapping() {
@@ -164,20 +187,7 @@ pub fn pod(text: &str) -> Result<PodFacts, String> {
                 .collect()
         })
         .unwrap_or_default();
-    let managers = at(&v, "metadata.managedFields")
-        .and_then(Value::as_sequence)
-        .map(|seq| {
-            seq.iter()
-                .filter_map(|m| {
-                    Some((
-                        str_at(m, "manager")?,
-                        str_at(m, "operation").unwrap_or_default(),
-                        time_at(m, "time"),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let managers = managers(&v);
     Ok(PodFacts {
         namespace: str_at(&v, "metadata.namespace").unwrap_or_else(|| "default".into()),
         uid: str_at(&v, "metadata.uid"),
@@ -209,10 +219,7 @@ pub struct EventFact {
 
 pub fn events(text: &str) -> Result<Vec<EventFact>, String> {
     let v = yaml(text, "List")?;
-    let items = v
-        .get("items")
-        .and_then(Value::as_sequence)
-        .ok_or("no `items`: expected a v1 List of events")?;
+    let items = list_items(&v, "a v1 List of events")?;
     let mut out = Vec::new();
     for item in items {
         let (Some(reason), Some(message)) = (str_at(item, "reason"), str_at(item, "message"))
@@ -309,20 +316,7 @@ pub fn owner(text: &str) -> Result<OwnerFacts, String> {
         update_strategy: str_at(&v, "spec.updateStrategy.type"),
         affinity_terms: terms,
         uses_node_selector: at(&v, "spec.template.spec.nodeSelector").is_some_and(|s| !s.is_null()),
-        managers: at(&v, "metadata.managedFields")
-            .and_then(Value::as_sequence)
-            .map(|seq| {
-                seq.iter()
-                    .filter_map(|m| {
-                        Some((
-                            str_at(m, "manager")?,
-                            str_at(m, "operation").unwrap_or_default(),
-                            time_at(m, "time"),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        managers: managers(&v),
         // `metadata.generation`, not the `...template.generation` annotation.
         generation_quote: text
             .lines()
@@ -343,10 +337,7 @@ pub struct RevisionFact {
 
 pub fn revisions(text: &str) -> Result<Vec<RevisionFact>, String> {
     let v = yaml(text, "List")?;
-    let items = v
-        .get("items")
-        .and_then(Value::as_sequence)
-        .ok_or("no `items`: expected a v1 List")?;
+    let items = list_items(&v, "a v1 List")?;
     Ok(items
         .iter()
         .filter_map(|item| {
