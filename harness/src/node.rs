@@ -92,6 +92,11 @@ impl Node {
         timeout: Duration,
     ) -> Result<ExecOutput, NodeError> {
         let command = argv.join(" ");
+        let exec_err = |e: bollard::errors::Error| NodeError::Exec {
+            node: self.name.clone(),
+            command: command.clone(),
+            reason: e.to_string(),
+        };
         let run = async {
             let exec = self
                 .docker
@@ -105,22 +110,14 @@ impl Node {
                     },
                 )
                 .await
-                .map_err(|e| NodeError::Exec {
-                    node: self.name.clone(),
-                    command: command.clone(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(exec_err)?;
             let mut stdout = Vec::new();
             let mut stderr = Vec::new();
             if let StartExecResults::Attached { mut output, .. } = self
                 .docker
                 .start_exec(&exec.id, None)
                 .await
-                .map_err(|e| NodeError::Exec {
-                    node: self.name.clone(),
-                    command: command.clone(),
-                    reason: e.to_string(),
-                })?
+                .map_err(exec_err)?
             {
                 while let Some(chunk) = output.next().await {
                     match chunk {
@@ -131,25 +128,11 @@ impl Node {
                             stderr.extend_from_slice(&message)
                         }
                         Ok(_) => {}
-                        Err(e) => {
-                            return Err(NodeError::Exec {
-                                node: self.name.clone(),
-                                command: command.clone(),
-                                reason: e.to_string(),
-                            })
-                        }
+                        Err(e) => return Err(exec_err(e)),
                     }
                 }
             }
-            let inspect =
-                self.docker
-                    .inspect_exec(&exec.id)
-                    .await
-                    .map_err(|e| NodeError::Exec {
-                        node: self.name.clone(),
-                        command: command.clone(),
-                        reason: e.to_string(),
-                    })?;
+            let inspect = self.docker.inspect_exec(&exec.id).await.map_err(exec_err)?;
             Ok(ExecOutput {
                 code: inspect.exit_code.unwrap_or(-1),
                 stdout: String::from_utf8_lossy(&stdout).into_owned(),
