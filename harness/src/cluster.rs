@@ -344,6 +344,11 @@ pub enum Ownership {
     Gone,
 }
 
+/// Names of the node containers of kind cluster `name` (also what `gc` sweeps).
+pub fn cluster_nodes(name: &str) -> Result<Vec<String>> {
+    node_containers(&docker_binary()?, name)
+}
+
 fn node_containers(docker: &Path, name: &str) -> Result<Vec<String>> {
     let out = run(Command::new(docker).args([
         "ps",

@@ -21,10 +21,10 @@ pub struct GcReport {
 /// Undoes every fault recorded by the agent in the nodes of `cluster_name`'s containers
 /// (all ledgers, or only those whose name starts with `run`).
 pub async fn clean_nodes(cluster_name: &str, run: Option<&str>, report: &mut GcReport) {
-    let nodes = match node_containers(cluster_name) {
+    let nodes = match cluster::cluster_nodes(cluster_name) {
         Ok(n) => n,
         Err(e) => {
-            report.errors.push(e);
+            report.errors.push(e.to_string());
             return;
         }
     };
@@ -89,24 +89,6 @@ pub async fn clean_nodes(cluster_name: &str, run: Option<&str>, report: &mut GcR
                 .push(format!("{name}: restoring the CRI state dir: {e}")),
         }
     }
-}
-
-fn node_containers(cluster_name: &str) -> Result<Vec<String>, String> {
-    let out = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "--filter",
-            &format!("label=io.x-k8s.kind.cluster={cluster_name}"),
-            "--format",
-            "{{.Names}}",
-        ])
-        .output()
-        .map_err(|e| format!("docker ps: {e}"))?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect())
 }
 
 /// Deletes the namespaces terminus made (of one run, or all).
