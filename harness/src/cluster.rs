@@ -1006,10 +1006,10 @@ mod tests {
         assert_eq!(c.matches("role: worker").count(), 2);
         assert!(c.contains("disableDefaultCNI: true"));
         assert!(!kind_config(Path::new("/r"), 0, false).contains("disableDefaultCNI"));
-        let parsed: serde_yaml::Value = serde_yaml::from_str(&c).expect("valid yaml");
+        let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&c).expect("valid yaml");
         assert_eq!(
             parsed["nodes"][0]["extraMounts"][0]["readOnly"],
-            serde_yaml::Value::Bool(true)
+            serde_yaml_ng::Value::Bool(true)
         );
     }
 

@@ -5,29 +5,24 @@
 //! ([`evidence`] reads bundles; cluster and node probes feed the same [`evidence::Evidence`]).
 //! ARCHITECTURE.md at the repository root has the map.
 
-pub mod cause;
 pub mod cluster;
 pub mod corpus;
-pub mod detect;
 pub mod detectors;
 pub mod drill;
-pub mod evidence;
 pub mod fault;
 pub mod gc;
 pub mod live;
 pub mod node;
 pub mod probe;
-pub mod report;
 pub mod sandbox;
-pub mod scenario;
-pub mod scorecard;
 pub mod suite;
 pub mod trial;
 pub mod wait;
 pub mod workload;
 
-pub use cause::CauseId;
-
-/// The image scenario workloads run unless they name another. Built offline
-/// (`images/busybox`) and loaded into kind nodes; no registry is involved.
-pub const DEFAULT_WORKLOAD_IMAGE: &str = "terminus/busybox:latest";
+// The pure model lives in terminus-core; these re-exports keep one path per item for
+// the harness's own modules and for users of the library.
+pub use terminus_core::{
+    answer, cause, detect, evidence, report, scenario, scorecard, CauseId,
+    DEFAULT_WORKLOAD_IMAGE,
+};

@@ -821,7 +821,7 @@ async fn one_of_all(
 }
 
 fn yaml<T: serde::Serialize>(value: &T) -> String {
-    serde_yaml::to_string(value).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    serde_yaml_ng::to_string(value).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
 }
 
 /// "3m", "2h05m", "4d" — how long a pod has been stuck, for one line.

@@ -25,6 +25,10 @@ const EXIT_INFRA: u8 = 3;
     about = "Reproduce, detect and remedy Kubernetes pods stuck in Terminating"
 )]
 struct Cli {
+    /// More progress and diagnostics on stderr (-v: debug, -vv: trace). RUST_LOG, when
+    /// set, takes precedence (e.g. RUST_LOG=terminus=debug,kube=info).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -174,6 +178,7 @@ enum ScenariosCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     ExitCode::from(match cli.command {
         Command::Scenarios {
             command: ScenariosCommand::List { dir },
@@ -230,6 +235,24 @@ fn main() -> ExitCode {
             json,
         } => score(&bundles, &detectors, timeout, json),
     })
+}
+
+/// Progress and diagnostics go to stderr through tracing; stdout carries results only,
+/// so `terminus ... --json | jq` and pipes stay clean whatever the verbosity.
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "terminus=info,terminus_core=info,warn",
+        1 => "terminus=debug,terminus_core=debug,info",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
 }
 
 fn run_async(f: impl std::future::Future<Output = u8>) -> u8 {

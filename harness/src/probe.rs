@@ -42,7 +42,7 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<(), ProbeError> {
 }
 
 fn yaml<T: serde::Serialize>(value: &T) -> String {
-    serde_yaml::to_string(value).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    serde_yaml_ng::to_string(value).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
 }
 
 /// Writes the API half: pod.yaml, events.yaml, node.yaml, and owner.yaml +

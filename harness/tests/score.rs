@@ -58,7 +58,7 @@ fn manifest_dir() -> &'static Path {
 }
 
 fn fixtures() -> PathBuf {
-    manifest_dir().join("tests/fixtures")
+    manifest_dir().join("../core/tests/fixtures")
 }
 
 fn example(name: &str) -> String {

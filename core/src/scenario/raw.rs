@@ -62,7 +62,7 @@ pub struct RawVolume {
 pub struct RawFault {
     pub kind: String,
     #[serde(default)]
-    pub params: BTreeMap<String, serde_yaml::Value>,
+    pub params: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 /// One line of input, verbatim, with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,7 +82,7 @@ fn list_items<'a>(v: &'a Value, expected: &str) -> Result<&'a Vec<Value>, String
 }
 
 fn yaml(text: &str, what: &str) -> Result<Value, String> {
-    let v: Value = serde_yaml::from_str(text).map_err(|e| format!("not YAML: {e}"))?;
+    let v: Value = serde_yaml_ng::from_str(text).map_err(|e| format!("not YAML: {e}"))?;
     if !v.is_mapping() {
         return Err(format!("not a Kubernetes {what} object"));
     }

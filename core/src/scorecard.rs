@@ -7,9 +7,9 @@
 //! not answer at all (a [`DetectorFailure`]); FAIL and ERROR both count against it.
 //!
 //! ```
-//! use terminus::detectors::Answer;
-//! use terminus::scorecard::{Case, Scorecard};
-//! use terminus::CauseId;
+//! use terminus_core::answer::Answer;
+//! use terminus_core::scorecard::{Case, Scorecard};
+//! use terminus_core::CauseId;
 //!
 //! let mut card = Scorecard::new();
 //! let case = Case::new("corpus/disk-full/run-1", Some(CauseId::DiskFull)).with_label("k8s v1.31.0 / containerd 1.7.18");
@@ -24,7 +24,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::cause::CauseId;
-use crate::detectors::{Answer, DetectorFailure};
+use crate::answer::{Answer, DetectorFailure};
 
 /// The `schema` field of [`Scorecard::to_json`]; documented in docs/detectors.md.
 pub const JSON_SCHEMA: &str = "terminus/scorecard/v1";
@@ -559,7 +559,7 @@ impl From<&DetectorScore> for JsonDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detectors::FailureKind;
+    use crate::answer::FailureKind;
 
     fn said(cause: Option<CauseId>, confidence: f64) -> Result<Answer, DetectorFailure> {
         let evidence = cause

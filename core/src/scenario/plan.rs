@@ -356,13 +356,13 @@ pub fn load_file(file: &Path) -> Result<Scenario, ScenarioError> {
 /// Parses and validates one scenario. `file` is only used to name the file in errors.
 pub fn parse(file: &Path, source: &str) -> Result<Scenario, ScenarioError> {
     let raw: RawScenario =
-        serde_yaml::from_str(source).map_err(|e| yaml_error(file, source, &e))?;
+        serde_yaml_ng::from_str(source).map_err(|e| yaml_error(file, source, &e))?;
     Validator { file, source }.scenario(raw)
 }
 
 /// Turns serde_yaml's message (`fault: unknown field `x`, expected ... at line 3 column 5`)
 /// into our shape: the path prefix becomes the field, the position the line and column.
-fn yaml_error(file: &Path, source: &str, e: &serde_yaml::Error) -> ScenarioError {
+fn yaml_error(file: &Path, source: &str, e: &serde_yaml_ng::Error) -> ScenarioError {
     let text = e.to_string();
     let text = match text.rfind(" at line ") {
         Some(i) => text[..i].to_owned(),
@@ -680,12 +680,12 @@ impl Validator<'_> {
     }
 
     fn params<T: DeserializeOwned>(&self, fault: &RawFault) -> Result<T, ScenarioError> {
-        let map: serde_yaml::Mapping = fault
+        let map: serde_yaml_ng::Mapping = fault
             .params
             .iter()
-            .map(|(k, v)| (serde_yaml::Value::String(k.clone()), v.clone()))
+            .map(|(k, v)| (serde_yaml_ng::Value::String(k.clone()), v.clone()))
             .collect();
-        serde_yaml::from_value(serde_yaml::Value::Mapping(map)).map_err(|e| {
+        serde_yaml_ng::from_value(serde_yaml_ng::Value::Mapping(map)).map_err(|e| {
             let text = e.to_string();
             let field = ["unknown field `", "missing field `"]
                 .iter()

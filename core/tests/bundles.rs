@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use terminus::detect::diagnose;
-use terminus::evidence::Evidence;
-use terminus::report;
+use terminus_core::detect::diagnose;
+use terminus_core::evidence::Evidence;
+use terminus_core::report;
 
 fn bundles() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
