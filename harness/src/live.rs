@@ -18,6 +18,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
 
+use crate::detect::StepPlace;
 use crate::detect::{self, Report, Verdict};
 use crate::evidence::Evidence;
 use crate::node::Node;
@@ -303,37 +304,35 @@ pub async fn apply_remedy(
             .map_err(LiveError::Infra)?;
         return Ok(log.into_inner().unwrap_or_default());
     }
-    let commands: Vec<&str> = diagnosis
-        .remedy
-        .iter()
-        .filter_map(|s| s.command.as_deref())
-        .filter(|c| crate::trial::is_remedy_action(c))
-        .collect();
-    if commands.is_empty() {
+    let actions = crate::trial::remedy_actions(diagnosis);
+    if actions.is_empty() {
         return Err(LiveError::Infra(format!(
             "the diagnosis ({}) has no command to run as its remedy; follow the steps above by hand",
             diagnosis.cause
         )));
     }
-    if let Some(c) = commands.iter().find(|c| !c.starts_with("kubectl ")) {
+    if let Some((_, argv)) = actions.iter().find(|(place, _)| *place != StepPlace::Cluster) {
         return Err(LiveError::Infra(format!(
-            "`{c}` must run on node {} and terminus reaches nodes' shells only on kind; run the FIX commands above on the node by hand",
+            "`{}` must run on node {} and terminus reaches nodes' shells only on kind; run the FIX commands above on the node by hand",
+            crate::trial::shell_words(argv),
             collected.target.node.as_deref().unwrap_or("?")
         )));
     }
-    for command in commands {
-        let mut cmd = std::process::Command::new("sh");
-        cmd.args(["-c", command]);
+    for (_, argv) in actions {
+        let shown = crate::trial::shell_words(argv);
+        // No shell: the argv runs as it is, whatever the evidence put into it.
+        let mut cmd = std::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         if let Some(k) = kubeconfig {
             cmd.env("KUBECONFIG", k);
         }
         let out = cmd.output().map_err(|e| {
-            LiveError::Infra(format!("running `{command}`: {e} (is kubectl installed?)"))
+            LiveError::Infra(format!("running `{shown}`: {e} (is kubectl installed?)"))
         })?;
-        note(format!("$ {command} (here) -> {}", out.status));
+        note(format!("$ {shown} (here) -> {}", out.status));
         if !out.status.success() {
             return Err(LiveError::Infra(format!(
-                "`{command}` failed: {}",
+                "`{shown}` failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }

@@ -11,28 +11,121 @@ use serde::Serialize;
 use crate::cause::CauseId;
 use crate::evidence::{Evidence, Quote};
 
-/// One concrete step of a remedy. `command` is filled in with the real path, pid,
-/// container id or finalizer name taken from the evidence.
+/// What a remedy step asks of the reader, typed so nothing is guessed from a command's
+/// first word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    /// Advice in words; no command.
+    Advice,
+    /// A command that only shows something (it may use shell syntax: it is printed for a
+    /// person and never run by terminus).
+    Look,
+    /// A command that changes something. It is a program and its arguments
+    /// ([`Step::argv`]), run without a shell; `command` is the same argv shell-quoted.
+    Act,
+}
+
+/// Where an [`StepKind::Act`] step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepPlace {
+    /// On the pod's node, as root.
+    Node,
+    /// Against the API server, with cluster-admin credentials (kubectl).
+    Cluster,
+}
+
+/// One concrete step of a remedy, filled in with the real path, pid, container id or
+/// finalizer name taken from the evidence.
+///
+/// Architecture invariant: an act step's `argv` is never joined into shell code; the
+/// values taken from evidence stay single arguments whatever characters they hold.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
     pub description: String,
+    pub kind: StepKind,
+    /// For the reader: what to type (for acts, `argv` quoted for a POSIX shell).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// Act steps only: the program and its arguments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    /// Act steps only: where it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub place: Option<StepPlace>,
 }
 
 impl Step {
+    /// Advice without a command.
     pub fn say(description: impl Into<String>) -> Step {
         Step {
             description: description.into(),
+            kind: StepKind::Advice,
             command: None,
+            argv: None,
+            place: None,
         }
     }
-    pub fn run(description: impl Into<String>, command: impl Into<String>) -> Step {
+    /// A command that only shows something; printed, never run by terminus.
+    pub fn look(description: impl Into<String>, command: impl Into<String>) -> Step {
         Step {
             description: description.into(),
+            kind: StepKind::Look,
             command: Some(command.into()),
+            argv: None,
+            place: None,
         }
     }
+    /// A command that changes something on the pod's node.
+    pub fn act_on_node<S: Into<String>>(
+        description: impl Into<String>,
+        argv: impl IntoIterator<Item = S>,
+    ) -> Step {
+        Step::act(description, StepPlace::Node, argv)
+    }
+    /// A kubectl command against the API server.
+    pub fn act_on_cluster<S: Into<String>>(
+        description: impl Into<String>,
+        argv: impl IntoIterator<Item = S>,
+    ) -> Step {
+        Step::act(description, StepPlace::Cluster, argv)
+    }
+    fn act<S: Into<String>>(
+        description: impl Into<String>,
+        place: StepPlace,
+        argv: impl IntoIterator<Item = S>,
+    ) -> Step {
+        let argv: Vec<String> = argv.into_iter().map(Into::into).collect();
+        Step {
+            description: description.into(),
+            kind: StepKind::Act,
+            command: Some(shell_quoted(&argv)),
+            argv: Some(argv),
+            place: Some(place),
+        }
+    }
+    /// The act's program and arguments, if this step is an act.
+    pub fn action(&self) -> Option<(StepPlace, &[String])> {
+        match (self.kind, &self.argv, self.place) {
+            (StepKind::Act, Some(argv), Some(place)) if !argv.is_empty() => {
+                Some((place, argv.as_slice()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `argv` as a person would type it in a POSIX shell. An argument shlex cannot quote (a
+/// NUL byte) is shown escaped; the argv itself is what runs.
+fn shell_quoted(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| match shlex::try_quote(a) {
+            Ok(q) => q.into_owned(),
+            Err(_) => format!("{a:?}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -56,7 +56,7 @@ fn pod_ref(ev: &Evidence) -> Option<(String, String)> {
 /// `kubectl get pod NAME -n NS -w`, to watch the pod go away after a remedy.
 fn watch_step(ev: &Evidence) -> Option<Step> {
     pod_ref(ev).map(|(name, ns)| {
-        Step::run(
+        Step::look(
             "watch the pod go away",
             format!("kubectl get pod {name} -n {ns} -w"),
         )
@@ -125,7 +125,7 @@ fn disk_full(ev: &Evidence) -> Option<Diagnosis> {
         .find_map(|q| ENOSPC_PATH.captures(&q.text).map(|c| c[1].to_owned()));
     let mut remedy = Vec::new();
     for (row, what) in &full {
-        remedy.push(Step::run(
+        remedy.push(Step::look(
             format!(
                 "{} is full ({} {what} left on {}); find what fills it",
                 row.mount, row.available, row.filesystem
@@ -138,7 +138,7 @@ fn disk_full(ev: &Evidence) -> Option<Diagnosis> {
     }
     if full.is_empty() {
         let target = failed_path.as_deref().unwrap_or("/var/lib/containerd");
-        remedy.push(Step::run(
+        remedy.push(Step::look(
             format!("find the full filesystem holding {target}"),
             format!("df -P {target}; df -P -i {target}"),
         ));
@@ -217,9 +217,9 @@ fn immutable_file(ev: &Evidence) -> Option<Diagnosis> {
     let mut remedy: Vec<Step> = targets
         .iter()
         .map(|p| {
-            Step::run(
+            Step::act_on_node(
                 format!("clear the immutable attribute on {p}"),
-                format!("chattr -i {p}"),
+                ["chattr", "-i", p.as_str()],
             )
         })
         .collect();
@@ -239,9 +239,9 @@ fn immutable_file(ev: &Evidence) -> Option<Diagnosis> {
         .map(|p| p.trim_matches('"'))
         .collect();
     for dir in &leaked_dirs {
-        remedy.push(Step::run(
+        remedy.push(Step::act_on_node(
             format!("remove the snapshot directory containerd leaked, {dir}"),
-            format!("rm -rf {dir}"),
+            ["rm", "-rf", dir],
         ));
     }
     if leaked_snapshot {
@@ -308,14 +308,14 @@ fn runtime_hang(ev: &Evidence) -> Option<Diagnosis> {
     evidence.extend(unknown.iter().map(|t| t.quote.clone()));
     let mut remedy = Vec::new();
     for p in &stopped {
-        remedy.push(Step::run(
+        remedy.push(Step::act_on_node(
             format!(
                 "{} (pid {}) is stopped (state {}); let it run again",
                 p.program(),
                 p.pid,
                 p.stat
             ),
-            format!("kill -CONT {}", p.pid),
+            ["kill".to_owned(), "-CONT".to_owned(), p.pid.to_string()],
         ));
     }
     if stopped.is_empty() {
@@ -324,13 +324,13 @@ fn runtime_hang(ev: &Evidence) -> Option<Diagnosis> {
         } else {
             "containerd"
         };
-        remedy.push(Step::run(
+        remedy.push(Step::look(
             format!("the runtime does not answer; capture its goroutine stacks for the bug report (SIGUSR1 writes them to the journal), on {}", node_name(ev)),
             format!("pkill -USR1 -x {}", if unit == "docker" { "dockerd" } else { "containerd" }),
         ));
-        remedy.push(Step::run(
+        remedy.push(Step::act_on_node(
             "then restart it",
-            format!("systemctl restart {unit}"),
+            ["systemctl", "restart", unit],
         ));
     }
     remedy.push(Step::say("long term: upgrade the runtime. `kubectl delete pod --force --grace-period=0` only removes the API object; the container may live on (check `crictl ps`/`docker ps`) — prefer an expert's look over force deletion"));
@@ -347,6 +347,18 @@ fn runtime_hang(ev: &Evidence) -> Option<Diagnosis> {
 }
 
 // ---------------------------------------------------------------------------- 4
+
+/// A JSON patch that removes finalizer `name` at `index` only if it is still there: the
+/// `test` op makes the patch fail instead of removing the wrong entry if the list
+/// changed meanwhile. serde_json escapes the name, so no name can change the patch.
+fn remove_finalizer_patch(index: usize, name: &str) -> String {
+    let path = format!("/metadata/finalizers/{index}");
+    serde_json::json!([
+        {"op": "test", "path": path, "value": name},
+        {"op": "remove", "path": path},
+    ])
+    .to_string()
+}
 
 fn finalizer(ev: &Evidence) -> Option<Diagnosis> {
     let pod = ev.pod.as_ref()?;
@@ -370,12 +382,19 @@ fn finalizer(ev: &Evidence) -> Option<Diagnosis> {
     // Remove each finalizer by value: a JSON patch `test` makes the command fail instead
     // of removing the wrong entry if the list changed meanwhile.
     for (index, (name, _)) in pod.finalizers.iter().enumerate().rev() {
-        remedy.push(Step::run(
+        remedy.push(Step::act_on_cluster(
             format!("remove finalizer {name}"),
-            format!(
-                "kubectl patch pod {} -n {} --type=json -p '[{{\"op\":\"test\",\"path\":\"/metadata/finalizers/{index}\",\"value\":\"{name}\"}},{{\"op\":\"remove\",\"path\":\"/metadata/finalizers/{index}\"}}]'",
-                pod.name, pod.namespace
-            ),
+            [
+                "kubectl".to_owned(),
+                "patch".to_owned(),
+                "pod".to_owned(),
+                pod.name.clone(),
+                "-n".to_owned(),
+                pod.namespace.clone(),
+                "--type=json".to_owned(),
+                "-p".to_owned(),
+                remove_finalizer_patch(index, name),
+            ],
         ));
     }
     remedy.extend(watch_step(ev));
@@ -463,17 +482,17 @@ fn kubelet_missed_delete(ev: &Evidence) -> Option<Diagnosis> {
     let node = node_name(ev);
     let mut remedy = Vec::new();
     for p in &stopped {
-        remedy.push(Step::run(
+        remedy.push(Step::act_on_node(
             format!(
                 "kubelet (pid {}) is stopped (state {}); let it run",
                 p.pid, p.stat
             ),
-            format!("kill -CONT {}", p.pid),
+            ["kill".to_owned(), "-CONT".to_owned(), p.pid.to_string()],
         ));
     }
-    remedy.push(Step::run(
+    remedy.push(Step::act_on_node(
         format!("restart kubelet on {node}: it re-lists pods and acts on the deletion"),
-        "systemctl restart kubelet",
+        ["systemctl", "restart", "kubelet"],
     ));
     remedy.push(Step::say(
         "long term: upgrade kubelet (the original list-watch bug was fixed after v1.8)",
@@ -520,7 +539,7 @@ fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
             other => {
                 evidence.push(row.quote.clone());
                 evidence.extend(other.map(|t| t.quote.clone()));
-                remedy.push(Step::run(
+                remedy.push(Step::act_on_node(
                     format!(
                         "docker says {} is {}, containerd {}; remove it",
                         row.names,
@@ -530,7 +549,7 @@ fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
                             t.status
                         ))
                     ),
-                    format!("docker rm -f {}", row.id),
+                    ["docker", "rm", "-f", row.id.as_str()],
                 ));
             }
         }
@@ -564,16 +583,20 @@ fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
     }
     let docker = !ev.docker_ps.is_empty();
     if docker {
-        remedy.push(Step::run(
-            "if several containers disagree, prune or restart dockerd",
-            "docker container prune -f; systemctl restart docker",
+        remedy.push(Step::act_on_node(
+            "if several containers disagree, prune the stopped ones",
+            ["docker", "container", "prune", "-f"],
+        ));
+        remedy.push(Step::act_on_node(
+            "and restart dockerd",
+            ["systemctl", "restart", "docker"],
         ));
     }
     if cri_stale {
-        remedy.push(Step::run(
+        remedy.push(Step::act_on_node(
             "restart containerd: on start its CRI plugin re-reads containerd's task list and marks \
              containers without a task exited (running containers keep running in their shims)",
-            "systemctl restart containerd",
+            ["systemctl", "restart", "containerd"],
         ));
     }
     remedy.push(Step::say(if docker {
@@ -666,7 +689,7 @@ fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
         })
         .unwrap_or_default();
     let ns = &pod.namespace;
-    let mut remedy = vec![Step::run(
+    let mut remedy = vec![Step::look(
         format!("see the churn: revision {} of daemonset {ds} from {} templates", newest.revision, revisions.len()),
         format!("kubectl get controllerrevisions -n {ns} -l controller-revision-hash --sort-by=.revision"),
     )];
@@ -676,7 +699,7 @@ fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
             writers.into_iter().collect::<Vec<_>>().join(", ")
         )));
     }
-    remedy.push(Step::run(
+    remedy.push(Step::look(
         format!("work-around: schedule daemonset {ds} with nodeSelector instead of nodeAffinity"),
         format!("kubectl edit daemonset {ds} -n {ns}"),
     ));
@@ -739,7 +762,7 @@ fn mount_held(ev: &Evidence) -> Option<Diagnosis> {
     for (pid, (mount, ps, quote)) in &holders {
         evidence.push(quote.clone());
         evidence.extend(ps.iter().map(|p| p.quote.clone()));
-        remedy.push(Step::run(
+        remedy.push(Step::look(
             format!(
                 "pid {pid}{} holds {mount}; see what it is",
                 ps.map(|p| format!(" ({})", p.program()))
@@ -747,7 +770,10 @@ fn mount_held(ev: &Evidence) -> Option<Diagnosis> {
             ),
             format!("ps -f {pid}"),
         ));
-        remedy.push(Step::run("stop it (or make it let go: leave the directory, close the file, unmount its copy); the runtime retries the removal", format!("kill {pid}")));
+        remedy.push(Step::act_on_node(
+            "stop it (or make it let go: leave the directory, close the file, unmount its copy); the runtime retries the removal",
+            ["kill".to_owned(), pid.to_string()],
+        ));
     }
     if holders.is_empty() {
         let path = busy_paths
@@ -756,11 +782,11 @@ fn mount_held(ev: &Evidence) -> Option<Diagnosis> {
             .cloned()
             .unwrap_or_else(|| "<the rootfs path>".into());
         let id = container_id_in(&path).unwrap_or_else(|| path.clone());
-        remedy.push(Step::run(
+        remedy.push(Step::look(
             "find the processes whose mount table holds the container",
             format!("grep -l {id} /proc/*/mountinfo"),
         ));
-        remedy.push(Step::run(
+        remedy.push(Step::look(
             "and those whose working directory, root or open files are inside it",
             format!("ls -l /proc/*/cwd /proc/*/root /proc/*/fd/* 2>/dev/null | grep {path}"),
         ));

@@ -8,5 +8,5 @@ mod run;
 
 pub(crate) use flow::delete_namespace;
 pub use flow::{run_trial, TrialEnv, TrialRecord};
-pub use remedy::{is_action as is_remedy_action, run_commands as run_remedy_commands};
+pub use remedy::{actions as remedy_actions, run_commands as run_remedy_commands, shell_words};
 pub use run::{Run, Timeline};

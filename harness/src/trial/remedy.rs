@@ -15,19 +15,15 @@ use serde_json::json;
 
 use super::flow::TrialEnv;
 use super::run::Timeline;
-use crate::detect::Diagnosis;
+use crate::detect::{Diagnosis, StepPlace};
 use crate::node::Node;
 use crate::probe::Target;
 use crate::scenario::{Remedy, Scenario};
 
-/// Whether a remedy command changes something (run it) or only looks (skip it).
-pub fn is_action(command: &str) -> bool {
-    let first = command.split_whitespace().next().unwrap_or("");
-    match first {
-        "chattr" | "kill" | "systemctl" | "crictl" | "rm" | "umount" | "nsenter" | "docker" => true,
-        "kubectl" => command.contains(" patch ") || command.contains(" delete "),
-        _ => false,
-    }
+/// The act steps of a diagnosis' remedy, in order (look steps and advice are for the
+/// reader and never run).
+pub fn actions(diagnosis: &Diagnosis) -> Vec<(StepPlace, &[String])> {
+    diagnosis.remedy.iter().filter_map(|s| s.action()).collect()
 }
 
 pub async fn apply(
@@ -74,48 +70,55 @@ pub async fn run_commands(
     control_plane: &Node,
     note: &(dyn Fn(String) + Sync),
 ) -> Result<(), String> {
-    let commands: Vec<&str> = diagnosis
-        .remedy
-        .iter()
-        .filter_map(|step| step.command.as_deref())
-        .filter(|c| is_action(c))
-        .collect();
-    if commands.is_empty() {
+    let actions = actions(diagnosis);
+    if actions.is_empty() {
         return Err(format!(
             "the diagnosis ({}) has no command to run as its remedy",
             diagnosis.cause
         ));
     }
-    for command in commands {
+    for (place, argv) in actions {
         // kubectl runs where admin credentials are; everything else on the pod's node.
-        let (place, script) = if command.starts_with("kubectl ") {
-            (
+        // `env` sets the credentials without a shell: every argument stays one argument.
+        let (on, exec): (&Node, Vec<&str>) = match place {
+            StepPlace::Cluster => (
                 control_plane,
-                format!("KUBECONFIG=/etc/kubernetes/admin.conf {command}"),
-            )
-        } else {
-            (node, command.to_owned())
+                ["env", "KUBECONFIG=/etc/kubernetes/admin.conf"]
+                    .into_iter()
+                    .chain(argv.iter().map(String::as_str))
+                    .collect(),
+            ),
+            StepPlace::Node => (node, argv.iter().map(String::as_str).collect()),
         };
-        let out = place
-            .exec_raw(&["sh", "-c", &script], Duration::from_secs(60))
+        let shown = shell_words(argv);
+        let out = on
+            .exec_raw(&exec, Duration::from_secs(60))
             .await
             .map_err(|e| e.to_string())?;
         note(format!(
-            "$ {command} (on {}) -> exit {} {}",
-            place.name,
+            "$ {shown} (on {}) -> exit {} {}",
+            on.name,
             out.code,
             out.stderr.trim()
         ));
         if out.code != 0 {
             return Err(format!(
-                "remedy command failed on {}: `{command}` exited {}: {}",
-                place.name,
+                "remedy command failed on {}: `{shown}` exited {}: {}",
+                on.name,
                 out.code,
                 out.stderr.trim()
             ));
         }
     }
     Ok(())
+}
+
+/// `argv` quoted for a shell, for logs (what runs is the argv itself).
+pub fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| shlex::try_quote(a).map_or_else(|_| format!("{a:?}"), |q| q.into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The handbook's work-around: nodeSelector instead of nodeAffinity.
