@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
+use terminus_core::ledger::{Entry, FillMode};
 
 use crate::daemon;
 use crate::error::{AgentError, Result};
-use crate::ledger::{Entry, FillMode, Store};
+use crate::ledger::Store;
 use crate::procfs;
 use crate::timefmt::now_epoch;
 
@@ -232,14 +233,7 @@ pub fn daemon_main(
         std::thread::sleep(TOP_UP_EVERY);
         match f.take() {
             Ok(0) => {}
-            Ok(n) => eprintln!(
-                "terminus-agent fill: re-took {n} {}",
-                if mode == FillMode::Bytes {
-                    "bytes"
-                } else {
-                    "inodes"
-                }
-            ),
+            Ok(n) => eprintln!("terminus-agent fill: re-took {n} {mode}"),
             Err(e) => eprintln!("terminus-agent fill: {e}"),
         }
     }
@@ -292,11 +286,7 @@ pub fn fill(store: &Store, a: &FillArgs) -> Result<serde_json::Value> {
         "--files-dir".into(),
         files_dir.clone().into(),
         "--mode".into(),
-        match a.mode {
-            FillMode::Bytes => "bytes",
-            FillMode::Inodes => "inodes",
-        }
-        .into(),
+        a.mode.as_str().into(),
         "--max-size".into(),
         a.max_size.to_string().into(),
         "--max-inodes".into(),

@@ -6,9 +6,10 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
+use terminus_core::ledger::Entry;
 
 use crate::error::{AgentError, Result};
-use crate::ledger::{Entry, Store};
+use crate::ledger::Store;
 use crate::procfs;
 use crate::timefmt::now_epoch;
 

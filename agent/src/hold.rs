@@ -11,10 +11,11 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use serde::Serialize;
 use serde_json::json;
+use terminus_core::ledger::{Entry, Via};
 
 use crate::daemon;
 use crate::error::{AgentError, Result};
-use crate::ledger::{Entry, Store, Via};
+use crate::ledger::Store;
 use crate::procfs;
 use crate::timefmt::now_epoch;
 
@@ -29,14 +30,6 @@ pub enum Ns {
     New,
     /// Stay in the current (or `--mount-ns-of`) namespace.
     Current,
-}
-
-fn via_str(v: Via) -> &'static str {
-    match v {
-        Via::Cwd => "cwd",
-        Via::Fd => "fd",
-        Via::Bind => "bind",
-    }
 }
 
 /// Body of the hidden `__hold` subcommand.
@@ -166,7 +159,7 @@ pub fn hold(store: &Store, a: &HoldArgs) -> Result<serde_json::Value> {
         "--path".into(),
         a.path.into(),
         "--via".into(),
-        via_str(a.via).into(),
+        a.via.as_str().into(),
         "--ns".into(),
         if a.ns == Ns::New { "new" } else { "current" }.into(),
         "--target".into(),
@@ -272,7 +265,7 @@ pub fn release(store: &Store, run: &str, path: Option<&Path>) -> Result<serde_js
             } else {
                 errors.push(format!("holder pid {pid} did not exit"));
             }
-            if daemon::arg_value(&argv, "--via").as_deref() == Some("bind") {
+            if daemon::arg_value(&argv, "--via").as_deref() == Some(Via::Bind.as_str()) {
                 targets.extend(daemon::arg_value(&argv, "--target").map(PathBuf::from));
             }
         }

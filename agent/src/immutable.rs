@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
+use terminus_core::ledger::Entry;
 
 use crate::attrs;
 use crate::error::{AgentError, Result};
-use crate::ledger::{Entry, Store};
+use crate::ledger::Store;
 use crate::timefmt::now_epoch;
 
 fn canonical(path: &Path) -> Result<PathBuf> {
