@@ -1,4 +1,11 @@
 //! Disk-full faults: fill a (small, harness-made) filesystem until ENOSPC and keep it full.
+//!
+//! Architecture invariant: a filesystem over `--max-size` bytes or `--max-inodes`
+//! inodes is refused (exit 3) before anything is written, by the command and again by
+//! the daemon, so the host's disk is never filled.
+//!
+//! Architecture invariant: recursive deletion happens only inside a directory named
+//! `.terminus-fill-<run>` (`remove_files_dir` checks the name).
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};

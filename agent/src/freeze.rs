@@ -1,4 +1,7 @@
 //! Runtime-hang faults: SIGSTOP / SIGCONT of a process (containerd, a shim, kubelet).
+//!
+//! Architecture invariant: a process is recorded (pid and start time) before it is
+//! stopped; an ambiguous target is refused unless `--all` says several are meant.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,6 +1,10 @@
 //! Mount holders: a resident process in its own mount namespace that keeps a path busy
 //! (cwd, open fd, or a bind mount), plus the read-only views used to find holders
 //! (`mountinfo ID` and `holders PATH`).
+//!
+//! Architecture invariant: a holder is recorded before it starts; its bind target is
+//! `/run/terminus-hold-<run>`, the only directory `release`/`gc` remove for it (rmdir,
+//! never recursive).
 
 use std::ffi::OsString;
 use std::fs::File;

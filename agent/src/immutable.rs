@@ -1,4 +1,7 @@
 //! Immutable-attribute faults (`chattr +i` without chattr), recorded in the ledger.
+//!
+//! Architecture invariant: the canonical path is written to the ledger before the flag
+//! is set; symlinks are refused, so the flag lands on the file that was named.
 
 use std::path::{Path, PathBuf};
 
