@@ -1,5 +1,9 @@
 //! Inode attribute flags: setting/clearing the immutable bit, and `lsattr`-formatted
 //! listings for the evidence bundle (`lsattr.txt`).
+//!
+//! Architecture invariant: listings never cross a filesystem boundary nor follow a
+//! symlink, and stop at their line and visit limits with a `# terminus-agent:` note,
+//! so a scan of a huge tree is bounded.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -176,45 +180,66 @@ pub fn list(root: &Path, opts: ListOpts, out: &mut dyn Write) -> std::io::Result
         {
             continue;
         }
-        match get_flags(&p) {
-            Ok(flags) => {
-                let flagged = flags & (IMMUTABLE | APPEND) != 0;
-                if flagged {
-                    st.flagged += 1;
-                }
-                if flagged || !opts.only_flagged {
-                    writeln!(out, "{}", format_line(flags, &p))?;
-                    st.lines += 1;
-                }
-            }
-            Err(e) => {
-                writeln!(out, "{}", format_error(&e, &p))?;
-                st.lines += 1;
-                st.errors += 1;
-            }
-        }
+        write_entry(&p, opts, out, &mut st)?;
         if opts.recursive && ft.is_dir() && std::os::unix::fs::MetadataExt::dev(&meta) == root_dev {
-            match std::fs::read_dir(&p) {
-                Ok(rd) => {
-                    let mut children: Vec<PathBuf> =
-                        rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-                    // Reverse-sorted onto the stack so the output comes out sorted.
-                    children.sort_by(|a, b| b.cmp(a));
-                    stack.extend(children);
-                }
-                Err(e) => {
-                    writeln!(
-                        out,
-                        "lsattr: {} while opening directory {}",
-                        strerror(&e),
-                        p.display()
-                    )?;
-                    st.errors += 1;
-                }
-            }
+            push_children(&p, &mut stack, out, &mut st)?;
         }
     }
     Ok(st)
+}
+
+/// One lsattr line for `p` (or its error line), unless only flagged entries are wanted.
+fn write_entry(
+    p: &Path,
+    opts: ListOpts,
+    out: &mut dyn Write,
+    st: &mut ListStats,
+) -> std::io::Result<()> {
+    match get_flags(p) {
+        Ok(flags) => {
+            let flagged = flags & (IMMUTABLE | APPEND) != 0;
+            if flagged {
+                st.flagged += 1;
+            }
+            if flagged || !opts.only_flagged {
+                writeln!(out, "{}", format_line(flags, p))?;
+                st.lines += 1;
+            }
+        }
+        Err(e) => {
+            writeln!(out, "{}", format_error(&e, p))?;
+            st.lines += 1;
+            st.errors += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Pushes the entries of directory `p` so that they pop in sorted order.
+fn push_children(
+    p: &Path,
+    stack: &mut Vec<PathBuf>,
+    out: &mut dyn Write,
+    st: &mut ListStats,
+) -> std::io::Result<()> {
+    match std::fs::read_dir(p) {
+        Ok(rd) => {
+            let mut children: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            // Reverse-sorted onto the stack so the output comes out sorted.
+            children.sort_by(|a, b| b.cmp(a));
+            stack.extend(children);
+        }
+        Err(e) => {
+            writeln!(
+                out,
+                "lsattr: {} while opening directory {}",
+                strerror(&e),
+                p.display()
+            )?;
+            st.errors += 1;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

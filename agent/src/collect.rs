@@ -1,6 +1,15 @@
 //! `collect`: the node half of an evidence bundle, written as files into a directory.
 //! External tools run with a deadline, in parallel; their failure text is kept in the
 //! file, so a hung or missing runtime shows up as evidence instead of a crash.
+//!
+//! Architecture invariant: collect only reads the node; it changes nothing but the
+//! files in its `--out` directory.
+//!
+//! Architecture invariant: every external command has a deadline and is killed with its
+//! whole process group at it, so a frozen containerd costs at most `--cmd-timeout`.
+//!
+//! Architecture invariant: a file's content is what its tool printed, verbatim; a
+//! failure is appended as a last `terminus-agent: ...` line, never written instead.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -12,7 +21,6 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::attrs::{self, ListOpts};
 use crate::error::{AgentError, Result};
@@ -186,7 +194,52 @@ pub struct CollectArgs<'a> {
     pub scan_snapshots: bool,
 }
 
-pub fn collect(a: &CollectArgs) -> Result<serde_json::Value> {
+/// A container's writable snapshot directory, as found.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotDir {
+    pub container_id: String,
+    pub upperdir: PathBuf,
+}
+
+/// What `collect` prints: every file written, and what could not be looked at.
+#[derive(Debug, Clone, Serialize)]
+pub struct Collected {
+    pub out: PathBuf,
+    pub files: Vec<FileReport>,
+    pub snapshots: Vec<SnapshotDir>,
+    pub notes: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Writes the bundle's node files into `a.out`: the external tools' files in parallel
+/// threads while the agent's own views are written, then lsattr, then the tools are
+/// joined (each has its own deadline, so the join is bounded).
+pub fn collect(a: &CollectArgs) -> Result<Collected> {
+    check_ids(a)?;
+    std::fs::create_dir_all(a.out)
+        .map_err(|e| AgentError::io(format!("creating {}", a.out.display()), e))?;
+    let t0 = Instant::now();
+    let tools = start_tools(a);
+    let mut files = vec![
+        write_file(a.out, "df.txt", &df::render(false)),
+        write_file(a.out, "df-inodes.txt", &df::render(true)),
+        write_file(a.out, "ps.txt", &ps::render()),
+        write_file(a.out, "mountinfo.txt", &mountinfo(a.container_ids)),
+    ];
+    let lsattr = lsattr(a);
+    files.push(write_file(a.out, "lsattr.txt", &lsattr.text));
+    files.extend(tools.into_iter().map(|t| t.join(a.out)));
+    Ok(Collected {
+        out: a.out.to_path_buf(),
+        files,
+        snapshots: lsattr.snapshots,
+        notes: lsattr.notes,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Ids become path components: refuse anything that could leave its directory.
+fn check_ids(a: &CollectArgs) -> Result<()> {
     for id in a.container_ids {
         if id.is_empty() || id.contains('/') || id.contains(char::is_whitespace) {
             return Err(AgentError::Usage(format!("invalid container id {id:?}")));
@@ -197,92 +250,120 @@ pub fn collect(a: &CollectArgs) -> Result<serde_json::Value> {
             return Err(AgentError::Usage(format!("invalid pod uid {uid:?}")));
         }
     }
-    std::fs::create_dir_all(a.out)
-        .map_err(|e| AgentError::io(format!("creating {}", a.out.display()), e))?;
-    let t0 = Instant::now();
-    let mut reports: Vec<FileReport> = Vec::new();
+    Ok(())
+}
 
-    // External tools, in parallel, each under its own deadline.
-    let since = a.since.to_string();
-    let jobs: Vec<(&str, Vec<String>)> = vec![
+/// The bundle files that external tools write, and their command lines.
+fn tool_commands(since: &str) -> [(&'static str, Vec<String>); 4] {
+    let argv = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    [
         (
             "kubelet.log",
-            vec![
-                "journalctl".into(),
-                "-u".into(),
-                "kubelet".into(),
-                "--no-pager".into(),
-                "--since".into(),
-                since.clone(),
-            ],
+            argv(&[
+                "journalctl",
+                "-u",
+                "kubelet",
+                "--no-pager",
+                "--since",
+                since,
+            ]),
         ),
         (
             "runtime.log",
-            vec![
-                "journalctl".into(),
-                "-u".into(),
-                "containerd".into(),
-                "--no-pager".into(),
-                "--since".into(),
+            argv(&[
+                "journalctl",
+                "-u",
+                "containerd",
+                "--no-pager",
+                "--since",
                 since,
-            ],
+            ]),
         ),
-        (
-            "crictl-ps.txt",
-            vec!["crictl".into(), "ps".into(), "-a".into()],
-        ),
+        ("crictl-ps.txt", argv(&["crictl", "ps", "-a"])),
         (
             "ctr-tasks.txt",
-            vec![
-                "ctr".into(),
-                "-n".into(),
-                "k8s.io".into(),
-                "task".into(),
-                "ls".into(),
-            ],
+            argv(&["ctr", "-n", "k8s.io", "task", "ls"]),
         ),
-    ];
-    let handles: Vec<_> = jobs
+    ]
+}
+
+/// One external tool writing its bundle file in a thread of its own.
+struct Tool {
+    name: &'static str,
+    thread: std::thread::JoinHandle<Option<String>>,
+}
+
+fn start_tools(a: &CollectArgs) -> Vec<Tool> {
+    tool_commands(a.since)
         .into_iter()
         .map(|(name, argv)| {
             let path = a.out.join(name);
             let deadline = a.timeout;
-            std::thread::spawn(move || {
+            let thread = std::thread::spawn(move || {
                 let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-                (name, run_to_file(&refs, deadline, &path).err())
-            })
+                run_to_file(&refs, deadline, &path).err()
+            });
+            Tool { name, thread }
         })
-        .collect();
+        .collect()
+}
 
-    let mut write = |name: &str, content: std::result::Result<String, String>| {
-        let p = a.out.join(name);
-        let (text, err) = match content {
-            Ok(t) => (t, None),
-            Err(e) => (format!("terminus-agent: {e}\n"), Some(e)),
-        };
-        let r = std::fs::write(&p, &text);
-        reports.push(FileReport {
-            name: name.into(),
-            bytes: text.len() as u64,
-            ok: err.is_none() && r.is_ok(),
-            error: err.or(r.err().map(|e| e.to_string())),
-        });
-    };
-    write("df.txt", Ok(df::render(false)));
-    write("df-inodes.txt", Ok(df::render(true)));
-    write("ps.txt", Ok(ps::render()));
-    let mut mi = String::new();
-    for id in a.container_ids {
-        for l in hold::grep_mountinfo(id) {
-            mi.push_str(&l);
-            mi.push('\n');
+impl Tool {
+    fn join(self, out: &Path) -> FileReport {
+        match self.thread.join() {
+            Ok(err) => FileReport {
+                name: self.name.into(),
+                bytes: std::fs::metadata(out.join(self.name))
+                    .map(|m| m.len())
+                    .unwrap_or(0),
+                ok: err.is_none(),
+                error: err,
+            },
+            Err(_) => FileReport {
+                name: "?".into(),
+                bytes: 0,
+                ok: false,
+                error: Some("collector thread panicked".into()),
+            },
         }
     }
-    write("mountinfo.txt", Ok(mi));
+}
 
-    // lsattr: pod dir, each container's writable snapshot, and (flagged entries only)
-    // every snapshot, which finds an immutable file in a snapshot containerd already
-    // forgot (the leak described in docs/reproductions.md).
+/// Writes one file the agent rendered itself.
+fn write_file(out: &Path, name: &str, text: &str) -> FileReport {
+    let written = std::fs::write(out.join(name), text);
+    FileReport {
+        name: name.into(),
+        bytes: text.len() as u64,
+        ok: written.is_ok(),
+        error: written.err().map(|e| e.to_string()),
+    }
+}
+
+/// `mountinfo ID` for each container id, concatenated.
+fn mountinfo(container_ids: &[String]) -> String {
+    let mut text = String::new();
+    for id in container_ids {
+        for l in hold::grep_mountinfo(id) {
+            text.push_str(&l);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// `lsattr.txt` and what was found (or not) on the way.
+struct Lsattr {
+    text: String,
+    snapshots: Vec<SnapshotDir>,
+    notes: Vec<String>,
+}
+
+/// lsattr of the pod dir, of each container's writable snapshot, and (flagged entries
+/// only) of every snapshot, which finds an immutable file in a snapshot containerd
+/// already forgot (the `containerd-immutable-snapshot-leak` bundle in
+/// core/tests/fixtures/bundles/README.md; scenario `immutable-file-rootfs`).
+fn lsattr(a: &CollectArgs) -> Lsattr {
     let mut buf: Vec<u8> = Vec::new();
     let mut notes = Vec::new();
     let full = ListOpts {
@@ -299,77 +380,50 @@ pub fn collect(a: &CollectArgs) -> Result<serde_json::Value> {
             notes.push(format!("{} does not exist", p.display()));
         }
     }
-    let mut uppers = Vec::new();
+    let mut snapshots = Vec::new();
     for id in a.container_ids {
         match snapshot_upper(id, a.timeout) {
             Some(u) => {
                 let _ = attrs::list(&u, full, &mut buf);
-                uppers.push(json!({"container_id": id, "upperdir": u}));
+                snapshots.push(SnapshotDir {
+                    container_id: id.clone(),
+                    upperdir: u,
+                });
             }
             None => notes.push(format!("no snapshot directory found for container {id}")),
         }
     }
     if a.scan_snapshots && Path::new(SNAPSHOTS_DIR).exists() {
-        let flagged = ListOpts {
-            recursive: true,
-            only_flagged: true,
-            max_lines: 10_000,
-            max_visited: 2_000_000,
-        };
-        let mut extra = Vec::new();
-        let _ = attrs::list(Path::new(SNAPSHOTS_DIR), flagged, &mut extra);
-        // Skip lines already listed above.
-        let seen: std::collections::HashSet<&[u8]> = buf.split(|&b| b == b'\n').collect();
-        let extra: Vec<&[u8]> = extra
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty() && !seen.contains(l))
-            .collect();
-        let mut more = Vec::new();
-        for l in extra {
-            more.extend_from_slice(l);
-            more.push(b'\n');
-        }
+        let more = flagged_snapshot_lines(&buf);
         buf.extend(more);
     }
-    for n in &notes {
-        eprintln!("collect: {n}");
+    Lsattr {
+        text: String::from_utf8_lossy(&buf).into_owned(),
+        snapshots,
+        notes,
     }
-    write("lsattr.txt", Ok(String::from_utf8_lossy(&buf).into_owned()));
+}
 
-    for h in handles {
-        match h.join() {
-            Ok((name, err)) => {
-                let bytes = std::fs::metadata(a.out.join(name))
-                    .map(|m| m.len())
-                    .unwrap_or(0);
-                reports.push(FileReport {
-                    name: name.into(),
-                    bytes,
-                    ok: err.is_none(),
-                    error: err,
-                });
-            }
-            Err(_) => reports.push(FileReport {
-                name: "?".into(),
-                bytes: 0,
-                ok: false,
-                error: Some("collector thread panicked".into()),
-            }),
-        }
+/// The flagged entries under every snapshot that `listed` does not already hold.
+fn flagged_snapshot_lines(listed: &[u8]) -> Vec<u8> {
+    let flagged = ListOpts {
+        recursive: true,
+        only_flagged: true,
+        max_lines: 10_000,
+        max_visited: 2_000_000,
+    };
+    let mut extra = Vec::new();
+    let _ = attrs::list(Path::new(SNAPSHOTS_DIR), flagged, &mut extra);
+    let seen: std::collections::HashSet<&[u8]> = listed.split(|&b| b == b'\n').collect();
+    let mut more = Vec::new();
+    for l in extra
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty() && !seen.contains(l))
+    {
+        more.extend_from_slice(l);
+        more.push(b'\n');
     }
-    for r in &reports {
-        match &r.error {
-            None => eprintln!("collect: {} ({} bytes)", r.name, r.bytes),
-            Some(e) => eprintln!("collect: {} ({} bytes, failed: {e})", r.name, r.bytes),
-        }
-    }
-    Ok(json!({
-        "out": a.out,
-        "files": reports,
-        "snapshots": uppers,
-        "notes": notes,
-        "seconds": t0.elapsed().as_secs_f64(),
-    }))
+    more
 }
 
 #[cfg(test)]

@@ -7,10 +7,15 @@
 //! `err message`); the parent waits for that line under a deadline and then exits, so
 //! the child is re-parented to init: the classic double fork, with the agent's own
 //! process as the middle generation.
+//!
+//! Architecture invariant: every daemon carries its run in its environment and keeps
+//! no inherited fd, so it can be found (and killed) by run alone and holds nothing of
+//! the `docker exec` that started it.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -33,6 +38,8 @@ pub struct Started {
     pub report: serde_json::Value,
 }
 
+/// Starts `args` as a daemon of `run` and waits (up to `deadline`) for its readiness
+/// line; a daemon that is not ready in time is killed, so a failed start leaves no process.
 pub fn spawn(store: &Store, run: &str, args: &[OsString], deadline: Duration) -> Result<Started> {
     std::fs::create_dir_all(&store.dir)
         .map_err(|e| AgentError::io(format!("creating {}", store.dir.display()), e))?;
@@ -66,26 +73,7 @@ pub fn spawn(store: &Store, run: &str, args: &[OsString], deadline: Duration) ->
     let fail = |child: &mut std::process::Child, msg: String| -> AgentError {
         let _ = child.kill();
         let _ = child.wait();
-        let tail = std::fs::read_to_string(&log_path)
-            .map(|s| {
-                s.lines()
-                    .rev()
-                    .take(5)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .unwrap_or_default();
-        if tail.is_empty() {
-            AgentError::Failed(msg)
-        } else {
-            AgentError::Failed(format!(
-                "{msg}\ndaemon log ({}):\n{tail}",
-                log_path.display()
-            ))
-        }
+        failed_with_log(msg, &log_path)
     };
     match rx.recv_timeout(deadline) {
         Ok(Ok(line)) => {
@@ -112,6 +100,21 @@ pub fn spawn(store: &Store, run: &str, args: &[OsString], deadline: Duration) ->
             &mut child,
             format!("daemon not ready within {}s; killed it", deadline.as_secs()),
         )),
+    }
+}
+
+/// A failure to start a daemon, with the last lines of its log (its stderr) if any.
+fn failed_with_log(msg: String, log_path: &Path) -> AgentError {
+    let text = std::fs::read_to_string(log_path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(5)..].join("\n");
+    if tail.is_empty() {
+        AgentError::Failed(msg)
+    } else {
+        AgentError::Failed(format!(
+            "{msg}\ndaemon log ({}):\n{tail}",
+            log_path.display()
+        ))
     }
 }
 

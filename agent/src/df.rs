@@ -1,4 +1,7 @@
 //! `df -P` / `df -P -i` from /proc/self/mounts and statvfs, for `df.txt` / `df-inodes.txt`.
+//!
+//! Architecture invariant: read-only; the table layout is coreutils' (the detector's
+//! parser reads either).
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;

@@ -1,4 +1,7 @@
 //! Errors and the exit codes they map to (documented in README.md).
+//!
+//! Architecture invariant: an exit code means one thing (0 done, 1 failed, 2 bad input,
+//! 3 refused by a safety limit); the harness tells a refusal from a failure by it.
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {

@@ -1,4 +1,11 @@
 //! Disk-full faults: fill a (small, harness-made) filesystem until ENOSPC and keep it full.
+//!
+//! Architecture invariant: a filesystem over `--max-size` bytes or `--max-inodes`
+//! inodes is refused (exit 3) before anything is written, by the command and again by
+//! the daemon, so the host's disk is never filled.
+//!
+//! Architecture invariant: recursive deletion happens only inside a directory named
+//! `.terminus-fill-<run>` (`remove_files_dir` checks the name).
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -7,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
+use terminus_core::ledger::{Entry, FillMode};
 
 use crate::daemon;
 use crate::error::{AgentError, Result};
-use crate::ledger::{Entry, FillMode, Store};
+use crate::ledger::Store;
 use crate::procfs;
 use crate::timefmt::now_epoch;
 
@@ -232,14 +240,7 @@ pub fn daemon_main(
         std::thread::sleep(TOP_UP_EVERY);
         match f.take() {
             Ok(0) => {}
-            Ok(n) => eprintln!(
-                "terminus-agent fill: re-took {n} {}",
-                if mode == FillMode::Bytes {
-                    "bytes"
-                } else {
-                    "inodes"
-                }
-            ),
+            Ok(n) => eprintln!("terminus-agent fill: re-took {n} {mode}"),
             Err(e) => eprintln!("terminus-agent fill: {e}"),
         }
     }
@@ -254,69 +255,26 @@ pub struct FillArgs<'a> {
     pub timeout: Duration,
 }
 
+/// Starts a filler daemon for the filesystem of `a.dir`, recorded in the run's ledger
+/// before it starts; returns once the filesystem is full.
 pub fn fill(store: &Store, a: &FillArgs) -> Result<serde_json::Value> {
     let (size, files) = check_limits(a.dir, a.max_size, a.max_inodes)?;
     let dir = std::fs::canonicalize(a.dir)
         .map_err(|e| AgentError::Usage(format!("--dir {}: {e}", a.dir.display())))?;
     let files_dir = dir.join(files_dir_name(a.run));
-    {
-        let l = store.open(a.run)?;
-        if l.ledger
-            .entries
-            .iter()
-            .any(|e| matches!(e, Entry::Fill { files_dir: fd, .. } if *fd == files_dir))
-        {
-            return Err(AgentError::Usage(format!(
-                "run {} already fills {}; unfill it first",
-                a.run,
-                dir.display()
-            )));
-        }
-    }
-    let mut l = store.open(a.run)?;
-    l.record(Entry::Fill {
-        dir: dir.clone(),
-        files_dir: files_dir.clone(),
-        mode: a.mode,
-        pid: None,
-        start_ticks: None,
-        at: now_epoch(),
-    })?;
-    drop(l);
-    let args: Vec<OsString> = vec![
-        "__fill".into(),
-        "--run".into(),
-        a.run.into(),
-        "--dir".into(),
-        dir.clone().into(),
-        "--files-dir".into(),
-        files_dir.clone().into(),
-        "--mode".into(),
-        match a.mode {
-            FillMode::Bytes => "bytes",
-            FillMode::Inodes => "inodes",
-        }
-        .into(),
-        "--max-size".into(),
-        a.max_size.to_string().into(),
-        "--max-inodes".into(),
-        a.max_inodes.to_string().into(),
-    ];
+    record_pending_fill(store, a, &dir, &files_dir)?;
+    let is_this = |e: &Entry| matches!(e, Entry::Fill { files_dir: fd, .. } if *fd == files_dir);
+    let args = fill_daemon_args(a, &dir, &files_dir);
     match daemon::spawn(store, a.run, &args, a.timeout) {
         Ok(st) => {
             let mut l = store.open(a.run)?;
-            for e in l.ledger.entries.iter_mut() {
+            for e in l.ledger.entries.iter_mut().filter(|e| is_this(e)) {
                 if let Entry::Fill {
-                    files_dir: fd,
-                    pid,
-                    start_ticks,
-                    ..
+                    pid, start_ticks, ..
                 } = e
                 {
-                    if *fd == files_dir {
-                        *pid = Some(st.pid);
-                        *start_ticks = Some(st.start_ticks);
-                    }
+                    *pid = Some(st.pid);
+                    *start_ticks = Some(st.start_ticks);
                 }
             }
             l.save()?;
@@ -338,13 +296,56 @@ pub fn fill(store: &Store, a: &FillArgs) -> Result<serde_json::Value> {
             // Recover on the failure path too: the daemon is already killed by spawn.
             let _ = remove_files_dir(&files_dir, a.run);
             let mut l = store.open(a.run)?;
-            l.ledger
-                .entries
-                .retain(|en| !matches!(en, Entry::Fill { files_dir: fd, .. } if *fd == files_dir));
+            l.ledger.entries.retain(|en| !is_this(en));
             l.save()?;
             Err(e)
         }
     }
+}
+
+/// The write-ahead step: the filler is in the ledger (without a pid) before it starts.
+/// One filler per (run, dir), because its files directory is named after the run.
+fn record_pending_fill(store: &Store, a: &FillArgs, dir: &Path, files_dir: &Path) -> Result<()> {
+    let mut l = store.open(a.run)?;
+    if l.ledger
+        .entries
+        .iter()
+        .any(|e| matches!(e, Entry::Fill { files_dir: fd, .. } if *fd == files_dir))
+    {
+        return Err(AgentError::Usage(format!(
+            "run {} already fills {}; unfill it first",
+            a.run,
+            dir.display()
+        )));
+    }
+    l.record(Entry::Fill {
+        dir: dir.to_path_buf(),
+        files_dir: files_dir.to_path_buf(),
+        mode: a.mode,
+        pid: None,
+        start_ticks: None,
+        at: now_epoch(),
+    })?;
+    Ok(())
+}
+
+/// The hidden `__fill` command line the daemon is re-executed with.
+fn fill_daemon_args(a: &FillArgs, dir: &Path, files_dir: &Path) -> Vec<OsString> {
+    vec![
+        "__fill".into(),
+        "--run".into(),
+        a.run.into(),
+        "--dir".into(),
+        dir.into(),
+        "--files-dir".into(),
+        files_dir.into(),
+        "--mode".into(),
+        a.mode.as_str().into(),
+        "--max-size".into(),
+        a.max_size.to_string().into(),
+        "--max-inodes".into(),
+        a.max_inodes.to_string().into(),
+    ]
 }
 
 /// Removes a filler directory, after checking it is one of ours.
@@ -368,6 +369,9 @@ pub fn remove_files_dir(files_dir: &Path, run: &str) -> std::io::Result<bool> {
     }
 }
 
+/// A filler to stop: its pid and start time if known, and its files directory.
+type Target = (Option<(i32, Option<u64>)>, PathBuf);
+
 /// Stops the fillers of `run` (all of them, or those filling `dir`) and removes their files.
 pub fn unfill(store: &Store, run: &str, dir: Option<&Path>) -> Result<serde_json::Value> {
     let dir = match dir {
@@ -377,16 +381,45 @@ pub fn unfill(store: &Store, run: &str, dir: Option<&Path>) -> Result<serde_json
         ),
         None => None,
     };
+    let wanted = |d: &Path| dir.as_deref().is_none_or(|want| want == d);
     let mut l = store.open(run)?;
-    let mut stopped = Vec::new();
-    let mut removed = Vec::new();
+    let targets = unfill_targets(store, run, &l.ledger.entries, &wanted);
     let mut errors = Vec::new();
-    // Targets: ledger entries, plus any live __fill daemon of this run (its argv names
-    // its files dir), in case the ledger update after the spawn never happened.
-    // (pid and start time if known, filler directory)
-    type Target = (Option<(i32, Option<u64>)>, PathBuf);
+    let stopped = stop_fillers(&targets, &mut errors);
+    let mut removed: Vec<PathBuf> = Vec::new();
+    for (_, files_dir) in &targets {
+        if removed.contains(files_dir) {
+            continue;
+        }
+        match remove_files_dir(files_dir, run) {
+            Ok(true) => removed.push(files_dir.clone()),
+            Ok(false) => {}
+            Err(e) => errors.push(format!("removing {}: {e}", files_dir.display())),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(AgentError::Failed(format!(
+            "unfill incomplete: {}",
+            errors.join("; ")
+        )));
+    }
+    l.ledger
+        .entries
+        .retain(|e| !matches!(e, Entry::Fill { dir: d, .. } if wanted(d)));
+    l.save()?;
+    Ok(json!({"run": run, "stopped_pids": stopped, "removed_dirs": removed, "errors": errors}))
+}
+
+/// Ledger entries, plus any live `__fill` daemon of this run (its argv names its files
+/// dir), in case the ledger update after the spawn never happened.
+fn unfill_targets(
+    store: &Store,
+    run: &str,
+    entries: &[Entry],
+    wanted: &dyn Fn(&Path) -> bool,
+) -> Vec<Target> {
     let mut targets: Vec<Target> = Vec::new();
-    for e in &l.ledger.entries {
+    for e in entries {
         if let Entry::Fill {
             dir: d,
             files_dir,
@@ -395,7 +428,7 @@ pub fn unfill(store: &Store, run: &str, dir: Option<&Path>) -> Result<serde_json
             ..
         } = e
         {
-            if dir.as_ref().is_none_or(|want| want == d) {
+            if wanted(d) {
                 targets.push((pid.map(|p| (p, *start_ticks)), files_dir.clone()));
             }
         }
@@ -407,49 +440,29 @@ pub fn unfill(store: &Store, run: &str, dir: Option<&Path>) -> Result<serde_json
         let d = daemon::arg_value(&argv, "--dir").map(PathBuf::from);
         let fd = daemon::arg_value(&argv, "--files-dir").map(PathBuf::from);
         if let (Some(d), Some(fd)) = (d, fd) {
-            if dir.as_ref().is_none_or(|want| *want == d) {
+            if wanted(&d) {
                 targets.push((Some((pid, None)), fd));
             }
         }
     }
-    for (pid, _) in &targets {
-        if let Some((pid, st)) = pid {
-            let ours = match st {
-                Some(t) => procfs::same_process(*pid, *t),
-                None => procfs::alive(*pid),
-            };
-            if ours && !stopped.contains(pid) {
-                if daemon::kill_and_wait(*pid) {
-                    stopped.push(*pid);
-                } else {
-                    errors.push(format!("filler pid {pid} did not exit"));
-                }
+    targets
+}
+
+/// Kills each target that is still our filler; returns the pids stopped.
+fn stop_fillers(targets: &[Target], errors: &mut Vec<String>) -> Vec<i32> {
+    let mut stopped = Vec::new();
+    for (pid, st) in targets.iter().filter_map(|(p, _)| *p) {
+        let ours = match st {
+            Some(t) => procfs::same_process(pid, t),
+            None => procfs::alive(pid),
+        };
+        if ours && !stopped.contains(&pid) {
+            if daemon::kill_and_wait(pid) {
+                stopped.push(pid);
+            } else {
+                errors.push(format!("filler pid {pid} did not exit"));
             }
         }
     }
-    for (_, files_dir) in &targets {
-        if removed.contains(files_dir) {
-            continue;
-        }
-        match remove_files_dir(files_dir, run) {
-            Ok(true) => removed.push(files_dir.clone()),
-            Ok(false) => {}
-            Err(e) => errors.push(format!("removing {}: {e}", files_dir.display())),
-        }
-    }
-    if errors.is_empty() {
-        l.ledger
-            .entries
-            .retain(|e| !matches!(e, Entry::Fill { dir: d, .. } if dir.as_ref().is_none_or(|want| want == d)));
-        l.save()?;
-    }
-    let v = json!({"run": run, "stopped_pids": stopped, "removed_dirs": removed, "errors": errors});
-    if errors.is_empty() {
-        Ok(v)
-    } else {
-        Err(AgentError::Failed(format!(
-            "unfill incomplete: {}",
-            errors.join("; ")
-        )))
-    }
+    stopped
 }

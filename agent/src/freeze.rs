@@ -1,4 +1,7 @@
 //! Runtime-hang faults: SIGSTOP / SIGCONT of a process (containerd, a shim, kubelet).
+//!
+//! Architecture invariant: a process is recorded (pid and start time) before it is
+//! stopped; an ambiguous target is refused unless `--all` says several are meant.
 
 use std::path::Path;
 use std::time::Duration;
@@ -6,9 +9,10 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
+use terminus_core::ledger::Entry;
 
 use crate::error::{AgentError, Result};
-use crate::ledger::{Entry, Store};
+use crate::ledger::Store;
 use crate::procfs;
 use crate::timefmt::now_epoch;
 

@@ -1,19 +1,26 @@
 //! `gc`: undo everything a run's ledger records, plus any resident daemon of the run
 //! found in /proc. Idempotent: what is already undone is skipped; what fails stays in
 //! the ledger for the next attempt.
+//!
+//! Architecture invariant: gc undoes only what the ledger names, plus the agent's own
+//! daemons of the run (found by `TERMINUS_RUN` in their environment) and the run's own
+//! bind target; it never guesses a process, file or flag from elsewhere.
+//!
+//! Architecture invariant: a process is signalled only if its pid *and* start time
+//! match the entry (`procfs::same_process`), so a recycled pid is never touched.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde_json::json;
+use terminus_core::ledger::{Entry, GcReport, RunGc};
 
 use crate::attrs;
 use crate::daemon;
 use crate::error::Result;
 use crate::fill;
 use crate::hold;
-use crate::ledger::{Entry, Store};
+use crate::ledger::Store;
 use crate::procfs;
 
 /// Undoes one entry. Ok(message) when the entry can be dropped from the ledger.
@@ -24,84 +31,108 @@ fn undo(run: &str, e: &Entry) -> std::result::Result<String, String> {
             start_ticks,
             comm,
             ..
-        } => {
-            if procfs::same_process(*pid, *start_ticks) {
-                kill(Pid::from_raw(*pid), Signal::SIGCONT)
-                    .map_err(|err| format!("SIGCONT {pid} ({comm}): {err}"))?;
-                Ok(format!("thawed pid {pid} ({comm})"))
-            } else {
-                Ok(format!("pid {pid} ({comm}) is gone; nothing to thaw"))
-            }
-        }
-        Entry::Immutable { path, .. } => match attrs::set_immutable(path, false) {
-            Ok((b, _)) if b & attrs::IMMUTABLE != 0 => {
-                Ok(format!("cleared immutable flag on {}", path.display()))
-            }
-            Ok(_) => Ok(format!("{} was not immutable", path.display())),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                Ok(format!("{} is gone", path.display()))
-            }
-            Err(err) => Err(format!(
-                "clearing immutable flag on {}: {err}",
-                path.display()
-            )),
-        },
+        } => thaw(*pid, *start_ticks, comm),
+        Entry::Immutable { path, .. } => clear_immutable(path),
         Entry::Fill {
             files_dir,
             pid,
             start_ticks,
             ..
-        } => {
-            let mut msg = Vec::new();
-            if let (Some(pid), Some(t)) = (pid, start_ticks) {
-                if procfs::same_process(*pid, *t) {
-                    if !daemon::kill_and_wait(*pid) {
-                        return Err(format!("filler pid {pid} did not exit"));
-                    }
-                    msg.push(format!("stopped filler pid {pid}"));
-                }
-            }
-            match fill::remove_files_dir(files_dir, run) {
-                Ok(true) => msg.push(format!("removed {}", files_dir.display())),
-                Ok(false) => {}
-                Err(err) => return Err(format!("removing {}: {err}", files_dir.display())),
-            }
-            Ok(if msg.is_empty() {
-                format!("filler of {} already gone", files_dir.display())
-            } else {
-                msg.join(", ")
-            })
-        }
+        } => stop_filler(run, files_dir, pid.zip(*start_ticks)),
         Entry::Hold {
             path,
             pid,
             start_ticks,
             bind_target,
             ..
-        } => {
-            let mut msg = Vec::new();
-            if let (Some(pid), Some(t)) = (pid, start_ticks) {
-                if procfs::same_process(*pid, *t) {
-                    if !daemon::kill_and_wait(*pid) {
-                        return Err(format!("holder pid {pid} did not exit"));
-                    }
-                    msg.push(format!("killed holder pid {pid} of {}", path.display()));
-                }
-            }
-            if let Some(t) = bind_target {
-                if t.exists() {
-                    hold::remove_bind_target(t)
-                        .map_err(|err| format!("removing {}: {err}", t.display()))?;
-                    msg.push(format!("removed {}", t.display()));
-                }
-            }
-            Ok(if msg.is_empty() {
-                format!("holder of {} already gone", path.display())
+        } => stop_holder(path, pid.zip(*start_ticks), bind_target.as_deref()),
+    }
+}
+
+fn thaw(pid: i32, start_ticks: u64, comm: &str) -> std::result::Result<String, String> {
+    if !procfs::same_process(pid, start_ticks) {
+        return Ok(format!("pid {pid} ({comm}) is gone; nothing to thaw"));
+    }
+    kill(Pid::from_raw(pid), Signal::SIGCONT)
+        .map_err(|err| format!("SIGCONT {pid} ({comm}): {err}"))?;
+    Ok(format!("thawed pid {pid} ({comm})"))
+}
+
+fn clear_immutable(path: &Path) -> std::result::Result<String, String> {
+    match attrs::set_immutable(path, false) {
+        Ok((b, _)) if b & attrs::IMMUTABLE != 0 => {
+            Ok(format!("cleared immutable flag on {}", path.display()))
+        }
+        Ok(_) => Ok(format!("{} was not immutable", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            Ok(format!("{} is gone", path.display()))
+        }
+        Err(err) => Err(format!(
+            "clearing immutable flag on {}: {err}",
+            path.display()
+        )),
+    }
+}
+
+/// Kills a recorded daemon if it is still the same process. Ok(true) when it was
+/// running and is now gone; Err when it would not exit.
+fn kill_recorded(what: &str, process: Option<(i32, u64)>) -> std::result::Result<bool, String> {
+    match process {
+        Some((pid, t)) if procfs::same_process(pid, t) => {
+            if daemon::kill_and_wait(pid) {
+                Ok(true)
             } else {
-                msg.join(", ")
-            })
+                Err(format!("{what} pid {pid} did not exit"))
+            }
+        }
+        _ => Ok(false),
+    }
+}
+
+fn stop_filler(
+    run: &str,
+    files_dir: &Path,
+    process: Option<(i32, u64)>,
+) -> std::result::Result<String, String> {
+    let mut msg = Vec::new();
+    if kill_recorded("filler", process)? {
+        msg.extend(process.map(|(pid, _)| format!("stopped filler pid {pid}")));
+    }
+    match fill::remove_files_dir(files_dir, run) {
+        Ok(true) => msg.push(format!("removed {}", files_dir.display())),
+        Ok(false) => {}
+        Err(err) => return Err(format!("removing {}: {err}", files_dir.display())),
+    }
+    Ok(if msg.is_empty() {
+        format!("filler of {} already gone", files_dir.display())
+    } else {
+        msg.join(", ")
+    })
+}
+
+fn stop_holder(
+    path: &Path,
+    process: Option<(i32, u64)>,
+    bind_target: Option<&Path>,
+) -> std::result::Result<String, String> {
+    let mut msg = Vec::new();
+    if kill_recorded("holder", process)? {
+        msg.extend(
+            process.map(|(pid, _)| format!("killed holder pid {pid} of {}", path.display())),
+        );
+    }
+    if let Some(t) = bind_target {
+        if t.exists() {
+            hold::remove_bind_target(t)
+                .map_err(|err| format!("removing {}: {err}", t.display()))?;
+            msg.push(format!("removed {}", t.display()));
         }
     }
+    Ok(if msg.is_empty() {
+        format!("holder of {} already gone", path.display())
+    } else {
+        msg.join(", ")
+    })
 }
 
 /// Thaw first (a frozen runtime blocks everything else), then holders, fillers, flags.
@@ -114,7 +145,7 @@ fn priority(e: &Entry) -> u8 {
     }
 }
 
-fn gc_run(store: &Store, run: &str) -> Result<serde_json::Value> {
+fn gc_run(store: &Store, run: &str) -> Result<RunGc> {
     let mut actions = Vec::new();
     let mut errors = Vec::new();
     let mut l = store.open(run)?;
@@ -164,13 +195,18 @@ fn gc_run(store: &Store, run: &str) -> Result<serde_json::Value> {
             }
         }
     }
-    let removed = l.ledger.entries.is_empty();
+    let ledger_removed = l.ledger.entries.is_empty();
     actions.extend(daemon::remove_cgroup_if_empty());
-    Ok(json!({"run": run, "actions": actions, "errors": errors, "ledger_removed": removed}))
+    Ok(RunGc {
+        run: run.to_owned(),
+        actions,
+        errors,
+        ledger_removed,
+    })
 }
 
 /// Runs gc for one run, or for every run with a ledger or a live daemon.
-pub fn gc(store: &Store, run: Option<&str>) -> Result<(bool, serde_json::Value)> {
+pub fn gc(store: &Store, run: Option<&str>) -> Result<GcReport> {
     let runs: Vec<String> = match run {
         Some(r) => vec![r.to_string()],
         None => {
@@ -183,12 +219,10 @@ pub fn gc(store: &Store, run: Option<&str>) -> Result<(bool, serde_json::Value)>
             v
         }
     };
-    let mut out = Vec::new();
-    let mut ok = true;
-    for r in runs {
-        let v = gc_run(store, &r)?;
-        ok &= v["errors"].as_array().is_none_or(Vec::is_empty);
-        out.push(v);
-    }
-    Ok((ok, json!({"ok": ok, "runs": out})))
+    let runs = runs
+        .iter()
+        .map(|r| gc_run(store, r))
+        .collect::<Result<Vec<_>>>()?;
+    let ok = runs.iter().all(|r| r.errors.is_empty());
+    Ok(GcReport { ok, runs })
 }

@@ -1,6 +1,10 @@
 //! Mount holders: a resident process in its own mount namespace that keeps a path busy
 //! (cwd, open fd, or a bind mount), plus the read-only views used to find holders
 //! (`mountinfo ID` and `holders PATH`).
+//!
+//! Architecture invariant: a holder is recorded before it starts; its bind target is
+//! `/run/terminus-hold-<run>`, the only directory `release`/`gc` remove for it (rmdir,
+//! never recursive).
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -11,10 +15,11 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use serde::Serialize;
 use serde_json::json;
+use terminus_core::ledger::{Entry, Via};
 
 use crate::daemon;
 use crate::error::{AgentError, Result};
-use crate::ledger::{Entry, Store, Via};
+use crate::ledger::Store;
 use crate::procfs;
 use crate::timefmt::now_epoch;
 
@@ -29,14 +34,6 @@ pub enum Ns {
     New,
     /// Stay in the current (or `--mount-ns-of`) namespace.
     Current,
-}
-
-fn via_str(v: Via) -> &'static str {
-    match v {
-        Via::Cwd => "cwd",
-        Via::Fd => "fd",
-        Via::Bind => "bind",
-    }
 }
 
 /// Body of the hidden `__hold` subcommand.
@@ -115,69 +112,14 @@ pub struct HoldArgs<'a> {
     pub timeout: Duration,
 }
 
+/// Starts a holder daemon for `a.path`, recorded in the run's ledger before it starts.
 pub fn hold(store: &Store, a: &HoldArgs) -> Result<serde_json::Value> {
-    if !a.path.is_absolute() {
-        return Err(AgentError::Usage(format!(
-            "--path {} must be absolute",
-            a.path.display()
-        )));
-    }
-    if let Some(p) = a.ns_of {
-        if !procfs::alive(p) {
-            return Err(AgentError::Usage(format!(
-                "--mount-ns-of {p}: no such process"
-            )));
-        }
-    } else if !a.path.exists() {
-        return Err(AgentError::Usage(format!(
-            "--path {} does not exist",
-            a.path.display()
-        )));
-    }
+    check_hold_args(a)?;
     let target = bind_target(a.run);
     let bind = (a.via == Via::Bind).then(|| target.clone());
-    {
-        let mut l = store.open(a.run)?;
-        if bind.is_some()
-            && l.ledger
-                .entries
-                .iter()
-                .any(|e| matches!(e, Entry::Hold { via: Via::Bind, .. }))
-        {
-            return Err(AgentError::Usage(format!(
-                "run {} already has a bind holder at {}; release it first",
-                a.run,
-                target.display()
-            )));
-        }
-        l.record(Entry::Hold {
-            path: a.path.to_path_buf(),
-            via: a.via,
-            pid: None,
-            start_ticks: None,
-            bind_target: bind.clone(),
-            at: now_epoch(),
-        })?;
-    }
-    let mut args: Vec<OsString> = vec![
-        "__hold".into(),
-        "--run".into(),
-        a.run.into(),
-        "--path".into(),
-        a.path.into(),
-        "--via".into(),
-        via_str(a.via).into(),
-        "--ns".into(),
-        if a.ns == Ns::New { "new" } else { "current" }.into(),
-        "--target".into(),
-        target.clone().into(),
-    ];
-    if let Some(p) = a.ns_of {
-        args.push("--mount-ns-of".into());
-        args.push(p.to_string().into());
-    }
+    record_pending_hold(store, a, bind.as_deref())?;
     let is_pending = |e: &Entry| matches!(e, Entry::Hold { path, via, pid: None, .. } if path == a.path && *via == a.via);
-    match daemon::spawn(store, a.run, &args, a.timeout) {
+    match daemon::spawn(store, a.run, &hold_daemon_args(a, &target), a.timeout) {
         Ok(st) => {
             let mut l = store.open(a.run)?;
             if let Some(Entry::Hold {
@@ -213,6 +155,78 @@ pub fn hold(store: &Store, a: &HoldArgs) -> Result<serde_json::Value> {
             Err(e)
         }
     }
+}
+
+fn check_hold_args(a: &HoldArgs) -> Result<()> {
+    if !a.path.is_absolute() {
+        return Err(AgentError::Usage(format!(
+            "--path {} must be absolute",
+            a.path.display()
+        )));
+    }
+    if let Some(p) = a.ns_of {
+        if !procfs::alive(p) {
+            return Err(AgentError::Usage(format!(
+                "--mount-ns-of {p}: no such process"
+            )));
+        }
+    } else if !a.path.exists() {
+        return Err(AgentError::Usage(format!(
+            "--path {} does not exist",
+            a.path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The write-ahead step: the holder is in the ledger (without a pid) before it starts.
+/// One bind holder per run, because its bind target is named after the run.
+fn record_pending_hold(store: &Store, a: &HoldArgs, bind: Option<&Path>) -> Result<()> {
+    let mut l = store.open(a.run)?;
+    if let Some(target) = bind {
+        if l.ledger
+            .entries
+            .iter()
+            .any(|e| matches!(e, Entry::Hold { via: Via::Bind, .. }))
+        {
+            return Err(AgentError::Usage(format!(
+                "run {} already has a bind holder at {}; release it first",
+                a.run,
+                target.display()
+            )));
+        }
+    }
+    l.record(Entry::Hold {
+        path: a.path.to_path_buf(),
+        via: a.via,
+        pid: None,
+        start_ticks: None,
+        bind_target: bind.map(Path::to_path_buf),
+        at: now_epoch(),
+    })?;
+    Ok(())
+}
+
+/// The hidden `__hold` command line the daemon is re-executed with.
+fn hold_daemon_args(a: &HoldArgs, target: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        "__hold".into(),
+        "--run".into(),
+        a.run.into(),
+        "--path".into(),
+        a.path.into(),
+        "--via".into(),
+        a.via.as_str().into(),
+        "--ns".into(),
+        if a.ns == Ns::New { "new" } else { "current" }.into(),
+        "--target".into(),
+        target.into(),
+    ];
+    if let Some(p) = a.ns_of {
+        args.push("--mount-ns-of".into());
+        args.push(p.to_string().into());
+    }
+    args
 }
 
 /// Removes a bind target directory; if it is still a mount point in our namespace
@@ -272,7 +286,7 @@ pub fn release(store: &Store, run: &str, path: Option<&Path>) -> Result<serde_js
             } else {
                 errors.push(format!("holder pid {pid} did not exit"));
             }
-            if daemon::arg_value(&argv, "--via").as_deref() == Some("bind") {
+            if daemon::arg_value(&argv, "--via").as_deref() == Some(Via::Bind.as_str()) {
                 targets.extend(daemon::arg_value(&argv, "--target").map(PathBuf::from));
             }
         }
@@ -366,26 +380,73 @@ pub fn parse_mountinfo_line(line: &str) -> Option<(String, String, String)> {
     ))
 }
 
+/// The device (major:minor) of the mount at `path` as process `pid` sees it.
+fn mount_device_seen_by(pid: i32, path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+    text.lines()
+        .filter_map(parse_mountinfo_line)
+        .find(|(_, _, mp)| Path::new(mp) == path)
+        .map(|(d, _, _)| d)
+}
+
+/// How process `pid` points inside `path`: (`cwd` | `root` | `fd`, detail).
+fn links_into(pid: i32, path: &Path) -> Vec<(&'static str, String)> {
+    let dir = procfs::proc_dir(pid);
+    let mut links = Vec::new();
+    for link in ["cwd", "root"] {
+        if let Ok(t) = std::fs::read_link(dir.join(link)) {
+            // Every process has root "/", which is "under" path only if path is "/".
+            if is_under(&t, path)
+                && !(link == "root" && t == Path::new("/") && path != Path::new("/"))
+            {
+                links.push((link, t.display().to_string()));
+            }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(dir.join("fd")) {
+        for e in rd.flatten() {
+            if let Ok(t) = std::fs::read_link(e.path()) {
+                if is_under(&t, path) {
+                    let detail = format!("{} -> {}", e.file_name().to_string_lossy(), t.display());
+                    links.push(("fd", detail));
+                }
+            }
+        }
+    }
+    links
+}
+
+/// The mounts of device `dev` in the mount namespace `mnt_ns` of process `pid`.
+fn copies_in(pid: i32, comm: &str, mnt_ns: u64, dev: &str, path: &Path) -> Vec<MountCopy> {
+    let Ok(text) = std::fs::read_to_string(procfs::proc_dir(pid).join("mountinfo")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let (d, _, mp) = parse_mountinfo_line(l)?;
+            (d == dev).then(|| MountCopy {
+                pid,
+                comm: comm.to_owned(),
+                mnt_ns,
+                at_path: Path::new(&mp) == path,
+                mount_point: mp,
+                line: l.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Who keeps `path` busy, and where its mount has copies (the `holders` command).
 pub fn holders(path: &Path, runtime: Option<i32>) -> serde_json::Value {
     let me = std::process::id() as i32;
     let runtime = runtime.or_else(runtime_pid);
     let rt_ns = runtime.and_then(|p| procfs::ns_inode(p, "mnt"));
-    // The device of the mount at `path` (as the runtime or we see it), to find copies
-    // mounted elsewhere in other namespaces.
-    // The runtime's view first; our own when the runtime does not see PATH mounted.
-    let dev_in = |pid: i32| {
-        std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .filter_map(parse_mountinfo_line)
-                    .find(|(_, _, mp)| Path::new(mp) == path)
-                    .map(|(d, _, _)| d)
-            })
-    };
-    let (dev, ref_ns) = match runtime.and_then(dev_in) {
+    // The device of the mount at `path`, to find copies mounted elsewhere in other
+    // namespaces: the runtime's view first; our own when the runtime does not see PATH
+    // mounted.
+    let (dev, ref_ns) = match runtime.and_then(|p| mount_device_seen_by(p, path)) {
         Some(d) => (Some(d), rt_ns),
-        None => (dev_in(me), procfs::ns_inode(me, "mnt")),
+        None => (mount_device_seen_by(me, path), procfs::ns_inode(me, "mnt")),
     };
     let mut found: Vec<Holder> = Vec::new();
     let mut copies: Vec<MountCopy> = Vec::new();
@@ -398,57 +459,23 @@ pub fn holders(path: &Path, runtime: Option<i32>) -> serde_json::Value {
             continue;
         };
         let ns = procfs::ns_inode(pid, "mnt");
-        let mk = |how: &str, detail: String| Holder {
-            pid,
-            comm: st.comm.clone(),
-            args: procfs::cmdline(pid).join(" "),
-            how: how.into(),
-            detail,
-            mnt_ns: ns,
-            same_ns_as_runtime: rt_ns.zip(ns).map(|(a, b)| a == b),
-        };
-        let dir = procfs::proc_dir(pid);
-        for link in ["cwd", "root"] {
-            if let Ok(t) = std::fs::read_link(dir.join(link)) {
-                // Every process has root "/", which is "under" path only if path is "/".
-                if is_under(&t, path)
-                    && !(link == "root" && t == Path::new("/") && path != Path::new("/"))
-                {
-                    found.push(mk(link, t.display().to_string()));
-                }
-            }
-        }
-        if let Ok(rd) = std::fs::read_dir(dir.join("fd")) {
-            for e in rd.flatten() {
-                if let Ok(t) = std::fs::read_link(e.path()) {
-                    if is_under(&t, path) {
-                        found.push(mk(
-                            "fd",
-                            format!("{} -> {}", e.file_name().to_string_lossy(), t.display()),
-                        ));
-                    }
-                }
-            }
-        }
+        found.extend(
+            links_into(pid, path)
+                .into_iter()
+                .map(|(how, detail)| Holder {
+                    pid,
+                    comm: st.comm.clone(),
+                    args: procfs::cmdline(pid).join(" "),
+                    how: how.into(),
+                    detail,
+                    mnt_ns: ns,
+                    same_ns_as_runtime: rt_ns.zip(ns).map(|(a, b)| a == b),
+                }),
+        );
         // One scan of mountinfo per namespace other than the reference one.
         if let (Some(dev), Some(n)) = (&dev, ns) {
             if Some(n) != ref_ns && seen_ns.insert(n) {
-                if let Ok(text) = std::fs::read_to_string(dir.join("mountinfo")) {
-                    for l in text.lines() {
-                        if let Some((d, _, mp)) = parse_mountinfo_line(l) {
-                            if &d == dev {
-                                copies.push(MountCopy {
-                                    pid,
-                                    comm: st.comm.clone(),
-                                    mnt_ns: n,
-                                    at_path: Path::new(&mp) == path,
-                                    mount_point: mp,
-                                    line: l.to_string(),
-                                });
-                            }
-                        }
-                    }
-                }
+                copies.extend(copies_in(pid, &st.comm, n, dev, path));
             }
         }
     }

@@ -1,12 +1,16 @@
 //! Immutable-attribute faults (`chattr +i` without chattr), recorded in the ledger.
+//!
+//! Architecture invariant: the canonical path is written to the ledger before the flag
+//! is set; symlinks are refused, so the flag lands on the file that was named.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
+use terminus_core::ledger::Entry;
 
 use crate::attrs;
 use crate::error::{AgentError, Result};
-use crate::ledger::{Entry, Store};
+use crate::ledger::Store;
 use crate::timefmt::now_epoch;
 
 fn canonical(path: &Path) -> Result<PathBuf> {

@@ -1,107 +1,32 @@
-//! The fault ledger: one JSON file per run in the state directory
-//! (`/var/lib/terminus-agent/<run>.json`). A fault is written here *before* it is applied
-//! (and completed with pids once they exist), so `gc` can undo exactly what was done,
-//! even after the harness that asked for it was killed.
+//! The fault ledger on disk: one JSON file per run in the state directory
+//! (`/var/lib/terminus-agent/<run>.json`), read and written under an exclusive flock.
+//! The entries themselves are `terminus_core::ledger`, the shape the harness reads.
+//!
+//! Architecture invariant: every fault is written to the ledger *before* it acts (and
+//! completed with pids once they exist), so `gc` can undo exactly what was done, even
+//! after the harness that asked for it was killed.
+//!
+//! Architecture invariant: a ledger is only read-modified-written while its run's lock
+//! is held, and saved atomically (temp file + rename): a crash leaves the old or the new
+//! ledger, never half of one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use nix::fcntl::{Flock, FlockArg};
-use serde::{Deserialize, Serialize};
+use terminus_core::ledger::{Entry, Ledger};
 
 use crate::error::AgentError;
 
-pub const VERSION: u32 = 1;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum FillMode {
-    Bytes,
-    Inodes,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Via {
-    Cwd,
-    Fd,
-    Bind,
-}
-
-/// One applied (or being applied) fault.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Entry {
-    /// FS_IMMUTABLE_FL set on `path`.
-    Immutable { path: PathBuf, at: i64 },
-    /// SIGSTOP sent to `pid` (identified by its start time).
-    Freeze {
-        pid: i32,
-        start_ticks: u64,
-        comm: String,
-        at: i64,
-    },
-    /// A filler daemon keeps the filesystem of `dir` full with files under `files_dir`.
-    Fill {
-        dir: PathBuf,
-        files_dir: PathBuf,
-        mode: FillMode,
-        pid: Option<i32>,
-        start_ticks: Option<u64>,
-        at: i64,
-    },
-    /// A holder process (in its own mount namespace) keeps `path` busy.
-    Hold {
-        path: PathBuf,
-        via: Via,
-        pid: Option<i32>,
-        start_ticks: Option<u64>,
-        bind_target: Option<PathBuf>,
-        at: i64,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Ledger {
-    pub version: u32,
-    pub run: String,
-    pub entries: Vec<Entry>,
-}
-
-impl Ledger {
-    pub fn new(run: &str) -> Self {
-        Ledger {
-            version: VERSION,
-            run: run.to_string(),
-            entries: Vec::new(),
-        }
-    }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    }
-
-    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
-    }
-}
-
 /// Run ids become file and directory names: keep them to a safe alphabet.
 pub fn validate_run(run: &str) -> Result<(), AgentError> {
-    let ok = !run.is_empty()
-        && run.len() <= 64
-        && !run.starts_with('.')
-        && !run.starts_with('-')
-        && run
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
+    if terminus_core::ledger::is_valid_run_id(run) {
         Ok(())
     } else {
         Err(AgentError::Usage(format!(
-            "invalid run id {run:?}: use 1-64 characters from [A-Za-z0-9._-], not starting with '.' or '-'"
+            "invalid run id {run:?}: use {}",
+            terminus_core::ledger::RUN_ID_RULE
         )))
     }
 }
@@ -234,72 +159,12 @@ impl Drop for Locked {
 mod tests {
     use super::*;
 
-    fn sample() -> Ledger {
-        Ledger {
-            version: VERSION,
-            run: "r-1".into(),
-            entries: vec![
-                Entry::Immutable {
-                    path: "/var/lib/x/f".into(),
-                    at: 1,
-                },
-                Entry::Freeze {
-                    pid: 42,
-                    start_ticks: 999,
-                    comm: "containerd".into(),
-                    at: 2,
-                },
-                Entry::Fill {
-                    dir: "/mnt/small".into(),
-                    files_dir: "/mnt/small/.terminus-fill-r-1".into(),
-                    mode: FillMode::Inodes,
-                    pid: None,
-                    start_ticks: None,
-                    at: 3,
-                },
-                Entry::Hold {
-                    path: "/run/x/rootfs".into(),
-                    via: Via::Bind,
-                    pid: Some(7),
-                    start_ticks: Some(8),
-                    bind_target: Some("/run/terminus-hold-r-1".into()),
-                    at: 4,
-                },
-            ],
-        }
-    }
-
     #[test]
-    fn round_trip() {
-        let l = sample();
-        let back = Ledger::from_json(&l.to_json()).expect("parses");
-        assert_eq!(back, l);
-    }
-
-    #[test]
-    fn wire_shape() {
-        let v: serde_json::Value = serde_json::from_str(&sample().to_json()).expect("json");
-        assert_eq!(v["entries"][0]["kind"], "immutable");
-        assert_eq!(v["entries"][1]["kind"], "freeze");
-        assert_eq!(v["entries"][2]["mode"], "inodes");
-        assert_eq!(v["entries"][3]["via"], "bind");
-        assert_eq!(v["entries"][2]["pid"], serde_json::Value::Null);
-    }
-
-    #[test]
-    fn rejects_unknown_kind_and_fields() {
-        assert!(
-            Ledger::from_json(r#"{"version":1,"run":"a","entries":[{"kind":"nope"}]}"#).is_err()
-        );
-        assert!(Ledger::from_json(r#"{"version":1,"run":"a","entries":[],"x":1}"#).is_err());
-    }
-
-    #[test]
-    fn run_ids() {
+    fn run_ids_are_refused_as_usage_errors() {
         assert!(validate_run("abc-123_x.y").is_ok());
-        for bad in ["", ".hidden", "-x", "a/b", "a b", &"x".repeat(65)] {
-            assert!(validate_run(bad).is_err(), "{bad:?} accepted");
-        }
+        let e = validate_run("a/b").expect_err("refused");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("[A-Za-z0-9._-]"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Reading processes from /proc. Parsing is pure (tested on literal text); the readers
 //! around it tolerate processes vanishing mid-read.
+//!
+//! Architecture invariant: read-only; a process is identified by pid *and* start time
+//! (`same_process`) wherever it is about to be signalled.
 
 use std::path::{Path, PathBuf};
 

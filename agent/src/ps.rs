@@ -1,4 +1,7 @@
 //! `ps -eo pid,ppid,stat,lstart,args` from /proc, for the bundle's `ps.txt`.
+//!
+//! Architecture invariant: read-only; rendering is pure and tested on literal /proc
+//! text, the layout is procps' (the detector's parser reads either).
 
 use crate::procfs::{self, Stat};
 use crate::timefmt;

@@ -1,5 +1,8 @@
 //! The only module with `unsafe`: the inode-flags ioctls and closing inherited fds, which
 //! no safe API in our dependency set offers. Everything else uses nix's safe wrappers.
+//!
+//! Architecture invariant: no `unsafe` outside this module (`unsafe_code` is denied for
+//! the workspace; this module alone allows it).
 #![expect(
     unsafe_code,
     reason = "raw ioctl and close calls; no safe wrapper exists in our dependencies"

@@ -1,4 +1,6 @@
 //! Calendar formatting without a date crate: UTC only (kind nodes run in UTC).
+//!
+//! Architecture invariant: pure functions of their arguments, except `now_epoch`.
 
 const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
 const MONTHS: [&str; 12] = [

@@ -14,9 +14,11 @@ pub mod answer;
 pub mod cause;
 pub mod detect;
 pub mod evidence;
+pub mod ledger;
 pub mod report;
 pub mod scenario;
 pub mod scorecard;
+pub mod units;
 
 pub use cause::CauseId;
 

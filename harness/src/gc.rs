@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams};
+use terminus_core::ledger::Listing;
 
 use crate::cluster::{self, Ownership};
 use crate::node::{Node, AGENT_PATH};
@@ -50,21 +51,19 @@ pub async fn clean_nodes(cluster_name: &str, run: Option<&str>, report: &mut GcR
                     .agent(&["ledger"], Duration::from_secs(30))
                     .await
                     .unwrap_or_default();
-                let runs: Vec<String> = serde_json::from_str::<serde_json::Value>(&listing)
-                    .ok()
-                    .and_then(|v| {
-                        v.get("ledgers")?.as_array().map(|a| {
-                            a.iter()
-                                .filter_map(|l| {
-                                    l.get("run").and_then(|r| r.as_str()).map(str::to_owned)
-                                })
-                                .collect()
-                        })
-                    })
-                    .unwrap_or_default();
-                runs.into_iter()
-                    .filter(|r| r.starts_with(prefix))
-                    .map(|r| vec!["gc".to_owned(), "--run".into(), r])
+                let ledgers = match serde_json::from_str::<Listing>(&listing) {
+                    Ok(l) => l.ledgers,
+                    Err(e) => {
+                        report
+                            .errors
+                            .push(format!("{name}: reading the agent's ledger listing: {e}"));
+                        Vec::new()
+                    }
+                };
+                ledgers
+                    .into_iter()
+                    .filter(|l| l.run.starts_with(prefix))
+                    .map(|l| vec!["gc".to_owned(), "--run".into(), l.run])
                     .collect()
             }
         };

@@ -12,6 +12,7 @@ use super::error::ScenarioError;
 use super::locate::locate;
 use super::raw::{RawFault, RawScenario};
 use crate::cause::CauseId;
+use crate::units::parse_size;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
@@ -120,20 +121,8 @@ pub enum DesyncHow {
     DeleteTask,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HoldVia {
-    Cwd,
-    Fd,
-    Bind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FillMode {
-    Bytes,
-    Inodes,
-}
+// The agent's own enums: a scenario's `via` and `mode` are what the agent is told.
+pub use crate::ledger::{FillMode, Via as HoldVia};
 
 /// The fault and its parameters; one variant per `fault.kind`.
 #[derive(Debug, Clone, PartialEq)]
@@ -784,24 +773,6 @@ impl Validator<'_> {
             }
         })
     }
-}
-
-/// `64Mi`, `1Gi`, `512Ki`, `1000` (bytes).
-fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor: u64 = match unit {
-        "" => 1,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        _ => return None,
-    };
-    number.checked_mul(factor)
 }
 
 #[cfg(test)]
