@@ -3,6 +3,11 @@
 //! root — the fixtures, `corpus/` written by scenario runs, or a single bundle — so no
 //! layout is assumed. This module finds them ([`find_bundles`]) and puts every detector
 //! to every bundle ([`score`]).
+//!
+//! Architecture invariant: no layout is assumed; a bundle is any directory holding
+//! `expected-cause`, found wherever it sits under the root.
+//! Architecture invariant: every detector meets every bundle exactly once, and a missing
+//! result is scored as a failure, never dropped.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

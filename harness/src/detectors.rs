@@ -32,6 +32,11 @@
 //! group of its own; on timeout the whole group gets SIGKILL, and after a normal exit
 //! whatever the detector left behind in its group is killed too, so a detector cannot
 //! leave processes running or keep a trial waiting on a pipe.
+//!
+//! Architecture invariant: running a detector never fails the harness: timeouts,
+//! crashes and bad JSON become a [`DetectorFailure`] value.
+//! Architecture invariant: every external detector run has a deadline, and when it
+//! ends nothing it started is left running (its process group is killed).
 
 use std::fmt;
 use std::io::Read;
@@ -627,14 +632,19 @@ mod tests {
                     .is_some_and(|(_, rest)| rest.trim_start().chars().next() != Some('Z'))
             })
         };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while alive() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(20));
-        }
-        if alive() {
-            return Err(format!("process {} is still running", pid.trim()));
-        }
-        Ok(())
+        crate::wait::until_blocking(
+            &format!("process {} to be gone", pid.trim()),
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            || {
+                if alive() {
+                    crate::wait::Check::Pending("still running".into())
+                } else {
+                    crate::wait::Check::Done(())
+                }
+            },
+        )
+        .map_err(|e| e.to_string())
     }
 
     #[test]

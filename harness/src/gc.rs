@@ -2,6 +2,12 @@
 //! findable without the run that made it: kind clusters by their ownership record
 //! (cluster.rs), node faults by the agent's ledger inside each node, namespaces by the
 //! `app.kubernetes.io/managed-by=terminus` label.
+//!
+//! Architecture invariant: gc deletes only what carries terminus's mark: clusters
+//! whose ownership record and mount check out (`cluster::ownership`), ledger entries the
+//! agent recorded, namespaces with the managed-by label. It never guesses by name alone.
+//! Architecture invariant: gc keeps going past a failure; every failure is collected in
+//! the [`GcReport`] for the caller to show, nothing is printed here.
 
 use std::time::Duration;
 

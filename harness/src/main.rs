@@ -223,7 +223,16 @@ fn main() -> ExitCode {
                 Some(DrillCommand::Status) => terminus::drill::status(),
             }
         }),
-        Command::Cluster { command } => terminus::cluster::run_cli(command),
+        Command::Cluster { command } => match terminus::cluster::run_cli(command) {
+            Ok(text) => {
+                print!("{text}");
+                EXIT_FOUND
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                e.exit_code()
+            }
+        },
         Command::Gc {
             keep_clusters,
             cluster,

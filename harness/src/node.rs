@@ -1,6 +1,13 @@
 //! A kind node, reached through the Docker API (bollard): run commands inside the node
 //! container and copy files into it. Probes and faults use this; nothing here knows
 //! about scenarios.
+//!
+//! Architecture invariant: every command run in a node ([`Node::exec`], `sh`, `agent`)
+//! has a deadline given by the caller; a command that outlives it is an error naming
+//! the node and the command, never a hang. (File copies in and out are single Docker
+//! API requests without a deadline of their own.)
+//! Architecture invariant: nothing here knows about scenarios, causes or faults; it
+//! runs what it is told in the node it was opened for.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -2,6 +2,10 @@
 //! kube, node files through the node agent — and write it to a directory. The bundle is
 //! the same artefact whether it comes from a scenario, a drill or a real cluster, so the
 //! detector never knows which.
+//!
+//! Architecture invariant: a probe failure for one file is recorded in the bundle and
+//! does not stop the others; the detector sees what was missing, it does not guess.
+//! Architecture invariant: probes only read; nothing here changes the cluster or a node.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

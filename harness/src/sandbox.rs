@@ -2,11 +2,17 @@
 //! dockerd and containerd on a loop-mounted filesystem). It works from the runtime's
 //! directory alone, so the same code serves the tier's normal path, its `Drop` and
 //! Ctrl-C watchdog, its reaping of killed runs, and `terminus gc`.
+//!
+//! Architecture invariant: teardown works from a runtime directory under
+//! [`DIR_PREFIX`] alone and never touches processes or mounts outside it (pids come
+//! from its pid files, cgroups and shims; mounts from below the directory).
+//! Architecture invariant: teardown always ends: a process gets a grace period after
+//! SIGTERM ([`crate::wait::until_blocking`]), then SIGKILL.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Prefix of every runtime directory; leftovers are found by it.
 pub const DIR_PREFIX: &str = "/var/tmp/terminus-rt-";
@@ -53,11 +59,20 @@ fn signal(pid: i32, sig: nix::sys::signal::Signal) {
 fn stop_and_wait(pid: i32, grace: Duration) {
     use nix::sys::signal::Signal;
     signal(pid, Signal::SIGTERM);
-    let end = Instant::now() + grace;
-    while running(pid) && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if running(pid) {
+    let exited = crate::wait::until_blocking(
+        &format!("process {pid} to exit after SIGTERM"),
+        grace,
+        Duration::from_millis(100),
+        || {
+            if running(pid) {
+                crate::wait::Check::Pending("still running".into())
+            } else {
+                crate::wait::Check::Done(())
+            }
+        },
+    );
+    // Past the grace period the process is killed, not waited for: teardown must end.
+    if exited.is_err() {
         signal(pid, Signal::SIGKILL);
     }
 }
@@ -199,6 +214,8 @@ pub fn teardown_dir(dir: &Path) {
     if let Some(pid) = containerd {
         stop_and_wait(pid, Duration::from_secs(10));
     }
+    // Not a poll: a moment for the killed processes' mounts to be released before
+    // unmounting (umount -l below copes if they are not).
     std::thread::sleep(Duration::from_millis(200));
     for m in mounts_below(dir) {
         let ok = Command::new("umount")

@@ -1,5 +1,9 @@
 //! The Kubernetes objects a scenario's workload becomes. Every object carries the run
 //! labels, so `terminus gc` finds what a killed run left behind.
+//!
+//! Architecture invariant: every object built here carries [`labels`] (the run id and
+//! `app.kubernetes.io/managed-by=terminus`); there is no constructor without them.
+//! Architecture invariant: pure: objects are built, never sent; callers create them.
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
