@@ -442,7 +442,7 @@ async fn cleanup(client: &Client, state: &DrillState) -> Result<(), String> {
                     .is_ok_and(|o| o.code == 0);
                 if installed || state.kubelet_stopped {
                     let applied = Applied::NodeLedger {
-                        node,
+                        node: node.name.clone(),
                         ledger: ledger.clone(),
                         what: state.scenario.clone(),
                         kubelet_stopped: state.kubelet_stopped,
