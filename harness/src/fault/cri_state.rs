@@ -88,14 +88,6 @@ df -P "$D" | tail -1"#,
     )
 }
 
-/// The agent's `--mode` argument for a fill mode.
-fn fill_mode_arg(mode: FillMode) -> &'static str {
-    match mode {
-        FillMode::Bytes => "bytes",
-        FillMode::Inodes => "inodes",
-    }
-}
-
 /// Has the agent keep [`CRI_STATE_DIR`] full (ledgered under `ledger`); returns the
 /// agent's output and the mode's name.
 pub(super) async fn fill(
@@ -103,7 +95,7 @@ pub(super) async fn fill(
     ledger: &str,
     mode: FillMode,
 ) -> Result<(String, &'static str), FaultError> {
-    let mode = fill_mode_arg(mode);
+    let mode = mode.as_str();
     let out = node
         .agent(
             &[
@@ -262,7 +254,7 @@ mod tests {
 
     #[test]
     fn fill_modes_by_the_agents_names() {
-        assert_eq!(fill_mode_arg(FillMode::Bytes), "bytes");
-        assert_eq!(fill_mode_arg(FillMode::Inodes), "inodes");
+        assert_eq!(FillMode::Bytes.as_str(), "bytes");
+        assert_eq!(FillMode::Inodes.as_str(), "inodes");
     }
 }

@@ -15,7 +15,7 @@ pub(super) async fn apply(cx: &FaultContext<'_>, via: HoldVia) -> Result<Applied
     cx.node.install_agent().await?;
     let id = cx.container_id("no container id to hold the rootfs of")?;
     let rootfs = rootfs_of(id);
-    let via = via_arg(via);
+    let via = via.as_str();
     let out = node_ledger::agent_ledgered(
         cx,
         &["hold-mount", "--path", &rootfs, "--via", via],
@@ -33,15 +33,6 @@ fn rootfs_of(id: &str) -> String {
     format!("/run/containerd/io.containerd.runtime.v2.task/k8s.io/{id}/rootfs")
 }
 
-/// The agent's `--via` argument for a holder kind.
-fn via_arg(via: HoldVia) -> &'static str {
-    match via {
-        HoldVia::Cwd => "cwd",
-        HoldVia::Fd => "fd",
-        HoldVia::Bind => "bind",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,7 +45,7 @@ mod tests {
         );
         let args: Vec<_> = [HoldVia::Cwd, HoldVia::Fd, HoldVia::Bind]
             .into_iter()
-            .map(via_arg)
+            .map(|v| v.as_str())
             .collect();
         assert_eq!(args, ["cwd", "fd", "bind"]);
     }
