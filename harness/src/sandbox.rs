@@ -86,19 +86,26 @@ fn cgroup_pids(cgroup: &str) -> Vec<i32> {
             if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
                 out.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
             }
-            if let Ok(entries) = fs::read_dir(&dir) {
-                stack.extend(
-                    entries
-                        .flatten()
-                        .filter(|e| e.path().is_dir())
-                        .map(|e| e.path()),
-                );
-            }
+            stack.extend(subdirs(&dir));
         }
     }
     out.sort_unstable();
     out.dedup();
     out
+}
+
+/// The directories directly below `dir` (none when it cannot be read).
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir).map_or_else(
+        |_| Vec::new(),
+        |entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        },
+    )
 }
 
 fn cgroup_dirs(cgroup: &str) -> Vec<PathBuf> {
@@ -128,14 +135,7 @@ fn remove_cgroups(cgroup: &str) {
         let mut dirs = Vec::new();
         let mut stack = vec![root];
         while let Some(dir) = stack.pop() {
-            if let Ok(entries) = fs::read_dir(&dir) {
-                stack.extend(
-                    entries
-                        .flatten()
-                        .filter(|e| e.path().is_dir())
-                        .map(|e| e.path()),
-                );
-            }
+            stack.extend(subdirs(&dir));
             dirs.push(dir);
         }
         // Children before parents.

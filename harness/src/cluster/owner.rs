@@ -69,13 +69,24 @@ pub fn cluster_nodes(name: &str) -> Result<Vec<String>> {
 }
 
 fn node_containers(docker: &Path, name: &str) -> Result<Vec<String>> {
+    ps_cluster(docker, name, "{{.Names}}")
+}
+
+/// True when every node container of cluster `name` is running.
+pub(super) fn all_running(name: &str) -> Result<bool> {
+    let states = ps_cluster(&docker_binary()?, name, "{{.State}}")?;
+    Ok(states.iter().all(|state| state == "running"))
+}
+
+/// One `docker ps --format FORMAT` line per node container of kind cluster `name`.
+fn ps_cluster(docker: &Path, name: &str, format: &str) -> Result<Vec<String>> {
     let out = run(Command::new(docker).args([
         "ps",
         "-a",
         "--filter",
         &format!("label=io.x-k8s.kind.cluster={name}"),
         "--format",
-        "{{.Names}}",
+        format,
     ]))?;
     Ok(out
         .lines()
@@ -83,20 +94,6 @@ fn node_containers(docker: &Path, name: &str) -> Result<Vec<String>> {
         .filter(|l| !l.is_empty())
         .map(String::from)
         .collect())
-}
-
-/// True when every node container of cluster `name` is running.
-pub(super) fn all_running(name: &str) -> Result<bool> {
-    let docker = docker_binary()?;
-    let out = run(Command::new(docker).args([
-        "ps",
-        "-a",
-        "--filter",
-        &format!("label=io.x-k8s.kind.cluster={name}"),
-        "--format",
-        "{{.State}}",
-    ]))?;
-    Ok(out.lines().all(|l| l.trim() == "running"))
 }
 
 /// Decides [`Ownership`] of cluster `name` from its record and its containers' mounts.
