@@ -359,7 +359,7 @@ async fn induce(
         pod: state.pod.clone(),
         uid: running.metadata.uid.clone(),
         node: Some(state.node.clone()),
-        container_ids: crate::live::container_ids(&running),
+        container_ids: crate::pods::container_ids(&running),
     };
     let node = Node::connect(&state.node)
         .await
@@ -456,7 +456,7 @@ async fn cleanup(client: &Client, state: &DrillState) -> Result<(), String> {
             }
         }
     }
-    match crate::trial::delete_namespace(client, &state.namespace, Duration::from_secs(120)).await {
+    match crate::namespace::delete(client, &state.namespace, Duration::from_secs(120)).await {
         Ok(()) => eprintln!("terminus: namespace {} deleted", state.namespace),
         Err(e) => errors.push(e),
     }

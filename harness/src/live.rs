@@ -157,22 +157,8 @@ pub fn target_of(pod: &Pod, namespace: &str, name: &str) -> Target {
         pod: name.to_owned(),
         uid: pod.metadata.uid.clone(),
         node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-        container_ids: container_ids(pod),
+        container_ids: crate::pods::container_ids(pod),
     }
-}
-
-pub fn container_ids(pod: &Pod) -> Vec<String> {
-    let Some(status) = pod.status.as_ref() else {
-        return Vec::new();
-    };
-    status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten())
-        .filter_map(|c| c.container_id.as_deref())
-        .map(|id| id.rsplit("://").next().unwrap_or(id).to_owned())
-        .collect()
 }
 
 /// Gathers a bundle for `namespace/name` into `dir`: API half always, node half by
@@ -274,7 +260,7 @@ pub async fn kind_cluster_of(node: &str) -> Option<String> {
 }
 
 /// Runs the remedy of `diagnosis` for the pod of `collected`, with the mechanism the
-/// trials use ([`crate::trial::run_remedy_commands`]): on kind, kubectl in the
+/// trials use ([`crate::remedy::run_act_steps`]): on kind, kubectl in the
 /// control-plane node with its admin credentials and node commands in the pod's node.
 /// Elsewhere only kubectl commands can run (here, with the same kubeconfig); node
 /// commands are refused with the list to run by hand. Returns what was run.
@@ -299,27 +285,30 @@ pub async fn apply_remedy(
         let control_plane = Node::connect(&format!("{cluster}-control-plane"))
             .await
             .map_err(|e| LiveError::Infra(e.to_string()))?;
-        crate::trial::run_remedy_commands(diagnosis, node, &control_plane, &note)
+        crate::remedy::run_act_steps(diagnosis, node, &control_plane, &note)
             .await
             .map_err(LiveError::Infra)?;
         return Ok(log.into_inner().unwrap_or_default());
     }
-    let actions = crate::trial::remedy_actions(diagnosis);
+    let actions = crate::remedy::actions(diagnosis);
     if actions.is_empty() {
         return Err(LiveError::Infra(format!(
             "the diagnosis ({}) has no command to run as its remedy; follow the steps above by hand",
             diagnosis.cause
         )));
     }
-    if let Some((_, argv)) = actions.iter().find(|(place, _)| *place != StepPlace::Cluster) {
+    if let Some((_, argv)) = actions
+        .iter()
+        .find(|(place, _)| *place != StepPlace::Cluster)
+    {
         return Err(LiveError::Infra(format!(
             "`{}` must run on node {} and terminus reaches nodes' shells only on kind; run the FIX commands above on the node by hand",
-            crate::trial::shell_words(argv),
+            crate::remedy::shell_words(argv),
             collected.target.node.as_deref().unwrap_or("?")
         )));
     }
     for (_, argv) in actions {
-        let shown = crate::trial::shell_words(argv);
+        let shown = crate::remedy::shell_words(argv);
         // No shell: the argv runs as it is, whatever the evidence put into it.
         let mut cmd = std::process::Command::new(&argv[0]);
         cmd.args(&argv[1..]);
@@ -913,7 +902,7 @@ mod tests {
                 "containerID": "containerd://abc123" }] }
         }))
         .unwrap();
-        assert_eq!(container_ids(&pod), vec!["abc123".to_owned()]);
+        assert_eq!(crate::pods::container_ids(&pod), vec!["abc123".to_owned()]);
     }
 
     #[test]

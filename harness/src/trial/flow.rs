@@ -15,10 +15,9 @@ use std::time::Duration;
 use futures::FutureExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::Client;
 use serde::Serialize;
-use serde_json::json;
 
 use super::clean;
 use super::remedy;
@@ -148,7 +147,7 @@ pub async fn run_trial(env: &TrialEnv, s: &Scenario) -> TrialRecord {
             )),
         }
     }
-    if let Err(e) = delete_namespace(&env.client, &ns, s.deadlines.recover).await {
+    if let Err(e) = crate::namespace::delete(&env.client, &ns, s.deadlines.recover).await {
         leftovers.push(e);
     } else {
         timeline.note("cleanup", format!("namespace {ns} deleted"));
@@ -268,7 +267,7 @@ async fn phases(
         pod: pod_name.clone(),
         uid: running.metadata.uid.clone(),
         node: Some(node_name.to_owned()),
-        container_ids: container_ids(&running),
+        container_ids: crate::pods::container_ids(&running),
     };
     timeline.note(
         "ready",
@@ -438,7 +437,19 @@ async fn phases(
         .first()
         .ok_or("the built-in detector found nothing to remedy")?;
     let remedy_started = timeline.elapsed();
-    remedy::apply(env, s, first, &node, &target, timeline).await?;
+    remedy::apply(
+        &remedy::RemedyPlaces {
+            client: &env.client,
+            control_plane: &env.control_plane,
+            ledger,
+        },
+        s,
+        first,
+        &node,
+        &target,
+        timeline,
+    )
+    .await?;
     match s.workload.kind {
         WorkloadKind::Pod => {
             wait_for(
@@ -517,19 +528,6 @@ fn describe_pod_state(p: &Pod) -> String {
         p.metadata.name.clone().unwrap_or_default(),
         waiting.join("; ")
     )
-}
-
-fn container_ids(pod: &Pod) -> Vec<String> {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c.container_id.as_deref())
-                .map(|id| id.rsplit("://").next().unwrap_or(id).to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The pod must still be there, Terminating, after the scenario's hold time (or, for
@@ -636,53 +634,8 @@ async fn observe_churn(
         pod: pod.metadata.name.clone().unwrap_or_default(),
         uid: pod.metadata.uid.clone(),
         node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-        container_ids: container_ids(&pod),
+        container_ids: crate::pods::container_ids(&pod),
     })
-}
-
-/// Deletes the namespace and waits for it to go; pods still held by a finalizer are
-/// released first, so cleanup never waits on the fault it just recovered.
-pub(crate) async fn delete_namespace(
-    client: &Client,
-    ns: &str,
-    deadline: Duration,
-) -> Result<(), String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    if let Ok(list) = pods.list(&ListParams::default()).await {
-        for p in list.items.iter().filter(|p| {
-            p.metadata
-                .finalizers
-                .as_ref()
-                .is_some_and(|f| !f.is_empty())
-        }) {
-            let name = p.metadata.name.clone().unwrap_or_default();
-            let _ = pods
-                .patch(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
-                )
-                .await;
-        }
-    }
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    match namespaces.delete(ns, &DeleteParams::default()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
-        Err(e) => return Err(format!("deleting namespace {ns}: {e}")),
-    }
-    wait_for(&format!("namespace {ns} to be deleted"), deadline, || {
-        let namespaces = namespaces.clone();
-        async move {
-            Ok(namespaces
-                .get_opt(ns)
-                .await
-                .map_err(kube_err("reading the namespace"))?
-                .is_none()
-                .then_some(()))
-        }
-    })
-    .await
 }
 
 /// Objects the harness creates carry its name as field manager, so an object's

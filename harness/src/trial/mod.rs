@@ -6,7 +6,5 @@ mod flow;
 mod remedy;
 mod run;
 
-pub(crate) use flow::delete_namespace;
 pub use flow::{run_trial, TrialEnv, TrialRecord};
-pub use remedy::{actions as remedy_actions, run_commands as run_remedy_commands, shell_words};
 pub use run::{Run, Timeline};

@@ -13,21 +13,23 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::Client;
 use serde_json::json;
 
-use super::flow::TrialEnv;
 use super::run::Timeline;
-use crate::detect::{Diagnosis, StepPlace};
+use crate::detect::Diagnosis;
 use crate::node::Node;
 use crate::probe::Target;
 use crate::scenario::{Remedy, Scenario};
 
-/// The act steps of a diagnosis' remedy, in order (look steps and advice are for the
-/// reader and never run).
-pub fn actions(diagnosis: &Diagnosis) -> Vec<(StepPlace, &[String])> {
-    diagnosis.remedy.iter().filter_map(|s| s.action()).collect()
+/// What a trial's remedy needs besides the diagnosis: where kubectl runs and the ledger
+/// the trial's fault was recorded under (the filler of disk-full is removed by it).
+pub struct RemedyPlaces<'a> {
+    pub client: &'a Client,
+    /// The control-plane node: kubectl with admin credentials runs there.
+    pub control_plane: &'a str,
+    pub ledger: &'a str,
 }
 
 pub async fn apply(
-    env: &TrialEnv,
+    places: &RemedyPlaces<'_>,
     s: &Scenario,
     diagnosis: &Diagnosis,
     node: &Node,
@@ -37,88 +39,25 @@ pub async fn apply(
     match s.remedy {
         Remedy::FreeDisk => {
             let out = node
-                .agent(
-                    &["unfill", "--run", &format!("{}-{}", env.run.id, s.id)],
-                    Duration::from_secs(60),
-                )
+                .agent(&["unfill", "--run", places.ledger], Duration::from_secs(60))
                 .await
                 .map_err(|e| format!("freeing the disk: {e}"))?;
             timeline.note("remedy", format!("removed the filler: {}", out.trim()));
             return Ok(());
         }
         Remedy::UseNodeSelector => {
-            use_node_selector(&env.client, &target.namespace, s, timeline).await?;
+            use_node_selector(places.client, &target.namespace, s, timeline).await?;
             return Ok(());
         }
         _ => {}
     }
-    let control_plane = Node::connect(&env.control_plane)
+    let control_plane = Node::connect(places.control_plane)
         .await
         .map_err(|e| e.to_string())?;
-    run_commands(diagnosis, node, &control_plane, &|line| {
+    crate::remedy::run_act_steps(diagnosis, node, &control_plane, &|line| {
         timeline.note("remedy", line)
     })
     .await
-}
-
-/// Runs the action commands of `diagnosis`' remedy (diagnostic steps are skipped):
-/// kubectl in `control_plane` with its admin credentials, everything else in `node`.
-/// Shared by trials and `terminus remedy --apply` / `terminus drill answer`.
-pub async fn run_commands(
-    diagnosis: &Diagnosis,
-    node: &Node,
-    control_plane: &Node,
-    note: &(dyn Fn(String) + Sync),
-) -> Result<(), String> {
-    let actions = actions(diagnosis);
-    if actions.is_empty() {
-        return Err(format!(
-            "the diagnosis ({}) has no command to run as its remedy",
-            diagnosis.cause
-        ));
-    }
-    for (place, argv) in actions {
-        // kubectl runs where admin credentials are; everything else on the pod's node.
-        // `env` sets the credentials without a shell: every argument stays one argument.
-        let (on, exec): (&Node, Vec<&str>) = match place {
-            StepPlace::Cluster => (
-                control_plane,
-                ["env", "KUBECONFIG=/etc/kubernetes/admin.conf"]
-                    .into_iter()
-                    .chain(argv.iter().map(String::as_str))
-                    .collect(),
-            ),
-            StepPlace::Node => (node, argv.iter().map(String::as_str).collect()),
-        };
-        let shown = shell_words(argv);
-        let out = on
-            .exec_raw(&exec, Duration::from_secs(60))
-            .await
-            .map_err(|e| e.to_string())?;
-        note(format!(
-            "$ {shown} (on {}) -> exit {} {}",
-            on.name,
-            out.code,
-            out.stderr.trim()
-        ));
-        if out.code != 0 {
-            return Err(format!(
-                "remedy command failed on {}: `{shown}` exited {}: {}",
-                on.name,
-                out.code,
-                out.stderr.trim()
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `argv` quoted for a shell, for logs (what runs is the argv itself).
-pub fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| shlex::try_quote(a).map_or_else(|_| format!("{a:?}"), |q| q.into_owned()))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The handbook's work-around: nodeSelector instead of nodeAffinity.
