@@ -1,0 +1,134 @@
+//! The `kubelet-missed-delete` rule: what proves this cause, and the remedy filled in from the evidence.
+
+use super::*;
+
+pub(super) fn kubelet_missed_delete(ev: &Evidence) -> Option<Diagnosis> {
+    let pod = ev.pod.as_ref()?;
+    pod.deletion_timestamp?;
+    let running_ids: Vec<&str> = pod
+        .containers
+        .iter()
+        .filter(|c| c.state == ContainerState::Running)
+        .filter_map(|c| c.id.as_deref())
+        .collect();
+    let crictl_running: Vec<&Quote> = ev
+        .crictl_ps
+        .iter()
+        .filter(|r| {
+            r.state == "Running"
+                && (r.pod == pod.name
+                    || running_ids.iter().any(|id| id.starts_with(&r.container_id)))
+        })
+        .map(|r| &r.quote)
+        .collect();
+    if running_ids.is_empty() && crictl_running.is_empty() {
+        return None;
+    }
+    // Any sign that kubelet acted on this pod's deletion rules this cause out.
+    let kill_words = [
+        "Killing",
+        "killing",
+        "KillContainer",
+        "StopContainer",
+        "StopPodSandbox",
+        "SyncLoop DELETE",
+        "SyncLoop (DELETE",
+    ];
+    let attempted = ev.events.iter().any(|e| e.reason == "Killing")
+        || ev
+            .kubelet_log
+            .iter()
+            .any(|q| q.text.contains(&pod.name) && kill_words.iter().any(|w| q.text.contains(w)));
+    if attempted {
+        return None;
+    }
+    let kubelet_ps: Vec<&PsEntry> = ev.ps.iter().filter(|p| p.program() == "kubelet").collect();
+    let stopped: Vec<&&PsEntry> = kubelet_ps.iter().filter(|p| p.stopped()).collect();
+    let not_running = !ev.ps.is_empty() && kubelet_ps.is_empty();
+    let node_unknown = ev
+        .node
+        .as_ref()
+        .and_then(|n| n.ready.as_ref())
+        .is_some_and(|(status, _, _)| status != "True");
+    let mut confidence: f64 = if ev.has("kubelet.log") || ev.has("events.yaml") {
+        0.75
+    } else {
+        0.5
+    };
+    if !stopped.is_empty() || not_running {
+        confidence = 0.95;
+    } else if node_unknown {
+        confidence += 0.1;
+    }
+    let mut evidence: Vec<Quote> = pod.deletion_quote.iter().cloned().collect();
+    evidence.extend(crictl_running.into_iter().cloned());
+    evidence.extend(stopped.iter().map(|p| p.quote.clone()));
+    if node_unknown {
+        evidence.extend(ev.node.as_ref().and_then(|n| n.ready_quote.clone()));
+    }
+    let node = node_name(ev);
+    let mut remedy = Vec::new();
+    for p in &stopped {
+        remedy.push(Step::act_on_node(
+            format!(
+                "kubelet (pid {}) is stopped (state {}); let it run",
+                p.pid, p.stat
+            ),
+            ["kill".to_owned(), "-CONT".to_owned(), p.pid.to_string()],
+        ));
+    }
+    remedy.push(Step::act_on_node(
+        format!("restart kubelet on {node}: it re-lists pods and acts on the deletion"),
+        ["systemctl", "restart", "kubelet"],
+    ));
+    remedy.push(Step::say(
+        "long term: upgrade kubelet (the original list-watch bug was fixed after v1.8)",
+    ));
+    remedy.extend(watch_step(ev));
+    let summary = if let Some(p) = stopped.first() {
+        format!(
+            "kubelet (pid {}) on {node} is stopped, so nothing kills pod {}/{}",
+            p.pid, pod.namespace, pod.name
+        )
+    } else if not_running {
+        format!(
+            "no kubelet process runs on {node}, so nothing kills pod {}/{}",
+            pod.namespace, pod.name
+        )
+    } else {
+        format!("pod {}/{} is deleted, its containers still run, and kubelet on {node} shows no kill attempt", pod.namespace, pod.name)
+    };
+    diagnosis(
+        CauseId::KubeletMissedDelete,
+        confidence,
+        summary,
+        evidence,
+        remedy,
+    )
+}
+
+// ---------------------------------------------------------------------------- 6
+
+#[cfg(test)]
+mod tests {
+    use super::super::{acts, fixture, QUIET};
+    use super::*;
+
+    #[test]
+    fn restarts_kubelet_when_it_ignored_the_deletion() {
+        let d = kubelet_missed_delete(&fixture("kind/kubelet-missed-delete")).expect("a diagnosis");
+        assert_eq!(d.cause, CauseId::KubeletMissedDelete);
+        assert!(
+            acts(&d).iter().any(|a| a == "systemctl restart kubelet"),
+            "{:?}",
+            acts(&d)
+        );
+    }
+
+    #[test]
+    fn stays_silent_when_nothing_is_wrong() {
+        for bundle in QUIET {
+            assert_eq!(kubelet_missed_delete(&fixture(bundle)), None, "{bundle}");
+        }
+    }
+}

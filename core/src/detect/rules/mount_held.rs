@@ -1,0 +1,225 @@
+//! The `mount-held` rule: what proves this cause, and the remedy filled in from the evidence.
+
+use super::*;
+
+static BUSY_PATH: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?:unmount target|umount|remove|unlinkat|rmdir)\s+(/[^\s:]+):\s*device or resource busy",
+    )
+    .expect("regex")
+});
+
+pub(super) fn mount_held(ev: &Evidence) -> Option<Diagnosis> {
+    let busy: Vec<&Quote> = ev
+        .log_lines()
+        .filter(|q| q.text.contains("device or resource busy"))
+        .collect();
+    let busy_paths: BTreeSet<String> = busy
+        .iter()
+        .filter_map(|q| BUSY_PATH.captures(&q.text).map(|c| c[1].to_owned()))
+        .collect();
+    let mut holders = mount_holders(ev, &busy_paths);
+    for r in &ev.proc_refs {
+        if busy_paths.iter().any(|b| r.target.starts_with(b.as_str())) {
+            let ps = ev.ps.iter().find(|p| p.pid == r.pid);
+            holders
+                .entry(r.pid)
+                .or_insert((r.target.clone(), ps, r.quote.clone()));
+        }
+    }
+    // A mount seen in two namespaces is normal (propagation); without a busy error it
+    // is a cause only when the process list shows who holds it.
+    if busy.is_empty() && (holders.is_empty() || ev.ps.is_empty()) {
+        return None;
+    }
+    let confidence = match (busy.is_empty(), holders.is_empty()) {
+        (false, false) => 0.97,
+        (false, true) => 0.85,
+        _ => 0.6,
+    };
+    let mut evidence: Vec<Quote> = busy.iter().take(3).map(|q| (*q).clone()).collect();
+    let mut remedy = Vec::new();
+    for (pid, (mount, ps, quote)) in &holders {
+        evidence.push(quote.clone());
+        evidence.extend(ps.iter().map(|p| p.quote.clone()));
+        remedy.push(Step::look(
+            format!(
+                "pid {pid}{} holds {mount}; see what it is",
+                ps.map(|p| format!(" ({})", p.program()))
+                    .unwrap_or_default()
+            ),
+            format!("ps -f {pid}"),
+        ));
+        remedy.push(Step::act_on_node(
+            "stop it (or make it let go: leave the directory, close the file, unmount its copy); the runtime retries the removal",
+            ["kill".to_owned(), pid.to_string()],
+        ));
+    }
+    if holders.is_empty() {
+        let path = busy_paths
+            .iter()
+            .next()
+            .cloned()
+            .unwrap_or_else(|| "<the rootfs path>".into());
+        let id = container_id_in(&path).unwrap_or_else(|| path.clone());
+        remedy.push(Step::look(
+            "find the processes whose mount table holds the container",
+            format!("grep -l {id} /proc/*/mountinfo"),
+        ));
+        remedy.push(Step::look(
+            "and those whose working directory, root or open files are inside it",
+            format!("ls -l /proc/*/cwd /proc/*/root /proc/*/fd/* 2>/dev/null | grep {path}"),
+        ));
+        remedy.push(Step::say("stop the holder (`ps -f PID`, then kill it or leave the directory); the runtime retries the removal"));
+    }
+    remedy.extend(watch_step(ev));
+    let summary = match (holders.iter().next(), busy_paths.iter().next()) {
+        (Some((pid, (mount, _, _))), _) => {
+            format!("pid {pid} holds {mount}, so the runtime cannot unmount the container's rootfs")
+        }
+        (None, Some(path)) => format!("{path} cannot be unmounted: device or resource busy"),
+        (None, None) => "a container mount is busy: device or resource busy".into(),
+    };
+    diagnosis(CauseId::MountHeld, confidence, summary, evidence, remedy)
+}
+
+/// The container (or layer) id in a runtime path: a 64-hex component, or the task
+/// directory before `rootfs` (`.../io.containerd.runtime.v2.task/<ns>/<id>/rootfs`).
+fn container_id_in(path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    parts
+        .iter()
+        .find(|c| c.len() == 64 && c.chars().all(|ch| ch.is_ascii_hexdigit()))
+        .or_else(|| {
+            parts
+                .iter()
+                .position(|c| *c == "rootfs")
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| parts.get(i))
+        })
+        .map(|s| (*s).to_owned())
+}
+
+/// Processes that hold a container mount in a mount namespace other than the
+/// runtime's. `grep ID /proc/*/mountinfo` matches every process of the runtime's own
+/// namespace too, so a match proves nothing by itself: a copy of the mount in another
+/// namespace has a mount id of its own, and that is what gives the holder away.
+fn mount_holders<'a>(
+    ev: &'a Evidence,
+    busy_paths: &BTreeSet<String>,
+) -> BTreeMap<u32, (String, Option<&'a PsEntry>, Quote)> {
+    let busy_ids: BTreeSet<String> = busy_paths
+        .iter()
+        .filter_map(|p| container_id_in(p))
+        .collect();
+    // Group by the container (or layer) id in the mount point, preferring the id the
+    // busy error named: a holder's copy may sit under another container's rootfs.
+    let key = |m: &crate::evidence::MountinfoEntry| -> Option<String> {
+        busy_ids
+            .iter()
+            .find(|id| m.mount_point.contains(id.as_str()))
+            .cloned()
+            .or_else(|| {
+                let p = &m.mount_point;
+                (p.contains("/rootfs") || p.contains("/merged") || p.contains("/snapshots/"))
+                    .then(|| container_id_in(p).unwrap_or_else(|| p.clone()))
+            })
+    };
+    let mut groups: BTreeMap<String, Vec<&crate::evidence::MountinfoEntry>> = BTreeMap::new();
+    // Propagation slaves (systemd services' private namespaces get them for every
+    // mount) are unmounted with their master: they never hold anything by themselves.
+    for m in ev
+        .mountinfo
+        .iter()
+        .filter(|m| m.pid.is_some() && !m.propagation.contains("master:"))
+    {
+        if let Some(k) = key(m) {
+            groups.entry(k).or_default().push(m);
+        }
+    }
+    let mut out = BTreeMap::new();
+    let mut hold = |m: &crate::evidence::MountinfoEntry| {
+        let pid = m.pid.unwrap_or(0);
+        let ps = ev.ps.iter().find(|p| p.pid == pid);
+        out.entry(pid)
+            .or_insert((m.mount_point.clone(), ps, m.quote.clone()));
+    };
+    if !ev.ps.is_empty() {
+        let runtime_pids: BTreeSet<u32> = ev
+            .ps
+            .iter()
+            .filter(|p| is_runtime(p) || matches!(p.program(), "kubelet" | "systemd" | "init"))
+            .map(|p| p.pid)
+            .collect();
+        let host_ids: BTreeSet<u64> = ev
+            .mountinfo
+            .iter()
+            .filter(|m| m.pid.is_some_and(|p| runtime_pids.contains(&p)))
+            .map(|m| m.mount_id)
+            .collect();
+        for m in groups.values().flatten() {
+            if !host_ids.contains(&m.mount_id) && !m.pid.is_some_and(|p| runtime_pids.contains(&p))
+            {
+                hold(m);
+            }
+        }
+        return out;
+    }
+    // No process list: within a container's group, the mount id most processes share
+    // is the runtime's namespace. When the dump holds a single process's lines for the
+    // container the runtime failed to remove, that process is the holder (the
+    // handbook's `grep ID /proc/*/mountinfo` after the runtime had let go).
+    for (id, entries) in &groups {
+        let pids: BTreeSet<u32> = entries.iter().filter_map(|m| m.pid).collect();
+        if pids.len() == 1 {
+            if busy_ids.contains(id) {
+                hold(entries[0]);
+            }
+            continue;
+        }
+        let mut count: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
+        for m in entries {
+            count.entry(m.mount_id).or_default().extend(m.pid);
+        }
+        if count.len() < 2 {
+            continue;
+        }
+        let host = count
+            .iter()
+            .max_by_key(|(_, pids)| pids.len())
+            .map(|(id, _)| *id);
+        for m in entries.iter().filter(|m| Some(m.mount_id) != host) {
+            hold(m);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{fixture, QUIET};
+    use super::*;
+
+    #[test]
+    fn stops_the_holder_by_its_pid() {
+        for bundle in [
+            "seed/handbook-mount-held",
+            "bundles/containerd-mount-held",
+            "kind/mount-held",
+        ] {
+            let ev = fixture(bundle);
+            let d = mount_held(&ev).unwrap_or_else(|| panic!("{bundle}: no diagnosis"));
+            assert_eq!(d.cause, CauseId::MountHeld);
+            for (_, argv) in d.remedy.iter().filter_map(|s| s.action()) {
+                assert_eq!(argv[0], "kill", "{bundle}: {argv:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn stays_silent_when_nothing_is_wrong() {
+        for bundle in QUIET {
+            assert_eq!(mount_held(&fixture(bundle)), None, "{bundle}");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The `runtime-desync` rule: what proves this cause, and the remedy filled in from the evidence.
+
+use super::*;
+
+pub(super) fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
+    if !ev.has("ctr-tasks.txt") {
+        return None;
+    }
+    let task = |id: &str| {
+        ev.ctr_tasks
+            .iter()
+            .find(|t| t.id.starts_with(id) || id.starts_with(&t.id))
+    };
+    let mut evidence = Vec::new();
+    let mut remedy = Vec::new();
+    for row in ev.docker_ps.iter().filter(|r| r.up()) {
+        match task(&row.id) {
+            Some(t) if t.status == "RUNNING" || t.status == "PAUSED" || t.status == "UNKNOWN" => {}
+            other => {
+                evidence.push(row.quote.clone());
+                evidence.extend(other.map(|t| t.quote.clone()));
+                remedy.push(Step::act_on_node(
+                    format!(
+                        "docker says {} is {}, containerd {}; remove it",
+                        row.names,
+                        row.status,
+                        other.map_or("has no task for it".to_owned(), |t| format!(
+                            "says {}",
+                            t.status
+                        ))
+                    ),
+                    ["docker", "rm", "-f", row.id.as_str()],
+                ));
+            }
+        }
+    }
+    let mut cri_stale = false;
+    for row in ev.crictl_ps.iter().filter(|r| r.state == "Running") {
+        match task(&row.container_id) {
+            Some(t) if t.status == "RUNNING" || t.status == "PAUSED" || t.status == "UNKNOWN" => {}
+            other => {
+                evidence.push(row.quote.clone());
+                evidence.extend(other.map(|t| t.quote.clone()));
+                cri_stale = true;
+                // Seen on containerd 1.6: `crictl stop` answers OK (no task to signal)
+                // and `crictl rm` refuses with "is running, please stop it first", so
+                // neither clears the CRI's record; only its restore on restart does.
+                remedy.push(Step::say(format!(
+                    "the CRI says {} ({}) is Running, containerd {}: the CRI never recorded the exit, \
+                     and `crictl stop`/`crictl rm` cannot change that",
+                    row.name,
+                    row.container_id,
+                    other.map_or("has no task for it".to_owned(), |t| format!(
+                        "says {}",
+                        t.status
+                    ))
+                )));
+            }
+        }
+    }
+    if evidence.is_empty() {
+        return None;
+    }
+    let docker = !ev.docker_ps.is_empty();
+    if docker {
+        remedy.push(Step::act_on_node(
+            "if several containers disagree, prune the stopped ones",
+            ["docker", "container", "prune", "-f"],
+        ));
+        remedy.push(Step::act_on_node(
+            "and restart dockerd",
+            ["systemctl", "restart", "docker"],
+        ));
+    }
+    if cri_stale {
+        remedy.push(Step::act_on_node(
+            "restart containerd: on start its CRI plugin re-reads containerd's task list and marks \
+             containers without a task exited (running containers keep running in their shims)",
+            ["systemctl", "restart", "containerd"],
+        ));
+    }
+    remedy.push(Step::say(if docker {
+        "long term: check for an earlier disk-full episode; run containerd directly (no dockerd)"
+    } else {
+        "long term: check for an earlier disk-full episode on the runtime's data; keep it from filling"
+    }));
+    remedy.extend(watch_step(ev));
+    // kubelet's side of the split view: the kill "succeeded", the container still runs.
+    evidence.extend(
+        ev.log_lines()
+            .filter(|q| {
+                q.text
+                    .contains("detected running containers after a successful KillPod")
+            })
+            .take(1)
+            .cloned(),
+    );
+    let disk_episode = ev
+        .log_lines()
+        .any(|q| q.text.contains("no space left on device"));
+    let summary = format!(
+        "{} reports a container running that containerd has no running task for{}",
+        if docker { "docker" } else { "the CRI" },
+        if disk_episode {
+            " (after a no-space episode)"
+        } else {
+            ""
+        }
+    );
+    diagnosis(CauseId::RuntimeDesync, 0.9, summary, evidence, remedy)
+}
+
+// ---------------------------------------------------------------------------- 7
+
+#[cfg(test)]
+mod tests {
+    use super::super::{fixture, QUIET};
+    use super::*;
+
+    #[test]
+    fn removes_the_container_docker_and_containerd_disagree_on() {
+        let ev = fixture("bundles/docker-desync");
+        let d = runtime_desync(&ev).expect("a diagnosis");
+        assert_eq!(d.cause, CauseId::RuntimeDesync);
+        let (_, argv) = d.remedy.iter().find_map(|s| s.action()).expect("an act");
+        assert_eq!(&argv[..3], ["docker", "rm", "-f"]);
+        assert!(ev.docker_ps.iter().any(|r| r.id == argv[3]), "{argv:?}");
+    }
+
+    #[test]
+    fn stays_silent_when_nothing_is_wrong() {
+        for bundle in QUIET {
+            assert_eq!(runtime_desync(&fixture(bundle)), None, "{bundle}");
+        }
+    }
+}
