@@ -100,3 +100,66 @@ pub fn missing(ev: &Evidence) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stuck() -> Evidence {
+        Evidence::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kind/finalizer"),
+        )
+    }
+
+    #[test]
+    fn a_pod_stuck_past_its_grace_period_goes_to_the_rules() {
+        let mut notes = Vec::new();
+        assert_eq!(
+            before_rules(&stuck(), &Options::default(), &mut notes),
+            None
+        );
+    }
+
+    #[test]
+    fn a_pod_without_deletion_timestamp_is_not_terminating() {
+        let mut ev = stuck();
+        ev.pod.as_mut().expect("pod.yaml").deletion_timestamp = None;
+        let mut notes = Vec::new();
+        assert_eq!(
+            before_rules(&ev, &Options::default(), &mut notes),
+            Some(Verdict::NotTerminating)
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("not Terminating")),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn a_pod_inside_its_grace_period_is_too_early() {
+        let mut ev = stuck();
+        let deleted = ev
+            .pod
+            .as_ref()
+            .and_then(|p| p.deletion_timestamp)
+            .expect("deleted");
+        ev.captured_at = Some(deleted - chrono::Duration::seconds(5));
+        let mut notes = Vec::new();
+        assert_eq!(
+            before_rules(&ev, &Options::default(), &mut notes),
+            Some(Verdict::TooEarly)
+        );
+    }
+
+    #[test]
+    fn without_pod_yaml_the_rules_run_on_node_evidence() {
+        let mut ev = stuck();
+        ev.pod = None;
+        let mut notes = Vec::new();
+        assert_eq!(before_rules(&ev, &Options::default(), &mut notes), None);
+        assert!(
+            notes.iter().any(|n| n.starts_with("no pod.yaml")),
+            "{notes:?}"
+        );
+    }
+}
