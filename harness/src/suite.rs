@@ -207,19 +207,15 @@ pub fn summary_table(records: &[TrialRecord], total: Duration, cluster: Duration
 }
 
 fn junit(run_id: &str, records: &[TrialRecord]) -> String {
-    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    use quick_junit::{Report, TestCase, TestSuite};
     let mut report = Report::new(format!("terminus {run_id}"));
     let mut suite = TestSuite::new("scenarios");
     for r in records {
-        let status = match &r.failure {
-            None => TestCaseStatus::success(),
-            Some(why) => {
-                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                s.set_message(why.clone());
-                s
-            }
-        };
-        let mut case = TestCase::new(format!("scenarios/{}.yaml", r.scenario), status);
+        // A wrong verdict is a <failure>, a broken harness an <error>, a skip <skipped>.
+        let mut case = TestCase::new(
+            format!("scenarios/{}.yaml", r.scenario),
+            r.result.junit_status(),
+        );
         case.set_time(Duration::from_secs_f64(r.total));
         suite.add_test_case(case);
     }

@@ -3,8 +3,10 @@
 
 mod clean;
 mod flow;
+mod outcome;
 mod remedy;
 mod run;
 
 pub use flow::{run_trial, TrialEnv, TrialRecord};
+pub use outcome::{HarnessError, Outcome, TrialResult};
 pub use run::{Run, Timeline};

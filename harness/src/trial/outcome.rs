@@ -1,0 +1,188 @@
+//! How a trial ended, typed: a verdict on the scenario ([`Outcome`]) or a harness that
+//! could not run it ([`HarnessError`]). JUnit, the summary and the test runner read these
+//! instead of parsing a message.
+//!
+//! Architecture invariant: a trial outcome is never an infrastructure error and vice
+//! versa. "The fault did not reproduce" is an [`Outcome`]; "docker does not answer" is a
+//! [`HarnessError`]. JUnit shows the first kind as `<failure>`, the second as `<error>`.
+
+use serde::Serialize;
+
+/// A verdict on the scenario: what the cluster, the detector and the remedy did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "why", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Stuck as the scenario says, named by every detector, cleared by the remedy, node
+    /// clean, fault recovered.
+    Passed,
+    /// The fault was applied but the pod did not behave as the scenario says.
+    NotReproduced(String),
+    /// A detector named another cause, none, or failed to answer.
+    Misdiagnosed(String),
+    /// The remedy failed, or the pod stayed after it.
+    RemedyFailed(String),
+    /// Something of the trial was left on the node or in the cluster.
+    LeftUnclean(String),
+    /// The trial was not run (its requirements do not hold here).
+    Skipped(String),
+}
+
+/// The harness could not run the trial: cluster, Docker, API or file errors, a panic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{0}")]
+pub struct HarnessError(pub String);
+
+/// A trial's result: an outcome, or a harness error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrialResult {
+    Outcome(Outcome),
+    HarnessError(HarnessError),
+}
+
+impl Outcome {
+    /// The reason of anything but a pass.
+    pub fn why(&self) -> Option<&str> {
+        match self {
+            Outcome::Passed => None,
+            Outcome::NotReproduced(w)
+            | Outcome::Misdiagnosed(w)
+            | Outcome::RemedyFailed(w)
+            | Outcome::LeftUnclean(w)
+            | Outcome::Skipped(w) => Some(w),
+        }
+    }
+
+    /// A short stable name (summary, JSON).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::NotReproduced(_) => "not-reproduced",
+            Outcome::Misdiagnosed(_) => "misdiagnosed",
+            Outcome::RemedyFailed(_) => "remedy-failed",
+            Outcome::LeftUnclean(_) => "left-unclean",
+            Outcome::Skipped(_) => "skipped",
+        }
+    }
+}
+
+impl TrialResult {
+    /// What the console and the test runner print on anything but a pass or a skip.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            TrialResult::Outcome(Outcome::Passed | Outcome::Skipped(_)) => None,
+            TrialResult::Outcome(o) => o.why().map(str::to_owned),
+            TrialResult::HarnessError(e) => Some(format!("harness error: {e}")),
+        }
+    }
+
+    /// The JUnit status: success, skipped, `<failure>` for a verdict, `<error>` for the
+    /// harness.
+    pub fn junit_status(&self) -> quick_junit::TestCaseStatus {
+        use quick_junit::{NonSuccessKind, TestCaseStatus};
+        let (kind, message) = match self {
+            TrialResult::Outcome(Outcome::Passed) => return TestCaseStatus::success(),
+            TrialResult::Outcome(Outcome::Skipped(why)) => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(why.clone());
+                return s;
+            }
+            TrialResult::Outcome(o) => (
+                NonSuccessKind::Failure,
+                format!("{}: {}", o.name(), o.why().unwrap_or_default()),
+            ),
+            TrialResult::HarnessError(e) => (NonSuccessKind::Error, e.0.clone()),
+        };
+        let mut s = TestCaseStatus::non_success(kind);
+        s.set_message(message);
+        s
+    }
+}
+
+/// Why the phases stopped early: a verdict, or the harness.
+#[derive(Debug)]
+pub(super) enum Stop {
+    Outcome(Outcome),
+    Harness(HarnessError),
+}
+
+/// Errors of the harness's own calls (kube, docker exec, files) are harness errors unless
+/// a phase says otherwise.
+impl From<String> for Stop {
+    fn from(why: String) -> Stop {
+        Stop::Harness(HarnessError(why))
+    }
+}
+
+impl From<&str> for Stop {
+    fn from(why: &str) -> Stop {
+        Stop::Harness(HarnessError(why.to_owned()))
+    }
+}
+
+impl Stop {
+    pub(super) fn not_reproduced(why: impl Into<String>) -> Stop {
+        Stop::Outcome(Outcome::NotReproduced(why.into()))
+    }
+    pub(super) fn misdiagnosed(why: impl Into<String>) -> Stop {
+        Stop::Outcome(Outcome::Misdiagnosed(why.into()))
+    }
+    pub(super) fn remedy_failed(why: impl Into<String>) -> Stop {
+        Stop::Outcome(Outcome::RemedyFailed(why.into()))
+    }
+    pub(super) fn left_unclean(why: impl Into<String>) -> Stop {
+        Stop::Outcome(Outcome::LeftUnclean(why.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn junit_xml(result: &TrialResult) -> String {
+        let mut report = quick_junit::Report::new("t");
+        let mut suite = quick_junit::TestSuite::new("s");
+        suite.add_test_case(quick_junit::TestCase::new("c", result.junit_status()));
+        report.add_test_suite(suite);
+        report.to_string().expect("renders")
+    }
+
+    #[test]
+    fn a_verdict_is_a_junit_failure_and_the_harness_an_error() {
+        let misdiagnosed = TrialResult::Outcome(Outcome::Misdiagnosed(
+            "detector x: expected a, got b".into(),
+        ));
+        let xml = junit_xml(&misdiagnosed);
+        assert!(xml.contains("<failure") && !xml.contains("<error"), "{xml}");
+        assert!(xml.contains("misdiagnosed: detector x"), "{xml}");
+
+        let broken = TrialResult::HarnessError(HarnessError("docker is not running".into()));
+        let xml = junit_xml(&broken);
+        assert!(xml.contains("<error") && !xml.contains("<failure"), "{xml}");
+    }
+
+    #[test]
+    fn skips_and_passes_are_not_failures() {
+        let skipped = TrialResult::Outcome(Outcome::Skipped("needs containerd 2".into()));
+        assert_eq!(skipped.failure(), None);
+        assert!(junit_xml(&skipped).contains("<skipped"));
+        assert_eq!(TrialResult::Outcome(Outcome::Passed).failure(), None);
+    }
+
+    #[test]
+    fn the_console_text_keeps_the_reason() {
+        let r = TrialResult::Outcome(Outcome::NotReproduced("pod went away".into()));
+        assert_eq!(r.failure().as_deref(), Some("pod went away"));
+        let e = TrialResult::HarnessError(HarnessError("kube: 500".into()));
+        assert_eq!(e.failure().as_deref(), Some("harness error: kube: 500"));
+    }
+
+    #[test]
+    fn plain_errors_are_harness_errors() {
+        assert!(matches!(Stop::from("x".to_owned()), Stop::Harness(_)));
+        assert!(matches!(
+            Stop::not_reproduced("y"),
+            Stop::Outcome(Outcome::NotReproduced(_))
+        ));
+    }
+}
