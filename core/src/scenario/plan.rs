@@ -10,7 +10,10 @@ use serde::Deserialize;
 
 use super::error::ScenarioError;
 use super::locate::locate;
-use super::raw::{RawFault, RawScenario};
+use super::raw::{
+    RawDeadlines, RawFault, RawFidelity, RawObserve, RawRemedy, RawRequires, RawScenario,
+    RawVolume, RawWorkload,
+};
 use crate::cause::CauseId;
 use crate::units::parse_size;
 
@@ -463,29 +466,69 @@ impl Validator<'_> {
             .transpose()
     }
 
+    /// Stage two: every section in file order, so the first error is the first a reader
+    /// meets.
     fn scenario(&self, raw: RawScenario) -> Result<Scenario, ScenarioError> {
-        if raw.id.is_empty()
-            || !raw
-                .id
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
-            return Err(self.err("id", format!("`{}` must be non-empty lowercase letters, digits and dashes (it names namespaces)", raw.id)));
-        }
+        self.id(&raw.id)?;
         let cause: CauseId = raw
             .cause
             .parse()
             .map_err(|e: crate::cause::UnknownCause| self.err("cause", e.to_string()))?;
+        let fidelity = self.fidelity(&raw.fidelity)?;
+        let requires = self.requires(&raw.requires)?;
+        let workload = self.workload(raw.workload)?;
+        let fault = self.fault(&raw.fault, &workload)?;
+        if fault.induces() != cause {
+            return Err(self.err(
+                "fault.kind",
+                format!(
+                    "a `{}` fault induces {}, but the scenario's cause is {}",
+                    fault.kind(),
+                    fault.induces(),
+                    cause
+                ),
+            ));
+        }
+        let observe = self.observe(&raw.observe, &workload)?;
+        let remedy = self.remedy(&raw.remedy, cause)?;
+        let deadlines = self.deadlines(&raw.deadlines, observe.hold)?;
+        Ok(Scenario {
+            file: self.file.to_path_buf(),
+            id: raw.id,
+            cause,
+            title: raw.title,
+            fidelity,
+            requires,
+            workload,
+            fault,
+            observe,
+            remedy,
+            deadlines,
+        })
+    }
+
+    fn id(&self, id: &str) -> Result<(), ScenarioError> {
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(self.err("id", format!("`{id}` must be non-empty lowercase letters, digits and dashes (it names namespaces)")));
+        }
+        Ok(())
+    }
+
+    fn fidelity(&self, raw: &RawFidelity) -> Result<Fidelity, ScenarioError> {
         let fidelity = Fidelity {
             level: self.choice(
                 "fidelity.level",
-                &raw.fidelity.level,
+                &raw.level,
                 &[
                     ("original", FidelityLevel::Original),
                     ("nearest-equivalent", FidelityLevel::NearestEquivalent),
                 ],
             )?,
-            note: raw.fidelity.note.trim().to_owned(),
+            note: raw.note.trim().to_owned(),
         };
         if fidelity.note.is_empty() {
             return Err(self.err(
@@ -493,9 +536,12 @@ impl Validator<'_> {
                 "say what is reproduced and why it is faithful (or the nearest equivalent)",
             ));
         }
+        Ok(fidelity)
+    }
 
+    fn requires(&self, raw: &RawRequires) -> Result<Requirements, ScenarioError> {
         let mut runtimes = Vec::new();
-        for r in &raw.requires.runtime {
+        for r in &raw.runtime {
             runtimes.push(self.choice(
                 "requires.runtime",
                 r,
@@ -511,11 +557,11 @@ impl Validator<'_> {
                 "name at least one runtime (containerd, docker)",
             ));
         }
-        let requires = Requirements {
+        Ok(Requirements {
             runtimes,
-            kubernetes: self.version_req("requires.kubernetes", &raw.requires.kubernetes)?,
-            kernel: self.version_req("requires.kernel", &raw.requires.kernel)?,
-            node: match raw.requires.node.as_deref() {
+            kubernetes: self.version_req("requires.kubernetes", &raw.kubernetes)?,
+            kernel: self.version_req("requires.kernel", &raw.kernel)?,
+            node: match raw.node.as_deref() {
                 None => NodeUse::Shared,
                 Some(n) => self.choice(
                     "requires.node",
@@ -526,10 +572,11 @@ impl Validator<'_> {
                     ],
                 )?,
             },
-        };
+        })
+    }
 
-        let w = raw.workload;
-        let workload = Workload {
+    fn workload(&self, w: RawWorkload) -> Result<Workload, ScenarioError> {
+        Ok(Workload {
             kind: self.choice(
                 "workload.kind",
                 &w.kind,
@@ -546,52 +593,41 @@ impl Validator<'_> {
                 .unwrap_or_else(|| vec!["sleep".into(), "infinity".into()]),
             volume: match w.volume {
                 None => None,
-                Some(v) => {
-                    let kind = self.choice(
-                        "workload.volume.kind",
-                        &v.kind,
-                        &[
-                            ("empty-dir", Volume::EmptyDir),
-                            ("host-path", Volume::HostPath),
-                        ],
-                    )?;
-                    if !v.mount_path.starts_with('/') {
-                        return Err(
-                            self.err("workload.volume.mount-path", "must be an absolute path")
-                        );
-                    }
-                    Some((kind, v.mount_path))
-                }
+                Some(v) => Some(self.volume(v)?),
             },
             grace_period: match w.grace_period {
                 None => Duration::from_secs(2),
                 Some(t) => self.duration("workload.grace-period", &t)?,
             },
             finalizers: w.finalizers,
-        };
+        })
+    }
 
-        let fault = self.fault(&raw.fault, &workload)?;
-        if fault.induces() != cause {
-            return Err(self.err(
-                "fault.kind",
-                format!(
-                    "a `{}` fault induces {}, but the scenario's cause is {}",
-                    fault.kind(),
-                    fault.induces(),
-                    cause
-                ),
-            ));
+    fn volume(&self, v: RawVolume) -> Result<(Volume, String), ScenarioError> {
+        let kind = self.choice(
+            "workload.volume.kind",
+            &v.kind,
+            &[
+                ("empty-dir", Volume::EmptyDir),
+                ("host-path", Volume::HostPath),
+            ],
+        )?;
+        if !v.mount_path.starts_with('/') {
+            return Err(self.err("workload.volume.mount-path", "must be an absolute path"));
         }
+        Ok((kind, v.mount_path))
+    }
 
+    fn observe(&self, raw: &RawObserve, workload: &Workload) -> Result<Observe, ScenarioError> {
         let pod = self.choice(
             "observe.pod",
-            &raw.observe.pod,
+            &raw.pod,
             &[
                 ("stays-terminating", PodOutcome::StaysTerminating),
                 ("goes-away", PodOutcome::GoesAway),
             ],
         )?;
-        let hold = match (&raw.observe.hold, pod) {
+        let hold = match (&raw.hold, pod) {
             (Some(t), _) => self.duration("observe.for", t)?,
             (None, PodOutcome::GoesAway) => Duration::ZERO,
             (None, PodOutcome::StaysTerminating) => {
@@ -601,7 +637,7 @@ impl Validator<'_> {
                 ))
             }
         };
-        let node_left_unclean = match raw.observe.node.as_deref() {
+        let node_left_unclean = match raw.node.as_deref() {
             None => false,
             Some(n) => self.choice(
                 "observe.node",
@@ -616,9 +652,17 @@ impl Validator<'_> {
             ));
         }
 
+        Ok(Observe {
+            pod,
+            hold,
+            node_left_unclean,
+        })
+    }
+
+    fn remedy(&self, raw: &RawRemedy, cause: CauseId) -> Result<Remedy, ScenarioError> {
         let remedy = self.choice(
             "remedy.action",
-            &raw.remedy.action,
+            &raw.action,
             &Remedy::ALL.map(|(n, r, _)| (n, r)),
         )?;
         if remedy.clears() != cause {
@@ -633,7 +677,10 @@ impl Validator<'_> {
             ));
         }
 
-        let d = raw.deadlines;
+        Ok(remedy)
+    }
+
+    fn deadlines(&self, d: &RawDeadlines, hold: Duration) -> Result<Deadlines, ScenarioError> {
         let deadlines = Deadlines {
             ready: self.duration("deadlines.ready", &d.ready)?,
             fault: self.duration("deadlines.fault", &d.fault)?,
@@ -649,23 +696,7 @@ impl Validator<'_> {
             ));
         }
 
-        Ok(Scenario {
-            file: self.file.to_path_buf(),
-            id: raw.id,
-            cause,
-            title: raw.title,
-            fidelity,
-            requires,
-            workload,
-            fault,
-            observe: Observe {
-                pod,
-                hold,
-                node_left_unclean,
-            },
-            remedy,
-            deadlines,
-        })
+        Ok(deadlines)
     }
 
     fn params<T: DeserializeOwned>(&self, fault: &RawFault) -> Result<T, ScenarioError> {
