@@ -34,7 +34,7 @@ const EXIT_INFRA: u8 = 3;
 const EXIT_INTERRUPTED: u8 = 130;
 
 /// What cleanup and `answer` need, written before anything is created.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct DrillState {
     pub cluster: String,
     pub scenario: String,
@@ -50,6 +50,32 @@ pub struct DrillState {
     pub kubelet_stopped: bool,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub deleted_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The fault's own record, saved as soon as `apply` returns it: cleanup undoes
+    /// exactly this. Absent while apply runs (or in a state file of an older terminus);
+    /// then cleanup works from `ledger` / `finalizer`, which were saved before acting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<Applied>,
+}
+
+impl DrillState {
+    /// A copy without the fault record (which owns no clonable handle): the page, the
+    /// answer and the induce phase work on copies; the record lives in the state file.
+    fn without_record(&self) -> DrillState {
+        DrillState {
+            cluster: self.cluster.clone(),
+            scenario: self.scenario.clone(),
+            cause: self.cause,
+            namespace: self.namespace.clone(),
+            pod: self.pod.clone(),
+            node: self.node.clone(),
+            ledger: self.ledger.clone(),
+            finalizer: self.finalizer.clone(),
+            kubelet_stopped: self.kubelet_stopped,
+            started_at: self.started_at,
+            deleted_at: self.deleted_at,
+            applied: None,
+        }
+    }
 }
 
 /// `$TERMINUS_DRILL_STATE`, else `<state dir>/drills/current.json`.
@@ -146,78 +172,129 @@ async fn open_client(name: &str) -> Result<Client, String> {
     c.client().await.map_err(|e| e.to_string())
 }
 
+/// Why a drill could not start: the exit code and the message.
+struct Refused(u8, String);
+
+fn bad_input(e: impl std::fmt::Display) -> Refused {
+    Refused(EXIT_BAD_INPUT, e.to_string())
+}
+
+fn infra(e: impl std::fmt::Display) -> Refused {
+    Refused(EXIT_INFRA, e.to_string())
+}
+
+/// A drill about to be induced: its cluster, scenario and saved state.
+struct Prepared {
+    cluster: cluster::Cluster,
+    client: Client,
+    scenario: Scenario,
+    state: DrillState,
+}
+
 /// `terminus drill`.
 pub async fn start(cluster_name: &str, cause: Option<CauseId>, scenarios_dir: &Path) -> u8 {
-    match load() {
-        Ok(Some(s)) => {
-            eprintln!(
-                "error: a drill is already running (pod {}/{} on cluster {}); `terminus drill answer CAUSE` or `terminus drill stop` first",
-                s.namespace, s.pod, s.cluster
-            );
-            return EXIT_BAD_INPUT;
+    let Prepared {
+        cluster,
+        client,
+        scenario: s,
+        state,
+    } = match prepare(cluster_name, cause, scenarios_dir).await {
+        Ok(p) => p,
+        Err(Refused(code, message)) => {
+            eprintln!("error: {message}");
+            return code;
         }
-        Ok(None) => {}
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_BAD_INPUT;
+    };
+    eprintln!(
+        "terminus: setting up the drill on cluster {} (this takes up to a minute or two)…",
+        state.cluster
+    );
+    let outcome = tokio::select! {
+        r = induce(&client, &s, state.without_record()) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    match outcome {
+        Some(Ok(state)) => {
+            println!("{}", page(&state, chrono::Utc::now()));
+            println!(
+                "(cluster {}: KUBECONFIG={}; when you know the cause: terminus drill answer CAUSE; to give up: terminus drill stop)",
+                state.cluster,
+                cluster.kubeconfig.display()
+            );
+            EXIT_OK
+        }
+        Some(Err(e)) => {
+            eprintln!("error: {e}; cleaning up");
+            let _ = cleanup(&client, saved_or(state)).await;
+            EXIT_INFRA
+        }
+        None => {
+            eprintln!("terminus: interrupted; cleaning up the drill");
+            let code = match cleanup(&client, saved_or(state)).await {
+                Ok(()) => EXIT_INTERRUPTED,
+                Err(e) => {
+                    eprintln!("error: {e}; run `terminus drill stop` to retry");
+                    EXIT_INFRA
+                }
+            };
+            code
         }
     }
-    let scenarios = match scenario::load_dir(scenarios_dir) {
-        Ok(s) => s,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("error: {e}");
-            }
-            eprintln!("hint: run from the repository root, or pass --scenarios DIR");
-            return EXIT_BAD_INPUT;
-        }
-    };
+}
+
+/// Everything before the fault: no drill running, a scenario, the cluster, the node, the
+/// state saved (before anything is created, so any process can clean up).
+async fn prepare(
+    cluster_name: &str,
+    cause: Option<CauseId>,
+    scenarios_dir: &Path,
+) -> Result<Prepared, Refused> {
+    if let Some(s) = load().map_err(bad_input)? {
+        return Err(bad_input(format!(
+            "a drill is already running (pod {}/{} on cluster {}); `terminus drill answer CAUSE` or `terminus drill stop` first",
+            s.namespace, s.pod, s.cluster
+        )));
+    }
+    let scenarios = scenario::load_dir(scenarios_dir).map_err(|errors| {
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        bad_input(format!(
+            "{}\nhint: run from the repository root, or pass --scenarios DIR",
+            text.join("\nerror: ")
+        ))
+    })?;
     let seed = chrono::Utc::now().timestamp_subsec_nanos() as u64 ^ std::process::id() as u64;
-    let s = match pick(&scenarios, cause, seed) {
-        Ok(s) => s.clone(),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_BAD_INPUT;
-        }
-    };
-    let cluster = match cluster::up(&UpOptions {
+    let s = pick(&scenarios, cause, seed).map_err(bad_input)?.clone();
+    let cluster = cluster::up(&UpOptions {
         name: cluster_name.to_owned(),
         workers: 2,
         ..UpOptions::default()
     })
     .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_INFRA;
-        }
-    };
-    if let Err(e) = cluster::load_image(&cluster.name, crate::DEFAULT_WORKLOAD_IMAGE) {
-        eprintln!(
-            "error: loading {} into {}: {e}",
+    .map_err(infra)?;
+    cluster::load_image(&cluster.name, crate::DEFAULT_WORKLOAD_IMAGE).map_err(|e| {
+        infra(format!(
+            "loading {} into {}: {e}",
             crate::DEFAULT_WORKLOAD_IMAGE,
             cluster.name
-        );
-        return EXIT_INFRA;
-    }
-    let client = match cluster.client().await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_INFRA;
-        }
-    };
-    let node = match pick_node(&client, s.requires.node).await {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_INFRA;
-        }
-    };
+        ))
+    })?;
+    let client = cluster.client().await.map_err(infra)?;
+    let node = pick_node(&client, s.requires.node).await.map_err(infra)?;
+    let state = new_state(&cluster.name, &s, node);
+    save(&state).map_err(infra)?;
+    Ok(Prepared {
+        cluster,
+        client,
+        scenario: s,
+        state,
+    })
+}
+
+/// The state of a new drill of `s` on `node`.
+fn new_state(cluster: &str, s: &Scenario, node: String) -> DrillState {
     let id = format!("drill-{}", chrono::Utc::now().format("%m%d%H%M%S"));
-    let state = DrillState {
-        cluster: cluster.name.clone(),
+    DrillState {
+        cluster: cluster.to_owned(),
         scenario: s.id.clone(),
         cause: s.cause,
         namespace: id.clone(),
@@ -236,45 +313,7 @@ pub async fn start(cluster_name: &str, cause: Option<CauseId>, scenarios_dir: &P
         ),
         started_at: chrono::Utc::now(),
         deleted_at: None,
-    };
-    if let Err(e) = save(&state) {
-        eprintln!("error: {e}");
-        return EXIT_INFRA;
-    }
-    eprintln!(
-        "terminus: setting up the drill on cluster {} (this takes up to a minute or two)…",
-        state.cluster
-    );
-    let outcome = tokio::select! {
-        r = induce(&client, &s, state.clone()) => Some(r),
-        _ = tokio::signal::ctrl_c() => None,
-    };
-    match outcome {
-        Some(Ok(state)) => {
-            println!("{}", page(&state, chrono::Utc::now()));
-            println!(
-                "(cluster {}: KUBECONFIG={}; when you know the cause: terminus drill answer CAUSE; to give up: terminus drill stop)",
-                state.cluster,
-                cluster.kubeconfig.display()
-            );
-            EXIT_OK
-        }
-        Some(Err(e)) => {
-            eprintln!("error: {e}; cleaning up");
-            let _ = cleanup(&client, &state).await;
-            EXIT_INFRA
-        }
-        None => {
-            eprintln!("terminus: interrupted; cleaning up the drill");
-            let code = match cleanup(&client, &state).await {
-                Ok(()) => EXIT_INTERRUPTED,
-                Err(e) => {
-                    eprintln!("error: {e}; run `terminus drill stop` to retry");
-                    EXIT_INFRA
-                }
-            };
-            code
-        }
+        applied: None,
     }
 }
 
@@ -333,27 +372,7 @@ async fn induce(
     )
     .await
     .map_err(|e| format!("creating pod {}: {e}", state.pod))?;
-    let running = wait_for(
-        &format!("pod {} to be Running", state.pod),
-        s.deadlines.ready,
-        || {
-            let pods = pods.clone();
-            let name = state.pod.clone();
-            async move {
-                let p = pods.get(&name).await.map_err(|e| e.to_string())?;
-                let up = p
-                    .status
-                    .as_ref()
-                    .and_then(|st| st.container_statuses.as_ref())
-                    .is_some_and(|cs| {
-                        cs.iter()
-                            .all(|c| c.state.as_ref().is_some_and(|x| x.running.is_some()))
-                    });
-                Ok(up.then_some(p))
-            }
-        },
-    )
-    .await?;
+    let running = wait_running(&pods, &state.pod, s.deadlines.ready).await?;
     let target = Target {
         namespace: state.namespace.clone(),
         pod: state.pod.clone(),
@@ -387,23 +406,56 @@ async fn induce(
         )
     })?
     .map_err(|e| format!("applying the fault: {e}"))?;
-    // Recorded in the state already (ledger id / finalizer name); the handle is not needed.
-    drop(applied);
+    // The record goes to the state file at once: any later process undoes exactly it.
+    state.applied = Some(applied);
+    save(&state)?;
     pods.delete(&state.pod, &DeleteParams::default())
         .await
         .map_err(|e| format!("deleting pod {}: {e}", state.pod))?;
     state.deleted_at = Some(chrono::Utc::now());
     save(&state)?;
-    // Stuck: still there `observe.for` after its grace period ended.
+    let state = state.without_record();
+    wait_stuck(&pods, &state.pod, s).await?;
+    Ok(state)
+}
+
+/// The state as last saved (with the fault record once apply returned it), else `state`.
+fn saved_or(state: DrillState) -> DrillState {
+    load().ok().flatten().unwrap_or(state)
+}
+
+/// Waits until the drill's pod runs every container.
+async fn wait_running(pods: &Api<Pod>, name: &str, deadline: Duration) -> Result<Pod, String> {
+    wait_for(&format!("pod {} to be Running", name), deadline, || {
+        let pods = pods.clone();
+        let name = name.to_owned();
+        async move {
+            let p = pods.get(&name).await.map_err(|e| e.to_string())?;
+            let up = p
+                .status
+                .as_ref()
+                .and_then(|st| st.container_statuses.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .all(|c| c.state.as_ref().is_some_and(|x| x.running.is_some()))
+                });
+            Ok(up.then_some(p))
+        }
+    })
+    .await
+}
+
+/// Stuck: the pod is still there `observe.for` after its grace period ended.
+async fn wait_stuck(pods: &Api<Pod>, name: &str, s: &Scenario) -> Result<(), String> {
     let grace = s.workload.grace_period;
     let hold = grace + s.observe.hold;
     let deleted = tokio::time::Instant::now();
     wait_for(
-        &format!("pod {} to stay Terminating for {:?}", state.pod, hold),
+        &format!("pod {} to stay Terminating for {:?}", name, hold),
         hold + s.deadlines.stuck,
         || {
             let pods = pods.clone();
-            let name = state.pod.clone();
+            let name = name.to_owned();
             async move {
                 match pods.get_opt(&name).await.map_err(|e| e.to_string())? {
                     None => Err(format!("pod {name} went away: the fault did not hold it")),
@@ -413,13 +465,46 @@ async fn induce(
             }
         },
     )
-    .await?;
-    Ok(state)
+    .await
 }
 
 /// Recover the fault, delete the namespace, remove the state file. Idempotent.
-async fn cleanup(client: &Client, state: &DrillState) -> Result<(), String> {
+async fn cleanup(client: &Client, mut state: DrillState) -> Result<(), String> {
     let mut errors = Vec::new();
+    match state.applied.take() {
+        Some(applied) => recover_record(client, applied, &mut errors).await,
+        None => recover_from_names(client, &state, &mut errors).await,
+    }
+    match crate::namespace::delete(client, &state.namespace, Duration::from_secs(120)).await {
+        Ok(()) => eprintln!("terminus: namespace {} deleted", state.namespace),
+        Err(e) => errors.push(e),
+    }
+    if errors.is_empty() {
+        match std::fs::remove_file(state_path()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(format!("removing {}: {e}", state_path().display())),
+        }
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Undo the fault's own record.
+async fn recover_record(client: &Client, applied: Applied, errors: &mut Vec<String>) {
+    let what = applied.describe();
+    match fault::recover(client, applied).await {
+        Ok(msg) => eprintln!("terminus: {msg}"),
+        // The pod (and its finalizer) is already gone.
+        Err(fault::FaultError::Kube(kube::Error::Api(e))) if e.code == 404 => {}
+        Err(e) => errors.push(format!("recovering {what}: {e}")),
+    }
+}
+
+/// Undo a fault whose record never reached the state file (apply was interrupted): by
+/// the ledger and finalizer names saved before it acted.
+async fn recover_from_names(client: &Client, state: &DrillState, errors: &mut Vec<String>) {
     if let Some(name) = &state.finalizer {
         let applied = Applied::Finalizer {
             namespace: state.namespace.clone(),
@@ -455,20 +540,6 @@ async fn cleanup(client: &Client, state: &DrillState) -> Result<(), String> {
                 }
             }
         }
-    }
-    match crate::namespace::delete(client, &state.namespace, Duration::from_secs(120)).await {
-        Ok(()) => eprintln!("terminus: namespace {} deleted", state.namespace),
-        Err(e) => errors.push(e),
-    }
-    if errors.is_empty() {
-        match std::fs::remove_file(state_path()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => errors.push(format!("removing {}: {e}", state_path().display())),
-        }
-        Ok(())
-    } else {
-        Err(errors.join("; "))
     }
 }
 
@@ -513,11 +584,11 @@ pub async fn stop() -> u8 {
             return EXIT_INFRA;
         }
     };
-    match cleanup(&client, &state).await {
+    let (cause, scenario) = (state.cause, state.scenario.clone());
+    match cleanup(&client, state).await {
         Ok(()) => {
             println!(
-                "drill stopped: the cause was {} (scenario {}); everything it made is removed",
-                state.cause, state.scenario
+                "drill stopped: the cause was {cause} (scenario {scenario}); everything it made is removed"
             );
             EXIT_OK
         }
@@ -572,11 +643,9 @@ pub async fn answer(given: &str) -> u8 {
             }
         }
     }
-    match cleanup(&client, &state).await {
-        Ok(()) => println!(
-            "cleaned up: fault recovered, namespace {} deleted",
-            state.namespace
-        ),
+    let namespace = state.namespace.clone();
+    match cleanup(&client, state).await {
+        Ok(()) => println!("cleaned up: fault recovered, namespace {namespace} deleted"),
         Err(e) => {
             eprintln!("error: cleanup: {e}; run `terminus drill stop` to retry");
             return EXIT_INFRA;
@@ -656,6 +725,7 @@ mod tests {
             kubelet_stopped: false,
             started_at: chrono::DateTime::from_timestamp(1_000_000, 0).unwrap(),
             deleted_at: Some(chrono::DateTime::from_timestamp(1_000_060, 0).unwrap()),
+            applied: None,
         }
     }
 
@@ -676,7 +746,20 @@ mod tests {
     fn state_round_trips_through_json() {
         let s = state();
         let text = serde_json::to_string(&s).unwrap();
-        assert_eq!(serde_json::from_str::<DrillState>(&text).unwrap(), s);
+        let back = serde_json::from_str::<DrillState>(&text).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
+        // With the fault's record: it comes back as the same record.
+        let mut with = state();
+        with.applied = Some(Applied::Finalizer {
+            namespace: "drill-1".into(),
+            pod: "web-0001".into(),
+            name: "terminus.dev/hold".into(),
+        });
+        let text = serde_json::to_string(&with).unwrap();
+        let back = serde_json::from_str::<DrillState>(&text).unwrap();
+        assert!(
+            matches!(back.applied, Some(Applied::Finalizer { ref name, .. }) if name == "terminus.dev/hold")
+        );
     }
 
     #[test]
