@@ -439,7 +439,7 @@ async fn observe(cx: &mut TrialCx<'_>, running: Target) -> Result<(Target, Strin
                     running.pod, s.workload.grace_period
                 ),
             );
-            observe_pod(s, &cx.pods, &running.pod, cx.timeline).await?;
+            observe_pod(cx, &running.pod).await?;
             running
         }
         WorkloadKind::DaemonSet => {
@@ -608,24 +608,9 @@ async fn remedy(
     match s.workload.kind {
         WorkloadKind::Pod => {
             let pod_name = target.pod.clone();
-            wait_for(
-                &format!("pod {pod_name} to be gone after the remedy"),
-                s.deadlines.clear,
-                || {
-                    let pods = cx.pods.clone();
-                    let pod_name = pod_name.clone();
-                    async move {
-                        Ok(pods
-                            .get_opt(&pod_name)
-                            .await
-                            .map_err(kube_err("reading the pod"))?
-                            .is_none()
-                            .then_some(()))
-                    }
-                },
-            )
-            .await
-            .map_err(Stop::remedy_failed)?;
+            crate::wait::pod_deleted(&cx.env.client, &cx.ns, &pod_name, s.deadlines.clear)
+                .await
+                .map_err(|e| deletion_stop(e, Stop::remedy_failed))?;
             cx.timeline
                 .note("cleared", format!("pod {pod_name} is gone"));
         }
@@ -667,6 +652,15 @@ async fn verify(cx: &TrialCx<'_>, target: &Target, debris: &[String]) -> Result<
     Ok(())
 }
 
+/// A deletion that did not happen in time is the trial's verdict (`on_timeout`); a
+/// failing API or watch is the harness's.
+fn deletion_stop(e: crate::wait::DeletedError, on_timeout: fn(String) -> Stop) -> Stop {
+    match e {
+        crate::wait::DeletedError::Timeout(t) => on_timeout(t.to_string()),
+        other => Stop::Harness(HarnessError(other.to_string())),
+    }
+}
+
 /// A pod's phase and its containers' waiting reasons, for timeout messages.
 fn describe_pod_state(p: &Pod) -> String {
     let status = p.status.as_ref();
@@ -696,32 +690,13 @@ fn describe_pod_state(p: &Pod) -> String {
 
 /// The pod must still be there, Terminating, after the scenario's hold time (or, for
 /// `goes-away` scenarios, must go away).
-async fn observe_pod(
-    s: &Scenario,
-    pods: &Api<Pod>,
-    name: &str,
-    timeline: &Timeline,
-) -> Result<(), Stop> {
+async fn observe_pod(cx: &TrialCx<'_>, name: &str) -> Result<(), Stop> {
+    let (s, pods, timeline) = (cx.s, &cx.pods, cx.timeline);
     match s.observe.pod {
         PodOutcome::GoesAway => {
-            wait_for(
-                &format!("pod {name} to go away (this scenario's pod is not held)"),
-                s.deadlines.stuck,
-                || {
-                    let pods = pods.clone();
-                    let name = name.to_owned();
-                    async move {
-                        Ok(pods
-                            .get_opt(&name)
-                            .await
-                            .map_err(kube_err("reading the pod"))?
-                            .is_none()
-                            .then_some(()))
-                    }
-                },
-            )
-            .await
-            .map_err(Stop::not_reproduced)?;
+            crate::wait::pod_deleted(&cx.env.client, &cx.ns, name, s.deadlines.stuck)
+                .await
+                .map_err(|e| deletion_stop(e, Stop::not_reproduced))?;
             timeline.note(
                 "observe",
                 format!("pod {name} went away, as expected; the node must show the debris"),
@@ -729,6 +704,8 @@ async fn observe_pod(
             Ok(())
         }
         PodOutcome::StaysTerminating => {
+            // Not a wait for a condition but a watch over a fixed span: the pod must be
+            // there at every look until the hold ends (its end is the deadline).
             let until = tokio::time::Instant::now() + s.observe.hold;
             loop {
                 match pods.get_opt(name).await.map_err(kube_err("reading the pod"))? {
