@@ -205,8 +205,8 @@ pub async fn start(cluster_name: &str, cause: Option<CauseId>, scenarios_dir: &P
             return code;
         }
     };
-    eprintln!(
-        "terminus: setting up the drill on cluster {} (this takes up to a minute or two)…",
+    tracing::info!(
+        "setting up the drill on cluster {} (this takes up to a minute or two)…",
         state.cluster
     );
     let outcome = tokio::select! {
@@ -229,7 +229,7 @@ pub async fn start(cluster_name: &str, cause: Option<CauseId>, scenarios_dir: &P
             EXIT_INFRA
         }
         None => {
-            eprintln!("terminus: interrupted; cleaning up the drill");
+            tracing::warn!("interrupted; cleaning up the drill");
             let code = match cleanup(&client, saved_or(state)).await {
                 Ok(()) => EXIT_INTERRUPTED,
                 Err(e) => {
@@ -476,7 +476,7 @@ async fn cleanup(client: &Client, mut state: DrillState) -> Result<(), String> {
         None => recover_from_names(client, &state, &mut errors).await,
     }
     match crate::namespace::delete(client, &state.namespace, Duration::from_secs(120)).await {
-        Ok(()) => eprintln!("terminus: namespace {} deleted", state.namespace),
+        Ok(()) => tracing::info!("namespace {} deleted", state.namespace),
         Err(e) => errors.push(e),
     }
     if errors.is_empty() {
@@ -495,7 +495,7 @@ async fn cleanup(client: &Client, mut state: DrillState) -> Result<(), String> {
 async fn recover_record(client: &Client, applied: Applied, errors: &mut Vec<String>) {
     let what = applied.describe();
     match fault::recover(client, applied).await {
-        Ok(msg) => eprintln!("terminus: {msg}"),
+        Ok(msg) => tracing::info!("{msg}"),
         // The pod (and its finalizer) is already gone.
         Err(fault::FaultError::Kube(kube::Error::Api(e))) if e.code == 404 => {}
         Err(e) => errors.push(format!("recovering {what}: {e}")),
@@ -512,7 +512,7 @@ async fn recover_from_names(client: &Client, state: &DrillState, errors: &mut Ve
             name: name.clone(),
         };
         match fault::recover(client, applied).await {
-            Ok(msg) => eprintln!("terminus: {msg}"),
+            Ok(msg) => tracing::info!("{msg}"),
             Err(fault::FaultError::Kube(kube::Error::Api(e))) if e.code == 404 => {}
             Err(e) => errors.push(format!("removing finalizer {name}: {e}")),
         }
@@ -534,7 +534,7 @@ async fn recover_from_names(client: &Client, state: &DrillState, errors: &mut Ve
                         debris: Vec::new(),
                     };
                     match fault::recover(client, applied).await {
-                        Ok(msg) => eprintln!("terminus: {msg}"),
+                        Ok(msg) => tracing::info!("{msg}"),
                         Err(e) => errors.push(format!("recovering ledger {ledger}: {e}")),
                     }
                 }

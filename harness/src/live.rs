@@ -469,8 +469,8 @@ async fn agent_pod_evidence(
         .await;
     if let Err(e) = deleted {
         if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
-            eprintln!(
-                "warning: could not delete agent pod {}/{name}: {e}; delete it with `kubectl delete pod -n {} -l terminus.dev/role=agent`",
+            tracing::warn!(
+                "could not delete agent pod {}/{name}: {e}; delete it with `kubectl delete pod -n {} -l terminus.dev/role=agent`",
                 opts.namespace, opts.namespace
             );
         }

@@ -110,8 +110,8 @@ impl Suite {
             return Err(SuiteError::Workers(workers.len()));
         }
         let run = Arc::new(Run::new(&artefacts_root())?);
-        eprintln!(
-            "terminus: run {} on cluster {} ({} + {}), artefacts in {}",
+        tracing::info!(
+            "run {} on cluster {} ({} + {}), artefacts in {}",
             run.id,
             cluster.name,
             workers[0],
@@ -161,10 +161,7 @@ impl Suite {
     /// Deletes the cluster unless it is kept for the next run (`TERMINUS_KEEP_CLUSTER=1`).
     pub fn teardown(&self) -> Result<(), SuiteError> {
         if std::env::var(KEEP_ENV).is_ok_and(|v| v == "1") {
-            eprintln!(
-                "terminus: keeping cluster {} ({KEEP_ENV}=1)",
-                self.cluster.name
-            );
+            tracing::info!("keeping cluster {} ({KEEP_ENV}=1)", self.cluster.name);
             return Ok(());
         }
         cluster::down(&self.cluster.name)?;

@@ -63,7 +63,7 @@ impl Timeline {
             seen: seen.into(),
         };
         if self.echo {
-            eprintln!("  [{:>6.1}s] {:<8} {}", entry.at, entry.phase, entry.seen);
+            tracing::info!("  [{:>6.1}s] {:<8} {}", entry.at, entry.phase, entry.seen);
         }
         if let Ok(mut entries) = self.entries.lock() {
             entries.push(entry);
