@@ -12,6 +12,7 @@ pub mod drill;
 pub mod fault;
 pub mod gc;
 pub mod live;
+pub mod logging;
 pub mod namespace;
 pub mod node;
 pub mod pods;

@@ -249,19 +249,11 @@ fn main() -> ExitCode {
 /// Progress and diagnostics go to stderr through tracing; stdout carries results only,
 /// so `terminus ... --json | jq` and pipes stay clean whatever the verbosity.
 fn init_logging(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
+    terminus::logging::init(match verbose {
         0 => "terminus=info,terminus_core=info,warn",
         1 => "terminus=debug,terminus_core=debug,info",
         _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
+    });
 }
 
 fn run_async(f: impl std::future::Future<Output = u8>) -> u8 {

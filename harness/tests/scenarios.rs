@@ -122,14 +122,7 @@ fn own_cluster_trial(scenario: &Scenario) -> Result<(), Failed> {
 fn main() -> ExitCode {
     // The harness reports progress (run, timelines) through tracing: show it on stderr
     // as the CLI does. RUST_LOG overrides.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("terminus=info,warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
+    terminus::logging::init("terminus=info,warn");
     let args = Arguments::from_args();
     let dir = std::env::var_os("TERMINUS_SCENARIOS")
         .map(PathBuf::from)
