@@ -585,30 +585,17 @@ pub fn unpack(log: &str, dir: &Path) -> Result<(), LiveError> {
     Ok(())
 }
 
-/// Standard base64 (with or without padding); `None` on any other character.
+/// Standard base64, with or without padding, across line breaks (the agent pod's log
+/// wraps it); `None` on any other character.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' | b'\n' | b'\r' | b' ' => continue,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::engine::{general_purpose, DecodePaddingMode, GeneralPurpose};
+    use base64::Engine as _;
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        general_purpose::PAD.with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let compact: String = text.split_ascii_whitespace().collect();
+    LENIENT.decode(compact).ok()
 }
 
 // ---------------------------------------------------------------- diagnose --all
@@ -622,26 +609,6 @@ pub struct PodLine {
     pub overdue_secs: i64,
     pub evidence: Evidence,
     pub report: Report,
-}
-
-/// Every pod with a deletionTimestamp in all namespaces, from one paginated list.
-pub async fn terminating_pods(client: &Client) -> Result<Vec<Pod>, LiveError> {
-    let api: Api<Pod> = Api::all(client.clone());
-    let mut out = Vec::new();
-    let mut params = ListParams::default().limit(500);
-    loop {
-        let page = api.list(&params).await.map_err(infra("listing pods"))?;
-        out.extend(
-            page.items
-                .into_iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_some()),
-        );
-        match page.metadata.continue_ {
-            Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => break,
-        }
-    }
-    Ok(out)
 }
 
 async fn list_all<K>(api: Api<K>, what: &str) -> Result<Vec<K>, LiveError>
