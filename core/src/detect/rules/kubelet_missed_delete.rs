@@ -25,21 +25,7 @@ pub(super) fn kubelet_missed_delete(ev: &Evidence) -> Option<Diagnosis> {
         return None;
     }
     // Any sign that kubelet acted on this pod's deletion rules this cause out.
-    let kill_words = [
-        "Killing",
-        "killing",
-        "KillContainer",
-        "StopContainer",
-        "StopPodSandbox",
-        "SyncLoop DELETE",
-        "SyncLoop (DELETE",
-    ];
-    let attempted = ev.events.iter().any(|e| e.reason == "Killing")
-        || ev
-            .kubelet_log
-            .iter()
-            .any(|q| q.text.contains(&pod.name) && kill_words.iter().any(|w| q.text.contains(w)));
-    if attempted {
+    if kubelet_acted(ev, &pod.name) {
         return None;
     }
     let kubelet_ps: Vec<&PsEntry> = ev.ps.iter().filter(|p| p.program() == "kubelet").collect();
@@ -105,6 +91,25 @@ pub(super) fn kubelet_missed_delete(ev: &Evidence) -> Option<Diagnosis> {
         evidence,
         remedy,
     )
+}
+
+/// Whether events or kubelet's log show it acting on the pod's deletion (a kill, a stop,
+/// a DELETE in its sync loop).
+fn kubelet_acted(ev: &Evidence, pod_name: &str) -> bool {
+    let kill_words = [
+        "Killing",
+        "killing",
+        "KillContainer",
+        "StopContainer",
+        "StopPodSandbox",
+        "SyncLoop DELETE",
+        "SyncLoop (DELETE",
+    ];
+    ev.events.iter().any(|e| e.reason == "Killing")
+        || ev
+            .kubelet_log
+            .iter()
+            .any(|q| q.text.contains(pod_name) && kill_words.iter().any(|w| q.text.contains(w)))
 }
 
 // ---------------------------------------------------------------------------- 6

@@ -6,58 +6,10 @@ pub(super) fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
     if !ev.has("ctr-tasks.txt") {
         return None;
     }
-    let task = |id: &str| {
-        ev.ctr_tasks
-            .iter()
-            .find(|t| t.id.starts_with(id) || id.starts_with(&t.id))
-    };
     let mut evidence = Vec::new();
     let mut remedy = Vec::new();
-    for row in ev.docker_ps.iter().filter(|r| r.up()) {
-        match task(&row.id) {
-            Some(t) if t.status == "RUNNING" || t.status == "PAUSED" || t.status == "UNKNOWN" => {}
-            other => {
-                evidence.push(row.quote.clone());
-                evidence.extend(other.map(|t| t.quote.clone()));
-                remedy.push(Step::act_on_node(
-                    format!(
-                        "docker says {} is {}, containerd {}; remove it",
-                        row.names,
-                        row.status,
-                        other.map_or("has no task for it".to_owned(), |t| format!(
-                            "says {}",
-                            t.status
-                        ))
-                    ),
-                    ["docker", "rm", "-f", row.id.as_str()],
-                ));
-            }
-        }
-    }
-    let mut cri_stale = false;
-    for row in ev.crictl_ps.iter().filter(|r| r.state == "Running") {
-        match task(&row.container_id) {
-            Some(t) if t.status == "RUNNING" || t.status == "PAUSED" || t.status == "UNKNOWN" => {}
-            other => {
-                evidence.push(row.quote.clone());
-                evidence.extend(other.map(|t| t.quote.clone()));
-                cri_stale = true;
-                // Seen on containerd 1.6: `crictl stop` answers OK (no task to signal)
-                // and `crictl rm` refuses with "is running, please stop it first", so
-                // neither clears the CRI's record; only its restore on restart does.
-                remedy.push(Step::say(format!(
-                    "the CRI says {} ({}) is Running, containerd {}: the CRI never recorded the exit, \
-                     and `crictl stop`/`crictl rm` cannot change that",
-                    row.name,
-                    row.container_id,
-                    other.map_or("has no task for it".to_owned(), |t| format!(
-                        "says {}",
-                        t.status
-                    ))
-                )));
-            }
-        }
-    }
+    docker_without_task(ev, &mut evidence, &mut remedy);
+    let cri_stale = cri_without_task(ev, &mut evidence, &mut remedy);
     if evidence.is_empty() {
         return None;
     }
@@ -108,6 +60,69 @@ pub(super) fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
         }
     );
     diagnosis(CauseId::RuntimeDesync, 0.9, summary, evidence, remedy)
+}
+
+/// containerd's task for a container id (either may be the short form).
+fn task<'a>(ev: &'a Evidence, id: &str) -> Option<&'a crate::evidence::CtrTask> {
+    ev.ctr_tasks
+        .iter()
+        .find(|t| t.id.starts_with(id) || id.starts_with(&t.id))
+}
+
+fn task_alive(t: &crate::evidence::CtrTask) -> bool {
+    t.status == "RUNNING" || t.status == "PAUSED" || t.status == "UNKNOWN"
+}
+
+fn what_containerd_says(t: Option<&crate::evidence::CtrTask>) -> String {
+    t.map_or("has no task for it".to_owned(), |t| {
+        format!("says {}", t.status)
+    })
+}
+
+/// Containers docker shows Up without a live containerd task: proof, and their removal.
+fn docker_without_task(ev: &Evidence, evidence: &mut Vec<Quote>, remedy: &mut Vec<Step>) {
+    for row in ev.docker_ps.iter().filter(|r| r.up()) {
+        let t = task(ev, &row.id);
+        if t.is_some_and(task_alive) {
+            continue;
+        }
+        evidence.push(row.quote.clone());
+        evidence.extend(t.map(|t| t.quote.clone()));
+        remedy.push(Step::act_on_node(
+            format!(
+                "docker says {} is {}, containerd {}; remove it",
+                row.names,
+                row.status,
+                what_containerd_says(t)
+            ),
+            ["docker", "rm", "-f", row.id.as_str()],
+        ));
+    }
+}
+
+/// Containers the CRI shows Running without a live containerd task. True if any.
+fn cri_without_task(ev: &Evidence, evidence: &mut Vec<Quote>, remedy: &mut Vec<Step>) -> bool {
+    let mut stale = false;
+    for row in ev.crictl_ps.iter().filter(|r| r.state == "Running") {
+        let t = task(ev, &row.container_id);
+        if t.is_some_and(task_alive) {
+            continue;
+        }
+        evidence.push(row.quote.clone());
+        evidence.extend(t.map(|t| t.quote.clone()));
+        stale = true;
+        // Seen on containerd 1.6: `crictl stop` answers OK (no task to signal) and
+        // `crictl rm` refuses with "is running, please stop it first", so neither clears
+        // the CRI's record; only its restore on restart does.
+        remedy.push(Step::say(format!(
+            "the CRI says {} ({}) is Running, containerd {}: the CRI never recorded the exit, \
+             and `crictl stop`/`crictl rm` cannot change that",
+            row.name,
+            row.container_id,
+            what_containerd_says(t)
+        )));
+    }
+    stale
 }
 
 // ---------------------------------------------------------------------------- 7
