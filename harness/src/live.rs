@@ -335,30 +335,29 @@ pub async fn wait_gone(
     target: &Target,
     deadline: Duration,
 ) -> Result<(), LiveError> {
+    use crate::wait::{Check, WaitError};
     let pods: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
+    let what = format!(
+        "pod {}/{} to be gone after the remedy",
+        target.namespace, target.pod
+    );
+    crate::wait::until(&what, deadline, || async {
         let pod = pods
             .get_opt(&target.pod)
             .await
             .map_err(infra("reading the pod"))?;
-        let last = match pod {
-            None => return Ok(()),
-            Some(p) if p.metadata.uid != target.uid => return Ok(()),
-            Some(p) => format!(
-                "still there, deletionTimestamp {:?}, finalizers {:?}",
-                p.metadata.deletion_timestamp.map(|t| t.0.to_string()),
-                p.metadata.finalizers.unwrap_or_default()
-            ),
-        };
-        if tokio::time::Instant::now() >= until {
-            return Err(LiveError::Infra(format!(
-                "pod {}/{} was not gone within {deadline:?} after the remedy ({last})",
-                target.namespace, target.pod
-            )));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+        Ok(match pod {
+            None => Check::Done(()),
+            // Replaced by a pod of the same name: this one is gone.
+            Some(p) if p.metadata.uid != target.uid => Check::Done(()),
+            Some(p) => Check::Pending(crate::wait::describe_still_present(&p)),
+        })
+    })
+    .await
+    .map_err(|e| match e {
+        WaitError::Timeout(t) => LiveError::Infra(t.to_string()),
+        WaitError::Check(e) => e,
+    })
 }
 
 // ------------------------------------------------------------------- the agent pod

@@ -252,25 +252,21 @@ impl Suite {
             }))
             .map_err(|e| e.to_string())?;
             pods.create(&PostParams::default(), &pod).await.map_err(|e| format!("creating pod smoke: {e}"))?;
-            let until = Instant::now() + Duration::from_secs(90);
-            loop {
+            crate::wait::until("pod smoke to be Running", Duration::from_secs(90), || async {
                 let p = pods.get("smoke").await.map_err(|e| e.to_string())?;
-                if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
-                    break;
-                }
-                if Instant::now() > until {
-                    return Err(format!("timed out after 90s waiting for pod smoke to be Running; status: {:?}", p.status.map(|s| s.phase)));
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+                let phase = p.status.and_then(|s| s.phase);
+                Ok::<_, String>(if phase.as_deref() == Some("Running") {
+                    crate::wait::Check::Done(())
+                } else {
+                    crate::wait::Check::Pending(format!("phase {phase:?}"))
+                })
+            })
+            .await
+            .map_err(|e| e.to_string())?;
             pods.delete("smoke", &DeleteParams::default()).await.map_err(|e| e.to_string())?;
-            let until = Instant::now() + Duration::from_secs(60);
-            while pods.get_opt("smoke").await.map_err(|e| e.to_string())?.is_some() {
-                if Instant::now() > until {
-                    return Err("timed out after 60s waiting for the deleted pod smoke to go away".into());
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            crate::wait::pod_deleted(&env.client, &ns, "smoke", Duration::from_secs(60))
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(started.elapsed())
         }
         .await;
