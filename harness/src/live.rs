@@ -486,9 +486,9 @@ async fn agent_pod_run(
     node: &str,
     opts: &AgentPodOptions,
 ) -> Result<String, LiveError> {
-    let until = tokio::time::Instant::now() + opts.deadline;
-    let mut last;
-    loop {
+    use crate::wait::{Check, WaitError};
+    let what = format!("the agent pod on {node} to finish");
+    crate::wait::until(&what, opts.deadline, || async {
         let pod = pods
             .get(name)
             .await
@@ -518,9 +518,9 @@ async fn agent_pod_run(
                     opts.image
                 )));
             }
-            last = format!("phase {phase}, waiting: {reason} {message}");
-        } else {
-            last = format!("phase {phase}");
+            return Ok(Check::Pending(format!(
+                "phase {phase}, waiting: {reason} {message}"
+            )));
         }
         if phase == "Succeeded" || phase == "Failed" {
             let log = pods
@@ -533,16 +533,15 @@ async fn agent_pod_run(
                     log.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
                 )));
             }
-            return Ok(log);
+            return Ok(Check::Done(log));
         }
-        if tokio::time::Instant::now() >= until {
-            return Err(LiveError::Infra(format!(
-                "the agent pod on {node} did not finish within {:?} (last seen: {last})",
-                opts.deadline
-            )));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+        Ok(Check::Pending(format!("phase {phase}")))
+    })
+    .await
+    .map_err(|e| match e {
+        WaitError::Timeout(t) => LiveError::Infra(t.to_string()),
+        WaitError::Check(e) => e,
+    })
 }
 
 /// Extracts the base64 tar between the markers into `dir`.

@@ -78,29 +78,32 @@ async fn wait_exit_retries_failed(
     since: &str,
     deadline: Duration,
 ) -> Result<usize, FaultError> {
+    use crate::wait::{Check, WaitError};
     let script = failed_retries_script(id, since);
-    let until = tokio::time::Instant::now() + deadline;
-    let mut seen = 0;
-    loop {
-        seen = node
-            .sh(&script, Duration::from_secs(20))
-            .await?
-            .trim()
-            .parse()
-            .unwrap_or(seen);
-        if seen >= LOST_EXIT_FAILED_RETRIES {
-            return Ok(seen);
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let what = format!("containerd to give up retrying the exit of {id}");
+    crate::wait::until(&what, deadline, || async {
+        let out = node.sh(&script, Duration::from_secs(20)).await?;
+        if let Ok(count) = out.trim().parse::<usize>() {
+            seen.store(count, std::sync::atomic::Ordering::Relaxed);
         }
-        if tokio::time::Instant::now() >= until {
-            return Err(FaultError::ExitRetriesNotSeen {
-                container: id.to_owned(),
-                waited: deadline,
-                wanted: LOST_EXIT_FAILED_RETRIES,
-                seen,
-            });
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+        let count = seen.load(std::sync::atomic::Ordering::Relaxed);
+        Ok::<_, FaultError>(if count >= LOST_EXIT_FAILED_RETRIES {
+            Check::Done(count)
+        } else {
+            Check::Pending(format!("{count} failed retries"))
+        })
+    })
+    .await
+    .map_err(|e| match e {
+        WaitError::Timeout(_) => FaultError::ExitRetriesNotSeen {
+            container: id.to_owned(),
+            waited: deadline,
+            wanted: LOST_EXIT_FAILED_RETRIES,
+            seen: seen.load(std::sync::atomic::Ordering::Relaxed),
+        },
+        WaitError::Check(e) => e,
+    })
 }
 
 fn failed_retries_script(id: &str, since: &str) -> String {

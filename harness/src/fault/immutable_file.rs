@@ -80,22 +80,26 @@ fn upperdir_in(mountinfo: &str, id: &str) -> Option<String> {
 }
 
 async fn wait_for_file(node: &Node, path: &str, deadline: Duration) -> Result<(), FaultError> {
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
+    use crate::wait::{Check, WaitError};
+    let what = format!("the workload to create {path}");
+    crate::wait::until(&what, deadline, || async {
         let probe = node
             .exec_raw(&["test", "-e", path], Duration::from_secs(10))
             .await?;
-        if probe.code == 0 {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= until {
-            return Err(FaultError::WorkloadFileMissing {
-                path: path.to_owned(),
-                waited: deadline,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        Ok::<_, FaultError>(if probe.code == 0 {
+            Check::Done(())
+        } else {
+            Check::Pending(String::new())
+        })
+    })
+    .await
+    .map_err(|e| match e {
+        WaitError::Timeout(_) => FaultError::WorkloadFileMissing {
+            path: path.to_owned(),
+            waited: deadline,
+        },
+        WaitError::Check(e) => e,
+    })
 }
 
 #[cfg(test)]

@@ -116,21 +116,25 @@ pub async fn wait_churn_stopped(
 ) -> Result<(), String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+    use crate::wait::{Check, WaitError};
     let quiet_for = Duration::from_secs(10);
-    let until = tokio::time::Instant::now() + s.deadlines.clear;
-    let mut last_generation = None;
-    let mut quiet_since = tokio::time::Instant::now();
-    loop {
+    // (generation last seen, since when it has not changed), across polls.
+    let quiet = std::sync::Mutex::new((None, tokio::time::Instant::now()));
+    let what = format!("daemonset {ds} to settle after the remedy");
+    let settled_generation = crate::wait::until(&what, s.deadlines.clear, || async {
         let generation = daemonsets
             .get(ds)
             .await
             .map_err(|e| e.to_string())?
             .metadata
             .generation;
-        if generation != last_generation {
-            last_generation = generation;
-            quiet_since = tokio::time::Instant::now();
-        }
+        let quiet_since = {
+            let mut q = quiet.lock().map_err(|e| e.to_string())?;
+            if generation != q.0 {
+                *q = (generation, tokio::time::Instant::now());
+            }
+            q.1
+        };
         let list = pods
             .list(&ListParams::default().labels(&format!("terminus.dev/ds={ds}")))
             .await
@@ -140,17 +144,25 @@ pub async fn wait_churn_stopped(
                 p.metadata.deletion_timestamp.is_none()
                     && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
             });
-        if settled && quiet_since.elapsed() >= quiet_for {
-            timeline.note("cleared", format!("daemonset {ds} settled: generation {:?} unchanged for {quiet_for:?}, one pod Running", generation));
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= until {
-            return Err(format!(
-                "daemonset {ds} did not settle within {:?} after the remedy (generation {generation:?}, {} pod(s))",
-                s.deadlines.clear,
+        Ok::<_, String>(if settled && quiet_since.elapsed() >= quiet_for {
+            Check::Done(generation)
+        } else {
+            Check::Pending(format!(
+                "generation {generation:?}, {} pod(s)",
                 list.items.len()
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+            ))
+        })
+    })
+    .await
+    .map_err(|e| match e {
+        WaitError::Timeout(t) => t.to_string(),
+        WaitError::Check(e) => e,
+    })?;
+    timeline.note(
+        "cleared",
+        format!(
+            "daemonset {ds} settled: generation {settled_generation:?} unchanged for {quiet_for:?}, one pod Running"
+        ),
+    );
+    Ok(())
 }
