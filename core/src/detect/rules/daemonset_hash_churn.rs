@@ -90,8 +90,6 @@ pub(super) fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
     )
 }
 
-// ---------------------------------------------------------------------------- 8
-
 #[cfg(test)]
 mod tests {
     use super::super::{acts, assert_silent, fixture};

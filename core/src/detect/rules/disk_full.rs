@@ -90,8 +90,6 @@ fn relevant_mount(mount: &str, enospc: &[&Quote]) -> bool {
             .any(|q| mount.len() > 1 && q.text.contains(&format!("{mount}/")))
 }
 
-// ---------------------------------------------------------------------------- 2
-
 #[cfg(test)]
 mod tests {
     use super::super::{acts, assert_silent, fixture};

@@ -67,8 +67,6 @@ pub(super) fn finalizer(ev: &Evidence) -> Option<Diagnosis> {
     diagnosis(CauseId::Finalizer, confidence, summary, evidence, remedy)
 }
 
-// ---------------------------------------------------------------------------- 5
-
 #[cfg(test)]
 mod tests {
     use super::super::{assert_silent, fixture};

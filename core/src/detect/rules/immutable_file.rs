@@ -97,8 +97,6 @@ pub(super) fn immutable_file(ev: &Evidence) -> Option<Diagnosis> {
     )
 }
 
-// ---------------------------------------------------------------------------- 3
-
 #[cfg(test)]
 mod tests {
     use super::super::{acts, assert_silent, fixture};

@@ -112,8 +112,6 @@ fn kubelet_acted(ev: &Evidence, pod_name: &str) -> bool {
             .any(|q| q.text.contains(pod_name) && kill_words.iter().any(|w| q.text.contains(w)))
 }
 
-// ---------------------------------------------------------------------------- 6
-
 #[cfg(test)]
 mod tests {
     use super::super::{acts, assert_silent, fixture};

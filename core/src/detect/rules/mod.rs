@@ -101,8 +101,6 @@ fn is_runtime(p: &PsEntry) -> bool {
     RUNTIME_PROGRAMS.contains(&p.program()) || p.program().starts_with("containerd-shim")
 }
 
-// ---------------------------------------------------------------------------- 1
-
 /// A fixture bundle of `core/tests/fixtures` (captured from real output), for the rules'
 /// unit tests.
 #[cfg(test)]

@@ -125,8 +125,6 @@ fn cri_without_task(ev: &Evidence, evidence: &mut Vec<Quote>, remedy: &mut Vec<S
     stale
 }
 
-// ---------------------------------------------------------------------------- 7
-
 #[cfg(test)]
 mod tests {
     use super::super::{assert_silent, fixture};

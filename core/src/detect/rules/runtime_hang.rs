@@ -76,8 +76,6 @@ pub(super) fn runtime_hang(ev: &Evidence) -> Option<Diagnosis> {
     diagnosis(CauseId::RuntimeHang, confidence, summary, evidence, remedy)
 }
 
-// ---------------------------------------------------------------------------- 4
-
 #[cfg(test)]
 mod tests {
     use super::super::{assert_silent, fixture};
