@@ -176,4 +176,3 @@ fn head(text: &str, max_chars: usize) -> String {
     }
     out.replace('\n', "\\n")
 }
-

@@ -23,8 +23,8 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::cause::CauseId;
 use crate::answer::{Answer, DetectorFailure};
+use crate::cause::CauseId;
 
 /// The `schema` field of [`Scorecard::to_json`]; documented in docs/detectors.md.
 pub const JSON_SCHEMA: &str = "terminus/scorecard/v1";

@@ -27,6 +27,5 @@ pub mod workload;
 // The pure model lives in terminus-core; these re-exports keep one path per item for
 // the harness's own modules and for users of the library.
 pub use terminus_core::{
-    answer, cause, detect, evidence, report, scenario, scorecard, CauseId,
-    DEFAULT_WORKLOAD_IMAGE,
+    answer, cause, detect, evidence, report, scenario, scorecard, CauseId, DEFAULT_WORKLOAD_IMAGE,
 };
