@@ -7,6 +7,10 @@ use k8s_openapi::api::core::v1::Pod;
 
 /// The ids of a pod's containers (init, regular and ephemeral), without the runtime
 /// prefix (`containerd://`), as the node's runtime and its logs name them.
+///
+/// Only ids of lowercase hex digits are kept (what containerd and docker issue): the
+/// probes put them into node-side commands, so a forged status cannot put anything
+/// else there.
 pub fn container_ids(pod: &Pod) -> Vec<String> {
     let Some(status) = pod.status.as_ref() else {
         return Vec::new();
@@ -18,6 +22,33 @@ pub fn container_ids(pod: &Pod) -> Vec<String> {
         .chain(status.container_statuses.iter().flatten())
         .chain(status.ephemeral_container_statuses.iter().flatten())
         .filter_map(|c| c.container_id.as_deref())
-        .map(|id| id.rsplit("://").next().unwrap_or(id).to_owned())
+        .map(|id| id.rsplit("://").next().unwrap_or(id))
+        .filter(|id| {
+            !id.is_empty()
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        })
+        .map(str::to_owned)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_runtime_ids_are_kept() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "p" },
+            "status": { "containerStatuses": [
+                { "name": "a", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                  "containerID": "containerd://0123abcd" },
+                { "name": "b", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                  "containerID": "containerd://x; touch /tmp/p" }
+            ] }
+        }))
+        .expect("a pod");
+        assert_eq!(container_ids(&pod), vec!["0123abcd".to_owned()]);
+    }
 }
