@@ -216,11 +216,33 @@ fn main() -> ExitCode {
             cluster,
             scenarios,
         } => run_async(async move {
-            match command {
-                None => terminus::drill::start(&cluster, cause, &scenarios).await,
-                Some(DrillCommand::Answer { cause }) => terminus::drill::answer(&cause).await,
-                Some(DrillCommand::Stop) => terminus::drill::stop().await,
-                Some(DrillCommand::Status) => terminus::drill::status(),
+            use terminus::drill;
+            let printed = match command {
+                None => drill::start(&cluster, cause, &scenarios)
+                    .await
+                    .map(|started| started.to_string()),
+                Some(DrillCommand::Answer { cause }) => match drill::answer(&cause).await {
+                    Ok(answered) => {
+                        println!("{answered}");
+                        for e in answered.errors() {
+                            eprintln!("error: {e}");
+                        }
+                        return answered.exit_code();
+                    }
+                    Err(e) => Err(e),
+                },
+                Some(DrillCommand::Stop) => drill::stop().await.map(|s| s.to_string()),
+                Some(DrillCommand::Status) => drill::status(),
+            };
+            match printed {
+                Ok(text) => {
+                    println!("{text}");
+                    EXIT_FOUND
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    e.exit_code()
+                }
             }
         }),
         Command::Cluster { command } => match terminus::cluster::run_cli(command) {

@@ -189,7 +189,7 @@ pub fn summary_table(records: &[TrialRecord], total: Duration, cluster: Duration
             secs(r.time_to_detect),
             secs(r.time_to_clear),
             r.total,
-            match &r.failure {
+            match &r.failure() {
                 None => "pass".to_owned(),
                 Some(why) => format!("FAIL: {why}"),
             }

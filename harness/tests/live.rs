@@ -80,25 +80,6 @@ fn held_pod(name: &str) -> Pod {
     .unwrap()
 }
 
-async fn release_and_delete_namespace(client: &kube::Client) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    if let Ok(list) = pods.list(&ListParams::default()).await {
-        for p in list.items {
-            let name = p.metadata.name.unwrap_or_default();
-            let _ = pods
-                .patch(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
-                )
-                .await;
-        }
-    }
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(NS, &DeleteParams::default())
-        .await;
-}
-
 #[test]
 fn live_cluster() {
     if let Some(why) = skip_reason() {
@@ -123,7 +104,13 @@ fn live_cluster() {
         checks(&rt, &client, &cluster.kubeconfig, &work, &drill_state)
     }));
     // Cleanup on every path: the test namespace, a drill left behind, the work dir.
-    rt.block_on(release_and_delete_namespace(&client));
+    if let Err(e) = rt.block_on(terminus::namespace::delete(
+        &client,
+        NS,
+        std::time::Duration::from_secs(120),
+    )) {
+        eprintln!("cleanup: {e}");
+    }
     if drill_state.exists() {
         terminus(&["drill", "stop"], &cluster.kubeconfig, &drill_state);
     }

@@ -80,7 +80,7 @@ fn scenario_trial(path: PathBuf, scenario: Scenario) -> Trial {
         let suite = suite()?;
         eprintln!("terminus: trial {}", scenario.id);
         let record = runtime().block_on(suite.trial(&scenario));
-        let failure = record.failure.clone();
+        let failure = record.failure();
         let timeline =
             std::fs::read_to_string(record.artefacts.join("timeline.txt")).unwrap_or_default();
         RECORDS.lock().map(|mut r| r.push(record)).ok();
@@ -113,7 +113,7 @@ fn own_cluster_trial(scenario: &Scenario) -> Result<(), Failed> {
         eprintln!("{text}");
     }
     down.map_err(|e| Failed::from(format!("deleting cluster {name}: {e}")))?;
-    match record.failure {
+    match record.failure() {
         None => Ok(()),
         Some(why) => Err(why.into()),
     }

@@ -50,8 +50,6 @@ pub(super) fn record_dir(name: &str) -> PathBuf {
     state_dir().join("clusters").join(name)
 }
 
-/// The kind configuration terminus creates clusters with: one control-plane node and
-
 /// Whether a kind cluster is one terminus created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ownership {

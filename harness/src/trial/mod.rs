@@ -6,6 +6,7 @@ mod flow;
 mod outcome;
 mod remedy;
 mod run;
+pub mod stage;
 
 pub use flow::{run_trial, TrialEnv, TrialRecord};
 pub use outcome::{HarnessError, Outcome, TrialResult};

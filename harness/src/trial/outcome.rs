@@ -101,7 +101,7 @@ impl TrialResult {
 
 /// Why the phases stopped early: a verdict, or the harness.
 #[derive(Debug)]
-pub(super) enum Stop {
+pub enum Stop {
     Outcome(Outcome),
     Harness(HarnessError),
 }
@@ -120,17 +120,34 @@ impl From<&str> for Stop {
     }
 }
 
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Outcome(o) => f.write_str(o.why().unwrap_or_default()),
+            Stop::Harness(e) => f.write_str(&e.0),
+        }
+    }
+}
+
 impl Stop {
-    pub(super) fn not_reproduced(why: impl Into<String>) -> Stop {
+    /// A deletion that did not happen in time is the trial's verdict (`on_timeout`); a
+    /// failing API or watch is the harness's.
+    pub fn after_deletion(e: crate::wait::DeletedError, on_timeout: fn(String) -> Stop) -> Stop {
+        match e {
+            crate::wait::DeletedError::Timeout(t) => on_timeout(t.to_string()),
+            other => Stop::Harness(HarnessError(other.to_string())),
+        }
+    }
+    pub fn not_reproduced(why: impl Into<String>) -> Stop {
         Stop::Outcome(Outcome::NotReproduced(why.into()))
     }
-    pub(super) fn misdiagnosed(why: impl Into<String>) -> Stop {
+    pub fn misdiagnosed(why: impl Into<String>) -> Stop {
         Stop::Outcome(Outcome::Misdiagnosed(why.into()))
     }
-    pub(super) fn remedy_failed(why: impl Into<String>) -> Stop {
+    pub fn remedy_failed(why: impl Into<String>) -> Stop {
         Stop::Outcome(Outcome::RemedyFailed(why.into()))
     }
-    pub(super) fn left_unclean(why: impl Into<String>) -> Stop {
+    pub fn left_unclean(why: impl Into<String>) -> Stop {
         Stop::Outcome(Outcome::LeftUnclean(why.into()))
     }
 }
