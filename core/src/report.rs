@@ -42,18 +42,26 @@ pub fn to_json(evidence: &Evidence, report: &Report) -> String {
 }
 
 pub fn to_text(evidence: &Evidence, report: &Report) -> String {
-    let mut out = String::new();
-    match &evidence.pod {
-        Some(p) => {
-            let _ = writeln!(
-                out,
-                "pod {}/{} on {}",
-                p.namespace,
-                p.name,
-                p.node.as_deref().unwrap_or("an unknown node")
-            );
+    let mut out = body_text(evidence, report);
+    if !report.problems.is_empty() {
+        let _ = writeln!(out, "\ninput not read or not understood:");
+        for p in &report.problems {
+            let _ = writeln!(out, "  - {p}");
         }
-        None => {}
+    }
+    out
+}
+
+fn body_text(evidence: &Evidence, report: &Report) -> String {
+    let mut out = String::new();
+    if let Some(p) = &evidence.pod {
+        let _ = writeln!(
+            out,
+            "pod {}/{} on {}",
+            p.namespace,
+            p.name,
+            p.node.as_deref().unwrap_or("an unknown node")
+        );
     }
     for note in &report.notes {
         let _ = writeln!(out, "  {note}");

@@ -4,9 +4,11 @@
 //! detector does no IO" is a fact of the build, not a promise.
 
 const ALLOWED: &[&str] = &[
+    "aho-corasick",
     "chrono",
     "clap", // optional (feature "clap"): the agent's argument enums; off by default
     "humantime",
+    "memchr",
     "regex",
     "semver",
     "serde",

@@ -164,6 +164,9 @@ pub struct Report {
     pub missing: Vec<String>,
     /// Other observations worth a reader's time (why the verdict is what it is).
     pub notes: Vec<String>,
+    /// Files of the input that were refused, not understood or read only in part.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<crate::evidence::InputProblem>,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +195,7 @@ pub fn diagnose_with(evidence: &Evidence, options: &Options) -> Report {
         diagnoses: Vec::new(),
         missing: Vec::new(),
         notes: Vec::new(),
+        problems: evidence.problems(),
     };
     if let Some(verdict) = gate::before_rules(evidence, options, &mut report.notes) {
         report.verdict = verdict;

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::parse::{self, *};
+use super::read::{self, ReadRefusal};
 
 /// The files a bundle may hold, with the command that produces each. All optional.
 pub const BUNDLE_FILES: [(&str, &str); 17] = [
@@ -24,7 +25,7 @@ pub const BUNDLE_FILES: [(&str, &str); 17] = [
     ("owner.yaml", "kubectl get OWNER-KIND OWNER -n NS -o yaml (extra, for DaemonSet pods)"),
     ("revisions.yaml", "kubectl get controllerrevisions -n NS -o yaml (extra, for DaemonSet pods)"),
     ("proc-refs.txt", "ls -l /proc/*/cwd /proc/*/root /proc/*/fd/* 2>/dev/null | grep ID (extra, for mount holders)"),
-    ("captured-at", "date -u +%Y-%m-%dT%H:%M:%SZ at capture (extra; else pod.yaml's mtime)"),
+    ("captured-at", "date -u +%Y-%m-%dT%H:%M:%SZ at capture; also plain `date` or `date +%s` (extra; else pod.yaml's mtime)"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,9 +33,50 @@ pub const BUNDLE_FILES: [(&str, &str); 17] = [
 pub enum SourceStatus {
     Present,
     Missing,
+    /// Not read: not a regular file, a symlink out of the bundle, too large, an IO error.
     Unreadable(String),
     /// Read, but not in the expected format; what could be parsed was kept.
-    Unparseable(String),
+    Unparseable(ParseError),
+}
+
+/// A file of the bundle that was not (wholly) understood, for the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InputProblem {
+    pub file: String,
+    /// 1-based line, where the problem has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    pub problem: String,
+}
+
+impl std::fmt::Display for InputProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file, self.problem),
+            None => write!(f, "{}: {}", self.file, self.problem),
+        }
+    }
+}
+
+/// How a bundle file is read (see [`read`]).
+enum Shape {
+    /// YAML or a one-line value, parsed whole; refused over the cap.
+    Whole(u64),
+    /// A line table: its tail when over the cap.
+    Table,
+    /// A log: streamed, only usable lines kept.
+    Log,
+}
+
+fn shape(name: &str) -> Shape {
+    match name {
+        "kubelet.log" | "runtime.log" => Shape::Log,
+        "pod.yaml" | "events.yaml" | "node.yaml" | "owner.yaml" | "revisions.yaml" => {
+            Shape::Whole(read::STRUCTURED_CAP)
+        }
+        "captured-at" => Shape::Whole(4096),
+        _ => Shape::Table,
+    }
 }
 
 /// Everything known about one stuck pod and its node. Built from a bundle directory
@@ -61,36 +103,134 @@ pub struct Evidence {
     pub owner: Option<OwnerFacts>,
     pub revisions: Vec<RevisionFact>,
     pub proc_refs: Vec<ProcRef>,
+    /// Files read only in part (their tail; some usable log lines dropped), and why.
+    pub partial: BTreeMap<String, String>,
 }
 
 impl Evidence {
-    /// Reads a bundle directory. Never fails; see [`Evidence::sources`] for what was there.
+    /// Reads a bundle directory. Never fails; see [`Evidence::sources`] for what was
+    /// there and [`Evidence::problems`] for what was not understood. Memory stays
+    /// bounded whatever the files hold (see [`read`]).
     pub fn load(dir: &Path) -> Evidence {
         let mut ev = Evidence {
             bundle: Some(dir.to_path_buf()),
             ..Evidence::default()
         };
         for (name, _) in BUNDLE_FILES {
-            let path = dir.join(name);
-            let status = match std::fs::read(&path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => SourceStatus::Missing,
-                Err(e) => SourceStatus::Unreadable(e.to_string()),
-                Ok(bytes) => {
-                    // Tool output is not always UTF-8 (journal lines with binary junk):
-                    // keep what can be read rather than refusing the file.
-                    ev.ingest(name, &String::from_utf8_lossy(&bytes));
-                    continue;
-                }
-            };
-            ev.sources.insert(name.to_owned(), status);
+            if let Err(refusal) = ev.load_file(dir, name) {
+                let status = match refusal {
+                    None => SourceStatus::Missing,
+                    Some(r) => SourceStatus::Unreadable(r.to_string()),
+                };
+                ev.sources.insert(name.to_owned(), status);
+            }
         }
-        if ev.captured_at.is_none() {
+        // An absent capture time falls back to pod.yaml's mtime; a present one that does
+        // not parse is reported, never silently replaced.
+        if matches!(
+            ev.sources.get("captured-at"),
+            Some(SourceStatus::Missing) | None
+        ) {
             ev.captured_at = std::fs::metadata(dir.join("pod.yaml"))
                 .and_then(|m| m.modified())
                 .ok()
                 .map(DateTime::<Utc>::from);
         }
         ev
+    }
+
+    /// Reads and ingests one file; `Err(None)` when it is absent.
+    fn load_file(&mut self, dir: &Path, name: &str) -> Result<(), Option<ReadRefusal>> {
+        let (file, size) = read::open(dir, name).map_err(Some)?.ok_or(None)?;
+        match shape(name) {
+            Shape::Whole(cap) => {
+                let contents = read::whole(file, size, cap).map_err(Some)?;
+                self.ingest(name, &contents.text);
+            }
+            Shape::Table => {
+                let contents = read::tail(file, size, read::TABLE_CAP).map_err(Some)?;
+                if contents.skipped > 0 {
+                    self.partial.insert(
+                        name.to_owned(),
+                        format!(
+                            "{size} bytes, over the {}-byte cap: only its last part was read ({} bytes skipped)",
+                            read::TABLE_CAP,
+                            contents.skipped
+                        ),
+                    );
+                }
+                self.ingest(name, &contents.text);
+            }
+            Shape::Log => {
+                let lines = read::log_file(name, file, size, &self.pod_identity()).map_err(Some)?;
+                self.keep_log(name, lines, size);
+            }
+        }
+        Ok(())
+    }
+
+    /// Strings that tie a log line to this pod: its uid (pod.yaml is read first). Not
+    /// its name: a short, common name would keep half of a busy node's log.
+    fn pod_identity(&self) -> Vec<String> {
+        self.pod
+            .iter()
+            .filter_map(|p| p.uid.clone())
+            .filter(|uid| uid.len() >= 8)
+            .collect()
+    }
+
+    fn keep_log(&mut self, name: &str, lines: read::LogLines, size: u64) {
+        let mut partial = Vec::new();
+        if lines.skipped > 0 {
+            partial.push(format!(
+                "{size} bytes, over the {}-byte cap: only its last part was read ({} bytes skipped; line numbers count from there)",
+                read::LOG_CAP,
+                lines.skipped
+            ));
+        }
+        if lines.dropped > 0 {
+            partial.push(format!(
+                "more than {} usable lines: the first {} were dropped",
+                read::MAX_KEPT_LINES,
+                lines.dropped
+            ));
+        }
+        if !partial.is_empty() {
+            self.partial.insert(name.to_owned(), partial.join("; "));
+        }
+        match name {
+            "kubelet.log" => self.kubelet_log = lines.quotes,
+            _ => self.runtime_log = lines.quotes,
+        }
+        self.sources.insert(name.to_owned(), SourceStatus::Present);
+    }
+
+    /// Every file that was refused, not understood or read only in part, in bundle order.
+    pub fn problems(&self) -> Vec<InputProblem> {
+        let mut out = Vec::new();
+        for (name, _) in BUNDLE_FILES {
+            match self.sources.get(name) {
+                Some(SourceStatus::Unreadable(why)) => out.push(InputProblem {
+                    file: name.to_owned(),
+                    line: None,
+                    problem: format!("not read: {why}"),
+                }),
+                Some(SourceStatus::Unparseable(e)) => out.push(InputProblem {
+                    file: name.to_owned(),
+                    line: e.line,
+                    problem: format!("not understood: {}", e.reason),
+                }),
+                _ => {}
+            }
+            if let Some(why) = self.partial.get(name) {
+                out.push(InputProblem {
+                    file: name.to_owned(),
+                    line: None,
+                    problem: format!("read in part: {why}"),
+                });
+            }
+        }
+        out
     }
 
     /// Parses one source's text into the evidence and records whether it parsed. Used by
@@ -103,13 +243,15 @@ impl Evidence {
         self.sources.insert(name.to_owned(), status);
     }
 
-    fn parse_source(&mut self, name: &str, text: &str) -> Result<(), String> {
+    fn parse_source(&mut self, name: &str, text: &str) -> Result<(), ParseError> {
         match name {
             "pod.yaml" => self.pod = Some(parse::pod(text)?),
             "events.yaml" => self.events = parse::events(text)?,
             "node.yaml" => self.node = Some(parse::node(text)?),
-            "kubelet.log" => self.kubelet_log = parse::lines("kubelet.log", text),
-            "runtime.log" => self.runtime_log = parse::lines("runtime.log", text),
+            "kubelet.log" | "runtime.log" => {
+                let lines = read::log_lines(name, text.as_bytes(), &self.pod_identity());
+                self.keep_log(name, lines, text.len() as u64);
+            }
             "df.txt" => self.df = parse::df("df.txt", text)?,
             "df-inodes.txt" => self.df_inodes = parse::df("df-inodes.txt", text)?,
             "lsattr.txt" => self.lsattr = parse::lsattr(text)?,
@@ -121,13 +263,7 @@ impl Evidence {
             "owner.yaml" => self.owner = Some(parse::owner(text)?),
             "revisions.yaml" => self.revisions = parse::revisions(text)?,
             "proc-refs.txt" => self.proc_refs = parse::proc_refs(text)?,
-            "captured-at" => {
-                self.captured_at = Some(
-                    DateTime::parse_from_rfc3339(text.trim())
-                        .map_err(|e| format!("not an RFC 3339 time: {e}"))?
-                        .with_timezone(&Utc),
-                )
-            }
+            "captured-at" => self.captured_at = Some(parse::captured_at(text)?),
             _ => {}
         }
         Ok(())

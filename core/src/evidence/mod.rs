@@ -7,9 +7,11 @@
 
 mod bundle;
 mod parse;
+pub mod read;
 
-pub use bundle::{Evidence, SourceStatus, BUNDLE_FILES};
+pub use bundle::{Evidence, InputProblem, SourceStatus, BUNDLE_FILES};
 pub use parse::{
     ContainerFacts, ContainerState, CrictlRow, CtrTask, DfRow, DockerPsRow, EventFact, LsattrEntry,
-    MountinfoEntry, NodeFacts, OwnerFacts, PodFacts, ProcRef, PsEntry, Quote, RevisionFact,
+    MountinfoEntry, NodeFacts, OwnerFacts, ParseError, PodFacts, ProcRef, PsEntry, Quote,
+    RevisionFact,
 };

@@ -28,12 +28,56 @@ impl Quote {
     }
 }
 
-pub fn lines(source: &str, text: &str) -> Vec<Quote> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| Quote::new(source, i, l))
-        .collect()
+/// Why a file was not understood: the 1-based line where that is known, and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParseError {
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+impl ParseError {
+    pub fn at(line: usize, reason: impl Into<String>) -> ParseError {
+        ParseError {
+            line: Some(line),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<String> for ParseError {
+    fn from(reason: String) -> ParseError {
+        ParseError { line: None, reason }
+    }
+}
+
+impl From<&str> for ParseError {
+    fn from(reason: &str) -> ParseError {
+        reason.to_owned().into()
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+/// At most 80 characters of a value from the input, for messages: a hostile file can
+/// hold a megabyte where a name belongs.
+pub fn excerpt(value: &str) -> String {
+    const MAX: usize = 80;
+    let mut out: String = value
+        .chars()
+        .take(MAX)
+        .flat_map(char::escape_debug)
+        .collect();
+    if value.chars().nth(MAX).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// The first line of `text` containing every needle, as a quote.
@@ -42,6 +86,41 @@ fn find_line(source: &str, text: &str, needles: &[&str]) -> Option<Quote> {
         .enumerate()
         .find(|(_, l)| needles.iter().all(|n| l.contains(n)))
         .map(|(i, l)| Quote::new(source, i, l))
+}
+
+/// The lines holding `key`, searched in order from where the last search ended: the
+/// items of a List appear in the file in the order they are parsed, so finding each
+/// item's line is linear in the file, not quadratic.
+struct KeyLines<'t> {
+    source: &'static str,
+    lines: Vec<(usize, &'t str)>,
+    next: usize,
+}
+
+impl<'t> KeyLines<'t> {
+    fn new(source: &'static str, text: &'t str, key: &str) -> KeyLines<'t> {
+        KeyLines {
+            source,
+            lines: text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.contains(key))
+                .collect(),
+            next: 0,
+        }
+    }
+
+    /// The next line holding `needle`; when none follows, the first anywhere.
+    fn find(&mut self, needle: &str) -> Option<Quote> {
+        let after = self.lines[self.next..]
+            .iter()
+            .position(|(_, l)| l.contains(needle))
+            .map(|k| self.next + k);
+        let k = after.or_else(|| self.lines.iter().position(|(_, l)| l.contains(needle)))?;
+        self.next = k + 1;
+        let (i, l) = self.lines[k];
+        Some(Quote::new(self.source, i, l))
+    }
 }
 
 fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
@@ -75,16 +154,19 @@ fn managers(v: &Value) -> Vec<(String, String, Option<DateTime<Utc>>)> {
 }
 
 /// The `items` of a `kubectl get ... -o yaml` List.
-fn list_items<'a>(v: &'a Value, expected: &str) -> Result<&'a Vec<Value>, String> {
+fn list_items<'a>(v: &'a Value, expected: &str) -> Result<&'a Vec<Value>, ParseError> {
     v.get("items")
         .and_then(Value::as_sequence)
-        .ok_or_else(|| format!("no `items`: expected {expected}"))
+        .ok_or_else(|| format!("no `items`: expected {expected}").into())
 }
 
-fn yaml(text: &str, what: &str) -> Result<Value, String> {
-    let v: Value = serde_yaml_ng::from_str(text).map_err(|e| format!("not YAML: {e}"))?;
+fn yaml(text: &str, what: &str) -> Result<Value, ParseError> {
+    let v: Value = serde_yaml_ng::from_str(text).map_err(|e| ParseError {
+        line: e.location().map(|l| l.line()),
+        reason: format!("not YAML: {}", excerpt(&e.to_string())),
+    })?;
     if !v.is_mapping() {
-        return Err(format!("not a Kubernetes {what} object"));
+        return Err(format!("not a Kubernetes {what} object").into());
     }
     Ok(v)
 }
@@ -127,13 +209,14 @@ pub struct PodFacts {
     pub managers: Vec<(String, String, Option<DateTime<Utc>>)>,
 }
 
-pub fn pod(text: &str) -> Result<PodFacts, String> {
+pub fn pod(text: &str) -> Result<PodFacts, ParseError> {
     let v = yaml(text, "Pod")?;
     if str_at(&v, "kind").is_some_and(|k| k != "Pod") {
         return Err(format!(
             "kind is {}, not Pod",
-            str_at(&v, "kind").unwrap_or_default()
-        ));
+            excerpt(&str_at(&v, "kind").unwrap_or_default())
+        )
+        .into());
     }
     let name = str_at(&v, "metadata.name").ok_or("no metadata.name")?;
     let finalizers = at(&v, "metadata.finalizers")
@@ -217,10 +300,11 @@ pub struct EventFact {
     pub quote: Quote,
 }
 
-pub fn events(text: &str) -> Result<Vec<EventFact>, String> {
+pub fn events(text: &str) -> Result<Vec<EventFact>, ParseError> {
     let v = yaml(text, "List")?;
     let items = list_items(&v, "a v1 List of events")?;
     let mut out = Vec::new();
+    let mut message_lines = KeyLines::new("events.yaml", text, "message:");
     for item in items {
         let (Some(reason), Some(message)) = (str_at(item, "reason"), str_at(item, "message"))
         else {
@@ -229,16 +313,13 @@ pub fn events(text: &str) -> Result<Vec<EventFact>, String> {
         // Quote the line where the message starts; long messages fold over several
         // YAML lines, and the first 40 characters locate it.
         let head: String = message.chars().take(40).collect();
-        let quote = find_line(
-            "events.yaml",
-            text,
-            &["message:", head.split('\n').next().unwrap_or("")],
-        )
-        .unwrap_or_else(|| Quote {
-            source: "events.yaml".into(),
-            line: 0,
-            text: format!("{reason}: {message}"),
-        });
+        let quote = message_lines
+            .find(head.split('\n').next().unwrap_or(""))
+            .unwrap_or_else(|| Quote {
+                source: "events.yaml".into(),
+                line: 0,
+                text: format!("{reason}: {message}"),
+            });
         out.push(EventFact {
             kind: str_at(item, "type").unwrap_or_default(),
             count: item.get("count").and_then(Value::as_i64).unwrap_or(1),
@@ -259,7 +340,7 @@ pub struct NodeFacts {
     pub ready_quote: Option<Quote>,
 }
 
-pub fn node(text: &str) -> Result<NodeFacts, String> {
+pub fn node(text: &str) -> Result<NodeFacts, ParseError> {
     let v = yaml(text, "Node")?;
     let name = str_at(&v, "metadata.name").ok_or("no metadata.name")?;
     let ready = at(&v, "status.conditions")
@@ -302,7 +383,7 @@ pub struct OwnerFacts {
     pub generation_quote: Option<Quote>,
 }
 
-pub fn owner(text: &str) -> Result<OwnerFacts, String> {
+pub fn owner(text: &str) -> Result<OwnerFacts, ParseError> {
     let v = yaml(text, "owner")?;
     let terms = at(&v, "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms")
         .and_then(Value::as_sequence)
@@ -335,9 +416,10 @@ pub struct RevisionFact {
     pub quote: Quote,
 }
 
-pub fn revisions(text: &str) -> Result<Vec<RevisionFact>, String> {
+pub fn revisions(text: &str) -> Result<Vec<RevisionFact>, ParseError> {
     let v = yaml(text, "List")?;
     let items = list_items(&v, "a v1 List")?;
+    let mut name_lines = KeyLines::new("revisions.yaml", text, "name: ");
     Ok(items
         .iter()
         .filter_map(|item| {
@@ -349,12 +431,10 @@ pub fn revisions(text: &str) -> Result<Vec<RevisionFact>, String> {
                     .and_then(|r| str_at(r, "name")),
                 revision: item.get("revision").and_then(Value::as_i64).unwrap_or(0),
                 created: time_at(item, "metadata.creationTimestamp"),
-                quote: find_line("revisions.yaml", text, &["name: ", &name]).unwrap_or_else(|| {
-                    Quote {
-                        source: "revisions.yaml".into(),
-                        line: 0,
-                        text: name.clone(),
-                    }
+                quote: name_lines.find(&name).unwrap_or_else(|| Quote {
+                    source: "revisions.yaml".into(),
+                    line: 0,
+                    text: name.clone(),
                 }),
                 name,
             })
@@ -381,7 +461,7 @@ impl DfRow {
     }
 }
 
-pub fn df(source: &str, text: &str) -> Result<Vec<DfRow>, String> {
+pub fn df(source: &str, text: &str) -> Result<Vec<DfRow>, ParseError> {
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -421,7 +501,7 @@ impl LsattrEntry {
     }
 }
 
-pub fn lsattr(text: &str) -> Result<Vec<LsattrEntry>, String> {
+pub fn lsattr(text: &str) -> Result<Vec<LsattrEntry>, ParseError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let Some((flags, path)) = line.split_once(' ') else {
@@ -472,7 +552,7 @@ pub struct MountinfoEntry {
     pub quote: Quote,
 }
 
-pub fn mountinfo(text: &str) -> Result<Vec<MountinfoEntry>, String> {
+pub fn mountinfo(text: &str) -> Result<Vec<MountinfoEntry>, ParseError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let (pid, rest) = match line
@@ -533,7 +613,7 @@ impl PsEntry {
     }
 }
 
-pub fn ps(text: &str) -> Result<Vec<PsEntry>, String> {
+pub fn ps(text: &str) -> Result<Vec<PsEntry>, ParseError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -616,7 +696,7 @@ pub struct CrictlRow {
     pub quote: Quote,
 }
 
-pub fn crictl_ps(text: &str) -> Result<Vec<CrictlRow>, String> {
+pub fn crictl_ps(text: &str) -> Result<Vec<CrictlRow>, ParseError> {
     let required = [
         "CONTAINER",
         "IMAGE",
@@ -664,7 +744,7 @@ pub struct CtrTask {
     pub quote: Quote,
 }
 
-pub fn ctr_tasks(text: &str) -> Result<Vec<CtrTask>, String> {
+pub fn ctr_tasks(text: &str) -> Result<Vec<CtrTask>, ParseError> {
     let mut out = Vec::new();
     let mut header = false;
     for (i, line) in text.lines().enumerate() {
@@ -704,7 +784,7 @@ impl DockerPsRow {
     }
 }
 
-pub fn docker_ps(text: &str) -> Result<Vec<DockerPsRow>, String> {
+pub fn docker_ps(text: &str) -> Result<Vec<DockerPsRow>, ParseError> {
     let Some(rows) = table(
         text,
         &[
@@ -752,7 +832,7 @@ pub struct ProcRef {
     pub quote: Quote,
 }
 
-pub fn proc_refs(text: &str) -> Result<Vec<ProcRef>, String> {
+pub fn proc_refs(text: &str) -> Result<Vec<ProcRef>, ParseError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let Some(at) = line.find("/proc/") else {
@@ -776,4 +856,50 @@ pub fn proc_refs(text: &str) -> Result<Vec<ProcRef>, String> {
         return Err("no `/proc/PID/... -> target` lines found".into());
     }
     Ok(out)
+}
+
+/// The capture time: RFC 3339 (`date -u +%Y-%m-%dT%H:%M:%SZ`, offsets allowed), plain
+/// `date` output in UTC/GMT or with a numeric offset (`Wed Dec  2 01:09:01 UTC 2026`), or
+/// epoch seconds (`date +%s`). A zone abbreviation other than UTC/GMT is ambiguous
+/// (CST is three zones) and refused.
+pub fn captured_at(text: &str) -> Result<DateTime<Utc>, ParseError> {
+    let t = text.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Ok(d.with_timezone(&Utc));
+    }
+    if !t.is_empty() && t.len() <= 12 && t.bytes().all(|b| b.is_ascii_digit()) {
+        if let Some(d) = t
+            .parse::<i64>()
+            .ok()
+            .and_then(|s| DateTime::from_timestamp(s, 0))
+        {
+            return Ok(d);
+        }
+    }
+    let words: Vec<&str> = t.split_whitespace().collect();
+    if let [_, month, day, time, zone, year] = words[..] {
+        let naive = format!("{month} {day} {time} {year}");
+        let naive = chrono::NaiveDateTime::parse_from_str(&naive, "%b %d %H:%M:%S %Y").ok();
+        let offset = match zone {
+            "UTC" | "GMT" | "Z" => chrono::FixedOffset::east_opt(0),
+            z => chrono::DateTime::parse_from_str(
+                &format!("2000-01-01 00:00:00 {z}"),
+                "%Y-%m-%d %H:%M:%S %z",
+            )
+            .ok()
+            .map(|d| *d.offset()),
+        };
+        if let (Some(naive), Some(offset)) = (naive, offset) {
+            if let Some(d) = naive.and_local_timezone(offset).single() {
+                return Ok(d.with_timezone(&Utc));
+            }
+        }
+    }
+    Err(ParseError::at(
+        1,
+        format!(
+            "`{}` is not a time terminus understands (RFC 3339, `date` in UTC or with a numeric offset, or epoch seconds)",
+            excerpt(t)
+        ),
+    ))
 }

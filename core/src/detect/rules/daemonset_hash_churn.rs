@@ -22,7 +22,8 @@ pub(super) fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
     // Revision numbers climb with every template change. A healthy DaemonSet makes a
     // new revision per real update; the hash bug flips between the same few templates,
     // so Kubernetes reuses their revisions and only the number climbs.
-    let flips = newest.revision - revisions.len() as i64;
+    // Saturating: revision numbers come from the input and may be anything.
+    let flips = newest.revision.saturating_sub(revisions.len() as i64);
     let churning = newest.revision >= 4
         && ((revisions.len() <= 3 && flips >= 3) || (revisions.len() >= 3 && window < 600));
     if !churning {

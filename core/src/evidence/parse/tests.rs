@@ -86,3 +86,58 @@ fn garbage_is_unparseable_not_a_panic() {
     assert!(events("items: 3").is_err());
     assert!(lsattr(junk).is_err());
 }
+
+#[test]
+fn capture_times_in_the_formats_users_write() {
+    let want = DateTime::parse_from_rfc3339("2026-12-02T01:09:01Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    for text in [
+        "2026-12-02T01:09:01Z\n",
+        "2026-12-02T02:09:01+01:00",
+        "Wed Dec  2 01:09:01 UTC 2026\n",
+        "Wed Dec 2 01:09:01 GMT 2026",
+        "Wed Dec  2 03:09:01 +0200 2026",
+        "1796173741",
+    ] {
+        assert_eq!(captured_at(text).ok(), Some(want), "{text:?}");
+    }
+    for bad in [
+        "",
+        "yesterday",
+        "Wed Dec  2 01:09:01 CST 2026",
+        "99999999999999999999",
+    ] {
+        let e = captured_at(bad).unwrap_err();
+        assert_eq!(e.line, Some(1), "{bad:?}");
+        assert!(e.reason.contains("not a time"), "{e}");
+    }
+}
+
+#[test]
+fn events_quote_their_own_message_lines_in_linear_time() {
+    let n = 10_000;
+    let mut text = String::from("apiVersion: v1\nkind: List\nitems:\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "- reason: Killing\n  message: 'Stopping container number {i:05} of the pod'\n  type: Normal\n"
+        ));
+    }
+    let started = std::time::Instant::now();
+    let events = events(&text).unwrap();
+    let took = started.elapsed();
+    assert_eq!(events.len(), n);
+    assert_eq!(events[7_777].quote.line, 3 + 7_777 * 3 + 2);
+    assert!(events[7_777].quote.text.contains("07777"));
+    // Debug builds are several times slower than release; the release bound is 2 s.
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}");
+}
+
+#[test]
+fn yaml_errors_carry_their_line_and_short_excerpts() {
+    let e = pod("metadata:\n  name: a\n  bad: [unclosed\n").unwrap_err();
+    assert!(e.line.is_some(), "{e:?}");
+    let long = format!("kind: {}\n", "X".repeat(1 << 20));
+    let e = pod(&long).unwrap_err();
+    assert!(e.reason.len() < 200, "{}", e.reason.len());
+}
