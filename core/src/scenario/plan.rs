@@ -389,13 +389,13 @@ fn yaml_error(file: &Path, source: &str, e: &serde_yaml_ng::Error) -> ScenarioEr
     }
     let (line, column) = match e.location() {
         Some(loc) => (loc.line(), loc.column()),
-        None if source.trim().is_empty() => (0, 0),
+        None if blank(source) => (0, 0),
         None => {
             let path: Vec<&str> = field.split('.').filter(|s| !s.is_empty()).collect();
             locate(source, &path)
         }
     };
-    if source.trim().is_empty() {
+    if blank(source) {
         return ScenarioError {
             file: file.to_path_buf(),
             line: 0,
@@ -411,6 +411,14 @@ fn yaml_error(file: &Path, source: &str, e: &serde_yaml_ng::Error) -> ScenarioEr
         field,
         message,
     }
+}
+
+/// Nothing but whitespace and comments.
+fn blank(source: &str) -> bool {
+    source
+        .lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || l.starts_with('#'))
 }
 
 struct Validator<'a> {

@@ -426,3 +426,11 @@ fn show_messages() {
         println!("{}", error_with(from, to));
     }
 }
+
+#[test]
+fn a_file_of_comments_is_empty() {
+    assert_eq!(
+        error_of("# only\n  # comments\n\n"),
+        "s.yaml: the file is empty"
+    );
+}
