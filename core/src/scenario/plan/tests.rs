@@ -434,3 +434,19 @@ fn a_file_of_comments_is_empty() {
         "s.yaml: the file is empty"
     );
 }
+
+#[test]
+fn fault_params_take_strings_only() {
+    for to in [
+        "    name: 123",
+        "    name: null",
+        "    name: true",
+        "    name: [a/b]",
+    ] {
+        let e = error_with("    name: terminus.dev/hold", to);
+        assert!(
+            e.contains("field `fault.params") && e.contains("invalid type"),
+            "{to}: {e}"
+        );
+    }
+}
