@@ -28,3 +28,104 @@ impl fmt::Display for ScenarioError {
 }
 
 impl std::error::Error for ScenarioError {}
+
+/// The longest piece of a file's text (a value, a key) that an error repeats.
+pub const EXCERPT_CHARS: usize = 80;
+/// The longest message an error carries; longer ones are cut.
+const MESSAGE_CHARS: usize = 400;
+
+/// A piece of the file's text as an error shows it: at most [`EXCERPT_CHARS`]
+/// characters (then `…`), control characters escaped so a hostile file cannot drive the
+/// terminal.
+pub fn excerpt(text: &str) -> String {
+    cut(text, EXCERPT_CHARS)
+}
+
+fn cut(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl ScenarioError {
+    /// The error as shown: every quoted span (`` `x` `` or `"x"`) of the message cut to an
+    /// excerpt, the whole message and each segment of the field bounded, control
+    /// characters escaped. Applied to every error the scenario module returns, so a
+    /// message built by serde or another module from a 10 MB key stays short.
+    pub(super) fn bounded(mut self) -> Self {
+        self.message = cut(&bound_quoted(&self.message), MESSAGE_CHARS);
+        self.field = self
+            .field
+            .split('.')
+            .map(excerpt)
+            .collect::<Vec<_>>()
+            .join(".");
+        self
+    }
+}
+
+fn bound_quoted(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(open) = rest.find(['`', '"']) {
+        let quote = &rest[open..open + 1];
+        out.push_str(&rest[..open + 1]);
+        let after = &rest[open + 1..];
+        match after.find(quote) {
+            Some(close) => {
+                out.push_str(&excerpt(&after[..close]));
+                out.push_str(quote);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push_str(&excerpt(after));
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_short_and_inert() {
+        assert_eq!(excerpt("short"), "short");
+        let long = "k".repeat(10_000);
+        let e = excerpt(&long);
+        assert_eq!(e.chars().count(), EXCERPT_CHARS + 1);
+        assert!(e.ends_with('…'));
+        assert_eq!(excerpt("a\u{1b}[31mb\n"), "a\\u{1b}[31mb\\n");
+    }
+
+    #[test]
+    fn bounded_cuts_quoted_spans_field_and_message() {
+        let huge = "x".repeat(1_000_000);
+        let e = ScenarioError {
+            file: PathBuf::from("s.yaml"),
+            line: 1,
+            column: 1,
+            field: format!("fault.params.{huge}"),
+            message: format!("unknown field `{huge}`, expected `a`; got \"{huge}\" and {huge}"),
+        }
+        .bounded();
+        let shown = e.to_string();
+        assert!(shown.len() < 1200, "{} bytes", shown.len());
+        assert!(shown.contains("unknown field `xxxx"), "{shown}");
+        assert!(shown.contains("…`, expected `a`"), "{shown}");
+        assert!(e.field.starts_with("fault.params.xxx"));
+    }
+}

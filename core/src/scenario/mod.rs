@@ -9,10 +9,12 @@ mod error;
 mod locate;
 mod plan;
 mod raw;
+mod read;
 
-pub use error::ScenarioError;
+pub use error::{ScenarioError, EXCERPT_CHARS};
 pub use plan::{
     load_dir, load_file, parse, Deadlines, DesyncHow, FaultSpec, Fidelity, FidelityLevel, FillMode,
     FreezeTarget, HoldVia, ImmutableLocation, KubeletStop, NodeUse, Observe, PodOutcome, Remedy,
     Requirements, Runtime, Scenario, Volume, Workload, WorkloadKind,
 };
+pub use read::MAX_FILE_BYTES;

@@ -8,12 +8,13 @@ use semver::VersionReq;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::error::ScenarioError;
+use super::error::{excerpt, ScenarioError};
 use super::locate::locate;
 use super::raw::{
     RawDeadlines, RawFault, RawFidelity, RawObserve, RawRemedy, RawRequires, RawScenario,
-    RawVolume, RawWorkload,
+    RawVolume, RawWorkload, Text, Unique,
 };
+use super::read::{read_source, scenario_paths};
 use crate::cause::CauseId;
 use crate::units::parse_size;
 
@@ -285,68 +286,77 @@ pub struct Deadlines {
     pub recover: Duration,
 }
 
+/// The longest id: ids become label values and namespace names (63 characters).
+pub const MAX_ID_CHARS: usize = 63;
+/// The longest title: one line of a listing.
+pub const MAX_TITLE_CHARS: usize = 200;
+
 /// Loads every `*.yaml` in `dir`, sorted by file name. Zero files is an error: a
-/// scenario directory that silently runs nothing hides a broken checkout.
+/// scenario directory that silently runs nothing hides a broken checkout. Each entry is
+/// read by [`read_source`]: regular files only, at most [`MAX_FILE_BYTES`](super::MAX_FILE_BYTES), and no symlink
+/// out of `dir`.
 pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, Vec<ScenarioError>> {
-    let whole = |message: String| ScenarioError {
-        file: dir.to_path_buf(),
-        line: 0,
-        column: 0,
-        field: String::new(),
-        message,
+    let bounded = |errors: Vec<ScenarioError>| -> Vec<ScenarioError> {
+        errors.into_iter().map(ScenarioError::bounded).collect()
     };
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| vec![whole(format!("cannot read the scenario directory: {e}"))])?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(vec![whole("no scenario files (*.yaml) found".into())]);
+    let (files, mut errors) = scenario_paths(dir).map_err(|e| bounded(vec![e]))?;
+    if files.is_empty() && errors.is_empty() {
+        return Err(vec![ScenarioError {
+            file: dir.to_path_buf(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: "no scenario files (*.yaml) found".into(),
+        }]);
     }
     let mut scenarios = Vec::new();
-    let mut errors = Vec::new();
-    for file in files {
-        match load_file(&file) {
-            Ok(s) => scenarios.push(s),
-            Err(e) => errors.push(e),
-        }
-    }
     let mut seen = std::collections::BTreeMap::new();
-    for s in &scenarios {
-        if let Some(first) = seen.insert(s.id.clone(), s.file.clone()) {
-            let source = std::fs::read_to_string(&s.file).unwrap_or_default();
-            let (line, column) = locate(&source, &["id"]);
-            errors.push(ScenarioError {
-                file: s.file.clone(),
-                line,
-                column,
-                field: "id".into(),
-                message: format!("id `{}` is also used by {}", s.id, first.display()),
-            });
+    for file in files {
+        match read_source(&file, Some(dir))
+            .and_then(|source| parse_source(&file, &source).map(|s| (s, source)))
+        {
+            Ok((s, source)) => {
+                if let Some(first) = seen.insert(s.id.clone(), s.file.clone()) {
+                    let (line, column) = locate(&source, &["id"]);
+                    errors.push(ScenarioError {
+                        file: s.file.clone(),
+                        line,
+                        column,
+                        field: "id".into(),
+                        message: format!(
+                            "id `{}` is also used by {}",
+                            excerpt(&s.id),
+                            first.display()
+                        ),
+                    });
+                }
+                scenarios.push(s);
+            }
+            Err(e) => errors.push(e),
         }
     }
     if errors.is_empty() {
         Ok(scenarios)
     } else {
-        Err(errors)
+        Err(bounded(errors))
     }
 }
 
+/// Loads one file the user named. Symlinks are followed, but the target must be a
+/// regular file of at most [`MAX_FILE_BYTES`](super::MAX_FILE_BYTES).
 pub fn load_file(file: &Path) -> Result<Scenario, ScenarioError> {
-    let source = std::fs::read_to_string(file).map_err(|e| ScenarioError {
-        file: file.to_path_buf(),
-        line: 0,
-        column: 0,
-        field: String::new(),
-        message: format!("cannot read file: {e}"),
-    })?;
+    let source = read_source(file, None).map_err(ScenarioError::bounded)?;
     parse(file, &source)
 }
 
 /// Parses and validates one scenario. `file` is only used to name the file in errors.
 pub fn parse(file: &Path, source: &str) -> Result<Scenario, ScenarioError> {
+    parse_source(file, source).map_err(ScenarioError::bounded)
+}
+
+fn parse_source(file: &Path, source: &str) -> Result<Scenario, ScenarioError> {
+    // Stage zero: no key repeats anywhere; then the typed shape.
+    serde_yaml_ng::from_str::<Unique>(source).map_err(|e| yaml_error(file, source, &e))?;
     let raw: RawScenario =
         serde_yaml_ng::from_str(source).map_err(|e| yaml_error(file, source, &e))?;
     Validator { file, source }.scenario(raw)
@@ -364,7 +374,7 @@ fn yaml_error(file: &Path, source: &str, e: &serde_yaml_ng::Error) -> ScenarioEr
         Some((path, rest)) if !path.contains(' ') => (path.to_owned(), rest.to_owned()),
         _ => (String::new(), text.clone()),
     };
-    for marker in ["unknown field `", "missing field `"] {
+    for marker in ["unknown field `", "missing field `", "duplicate key `"] {
         if let Some(start) = message.find(marker) {
             let name = &message[start + marker.len()..];
             if let Some(end) = name.find('`') {
@@ -379,13 +389,13 @@ fn yaml_error(file: &Path, source: &str, e: &serde_yaml_ng::Error) -> ScenarioEr
     }
     let (line, column) = match e.location() {
         Some(loc) => (loc.line(), loc.column()),
-        None if source.trim().is_empty() => (0, 0),
+        None if blank(source) => (0, 0),
         None => {
             let path: Vec<&str> = field.split('.').filter(|s| !s.is_empty()).collect();
             locate(source, &path)
         }
     };
-    if source.trim().is_empty() {
+    if blank(source) {
         return ScenarioError {
             file: file.to_path_buf(),
             line: 0,
@@ -401,6 +411,14 @@ fn yaml_error(file: &Path, source: &str, e: &serde_yaml_ng::Error) -> ScenarioEr
         field,
         message,
     }
+}
+
+/// Nothing but whitespace and comments.
+fn blank(source: &str) -> bool {
+    source
+        .lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || l.starts_with('#'))
 }
 
 struct Validator<'a> {
@@ -425,7 +443,10 @@ impl Validator<'_> {
         humantime::parse_duration(text).map_err(|e| {
             self.err(
                 field,
-                format!("`{text}` is not a duration ({e}); write e.g. `30s` or `2m`"),
+                format!(
+                    "`{}` is not a duration ({e}); write e.g. `30s` or `2m`",
+                    excerpt(text)
+                ),
             )
         })
     }
@@ -444,7 +465,7 @@ impl Validator<'_> {
                 let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
                 self.err(
                     field,
-                    format!("`{text}` is not one of: {}", names.join(", ")),
+                    format!("`{}` is not one of: {}", excerpt(text), names.join(", ")),
                 )
             })
     }
@@ -452,14 +473,17 @@ impl Validator<'_> {
     fn version_req(
         &self,
         field: &str,
-        text: &Option<String>,
+        text: &Option<Text>,
     ) -> Result<Option<VersionReq>, ScenarioError> {
         text.as_deref()
             .map(|t| {
                 VersionReq::parse(t).map_err(|e| {
                     self.err(
                         field,
-                        format!("`{t}` is not a version range ({e}); write e.g. `>=1.34, <1.37`"),
+                        format!(
+                            "`{}` is not a version range ({e}); write e.g. `>=1.34, <1.37`",
+                            excerpt(t)
+                        ),
                     )
                 })
             })
@@ -470,6 +494,7 @@ impl Validator<'_> {
     /// meets.
     fn scenario(&self, raw: RawScenario) -> Result<Scenario, ScenarioError> {
         self.id(&raw.id)?;
+        self.title(&raw.title)?;
         let cause: CauseId = raw
             .cause
             .parse()
@@ -494,9 +519,9 @@ impl Validator<'_> {
         let deadlines = self.deadlines(&raw.deadlines, observe.hold)?;
         Ok(Scenario {
             file: self.file.to_path_buf(),
-            id: raw.id,
+            id: raw.id.into(),
             cause,
-            title: raw.title,
+            title: raw.title.into(),
             fidelity,
             requires,
             workload,
@@ -508,12 +533,38 @@ impl Validator<'_> {
     }
 
     fn id(&self, id: &str) -> Result<(), ScenarioError> {
+        let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
         if id.is_empty()
-            || !id
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            || !id.chars().all(|c| alnum(c) || c == '-')
+            || !id.starts_with(alnum)
+            || !id.ends_with(alnum)
         {
-            return Err(self.err("id", format!("`{id}` must be non-empty lowercase letters, digits and dashes (it names namespaces)")));
+            return Err(self.err("id", format!("`{}` must be non-empty lowercase letters, digits and dashes, starting and ending with a letter or digit (it names namespaces and labels)", excerpt(id))));
+        }
+        if id.len() > MAX_ID_CHARS {
+            return Err(self.err(
+                "id",
+                format!(
+                    "is {} characters; an id is at most {MAX_ID_CHARS} (a Kubernetes label value)",
+                    id.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn title(&self, title: &str) -> Result<(), ScenarioError> {
+        if title.trim().is_empty() || title.contains(['\n', '\r']) {
+            return Err(self.err("title", "must be one non-empty line"));
+        }
+        if title.chars().count() > MAX_TITLE_CHARS {
+            return Err(self.err(
+                "title",
+                format!(
+                    "is {} characters; a title is at most {MAX_TITLE_CHARS}",
+                    title.chars().count()
+                ),
+            ));
         }
         Ok(())
     }
@@ -587,9 +638,11 @@ impl Validator<'_> {
             )?,
             image: w
                 .image
+                .map(String::from)
                 .unwrap_or_else(|| crate::DEFAULT_WORKLOAD_IMAGE.to_owned()),
             command: w
                 .command
+                .map(|c| c.into_iter().map(String::from).collect())
                 .unwrap_or_else(|| vec!["sleep".into(), "infinity".into()]),
             volume: match w.volume {
                 None => None,
@@ -599,7 +652,7 @@ impl Validator<'_> {
                 None => Duration::from_secs(2),
                 Some(t) => self.duration("workload.grace-period", &t)?,
             },
-            finalizers: w.finalizers,
+            finalizers: w.finalizers.into_iter().map(String::from).collect(),
         })
     }
 
@@ -615,7 +668,7 @@ impl Validator<'_> {
         if !v.mount_path.starts_with('/') {
             return Err(self.err("workload.volume.mount-path", "must be an absolute path"));
         }
-        Ok((kind, v.mount_path))
+        Ok((kind, v.mount_path.into()))
     }
 
     fn observe(&self, raw: &RawObserve, workload: &Workload) -> Result<Observe, ScenarioError> {
@@ -713,7 +766,10 @@ impl Validator<'_> {
                 .and_then(|rest| rest.split('`').next())
                 .map(|name| format!("fault.params.{name}"))
                 .unwrap_or_else(|| "fault.params".to_owned());
-            self.err(&field, format!("{text} (for a `{}` fault)", fault.kind))
+            self.err(
+                &field,
+                format!("{text} (for a `{}` fault)", excerpt(&fault.kind)),
+            )
         })
     }
 
@@ -761,12 +817,12 @@ impl Validator<'_> {
             via: HoldVia,
         }
 
-        Ok(match fault.kind.as_str() {
+        Ok(match &*fault.kind {
             "fill-disk" => {
                 let p: FillDisk = self.params(fault)?;
                 FaultSpec::FillDisk {
                     size_bytes: parse_size(&p.size).ok_or_else(|| {
-                        self.err("fault.params.size", format!("`{}` is not a size; write e.g. `64Mi` or `1Gi`", p.size))
+                        self.err("fault.params.size", format!("`{}` is not a size; write e.g. `64Mi` or `1Gi`", excerpt(&p.size)))
                     })?,
                     mode: p.mode.unwrap_or(FillMode::Bytes),
                 }
@@ -799,7 +855,7 @@ impl Validator<'_> {
             other => {
                 return Err(self.err(
                     "fault.kind",
-                    format!("`{other}` is not one of: fill-disk, immutable-file, freeze-runtime, finalizer, stop-kubelet, desync-runtime, affinity-churn, hold-mount"),
+                    format!("`{}` is not one of: fill-disk, immutable-file, freeze-runtime, finalizer, stop-kubelet, desync-runtime, affinity-churn, hold-mount", excerpt(other)),
                 ))
             }
         })
