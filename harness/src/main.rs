@@ -171,7 +171,7 @@ enum Command {
         /// `builtin`, or the path of an external detector (docs/detectors.md); repeat to compare.
         #[arg(long = "detector", value_name = "DETECTOR", default_value = "builtin", value_parser = terminus::detectors::Detector::parse)]
         detectors: Vec<terminus::detectors::Detector>,
-        /// How long an external detector may take on one bundle before it is killed.
+        /// How long a detector may take on one bundle: an external one is then killed, the builtin one abandoned.
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
         timeout: std::time::Duration,
         /// Print one JSON object (schema terminus/scorecard/v1) instead of text.
