@@ -4,7 +4,11 @@
 //!
 //! Output contract: human lines on stderr; exactly one JSON object on stdout for
 //! commands the harness parses (text commands such as `ps` print their text instead).
-//! Exit codes: 0 ok, 1 failed, 2 bad input, 3 refused by a safety limit.
+//! Exit codes: 0 ok, 1 failed, 2 bad input, 3 refused by a safety limit; 141 when the
+//! command did its work but stdout was closed by its reader (`| head`), as a Unix tool
+//! killed by SIGPIPE reports. A closed stdout is never a panic: output goes through
+//! [`print_json`] / [`print_text`], which note the closed pipe and carry on, because a
+//! fault already applied is in its ledger whether or not its JSON was read.
 //!
 //! Architecture invariant: stdout carries only a command's result; every diagnostic
 //! goes to stderr, so the harness can parse stdout whatever went wrong.
@@ -31,6 +35,7 @@ mod timefmt;
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
@@ -40,15 +45,31 @@ use cli::{Cli, Cmd, ImmutableOp};
 use error::{AgentError, Result};
 use ledger::{validate_run, Store};
 
+/// Set when a write found stdout closed by its reader; `main` then exits 141.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+/// The exit code when stdout was closed: 128 + SIGPIPE.
+const EXIT_STDOUT_CLOSED: i32 = 141;
+
+/// Notes a write error on stdout: a closed pipe is remembered (a quiet end), any other
+/// error is reported on stderr. Neither stops the command: its work is done.
+fn stdout_failed(e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+    } else {
+        eprintln!("terminus-agent: writing output: {e}");
+    }
+}
+
 fn print_json(v: &impl Serialize) {
     let text = serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-    let mut o = std::io::stdout().lock();
-    let _ = writeln!(o, "{text}");
+    print_text(&format!("{text}\n"));
 }
 
 fn print_text(s: &str) {
     let mut o = std::io::stdout().lock();
-    let _ = o.write_all(s.as_bytes());
+    if let Err(e) = o.write_all(s.as_bytes()).and_then(|()| o.flush()) {
+        stdout_failed(&e);
+    }
 }
 
 /// Exit code 0: the command did what it was asked.
@@ -130,7 +151,14 @@ fn lsattr(a: &cli::LsattrArgs) -> Result<i32> {
             max_lines: a.max_lines,
             max_visited: usize::MAX,
         };
-        let st = attrs::list(p, opts, &mut out).map_err(|e| AgentError::io("writing output", e))?;
+        let st = match attrs::list(p, opts, &mut out) {
+            Ok(st) => st,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                stdout_failed(&e);
+                return Ok(DONE);
+            }
+            Err(e) => return Err(AgentError::io("writing output", e)),
+        };
         errors += st.errors;
     }
     Ok(if errors > 0 { 1 } else { DONE })
@@ -290,6 +318,7 @@ fn gc(store: &Store, run: Option<&str>) -> Result<i32> {
 fn main() {
     let cli = Cli::parse();
     let code = match run(cli) {
+        Ok(_) if STDOUT_CLOSED.load(Ordering::Relaxed) => EXIT_STDOUT_CLOSED,
         Ok(c) => c,
         Err(e) => {
             eprintln!("terminus-agent: {e}");

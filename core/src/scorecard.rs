@@ -329,11 +329,32 @@ fn reported_text(trial: &Trial) -> String {
 const STDERR_LINES_SHOWN: usize = 3;
 const STDERR_LINE_CHARS: usize = 160;
 
+/// `text` with what could forge or hide a row shown visibly: control characters (a
+/// newline, a carriage return, an ANSI escape) and invisible format characters (bidi
+/// overrides, zero-width spaces) become Rust escapes (`\n`, `\u{1b}`), and a backslash
+/// is doubled so an escape is never ambiguous. Names come from directory names and
+/// command lines, so no input can add a line to the text scorecard or recolour it.
+pub fn visible(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        let invisible = matches!(
+            c,
+            '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+        );
+        if c == '\\' || c.is_control() || invisible {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
 fn render_detector(out: &mut String, score: &DetectorScore) {
     let _ = writeln!(
         out,
         "detector {}: {} of {} passed, accuracy {:.1}%",
-        score.detector,
+        visible(&score.detector),
         score.count(Grade::Pass),
         plural(score.trials.len(), "trial"),
         score.accuracy() * 100.0
@@ -347,10 +368,10 @@ fn render_detector(out: &mut String, score: &DetectorScore) {
         .map(|t| {
             [
                 t.grade().as_str().to_owned(),
-                t.case.id.clone(),
-                t.case.label.clone().unwrap_or_else(|| "-".into()),
+                visible(&t.case.id),
+                t.case.label.as_deref().map_or_else(|| "-".into(), visible),
                 expected_label(t.case.expected).to_owned(),
-                reported_text(t),
+                visible(&reported_text(t)),
             ]
         })
         .collect();
@@ -392,7 +413,8 @@ fn render_detector(out: &mut String, score: &DetectorScore) {
                 .filter(|l| !l.trim().is_empty())
                 .collect();
             for l in &lines[lines.len().saturating_sub(STDERR_LINES_SHOWN)..] {
-                let mut shown: String = l.chars().take(STDERR_LINE_CHARS).collect();
+                let mut shown: String =
+                    visible(&l.chars().take(STDERR_LINE_CHARS).collect::<String>());
                 if l.chars().count() > STDERR_LINE_CHARS {
                     shown.push('…');
                 }
@@ -571,6 +593,48 @@ mod tests {
             confidence,
             evidence,
         })
+    }
+
+    #[test]
+    fn names_and_stderr_cannot_forge_rows_or_escape_the_terminal() {
+        let forged = "evil\n  PASS    forged  disk-full  disk-full (100%)";
+        let render = |id: &str, detector: &str, stderr: &str| {
+            let mut card = Scorecard::new();
+            card.record(
+                detector,
+                &Case::new(id, Some(CauseId::DiskFull)).with_label("k8s\r\x1b[31mred"),
+                said(Some(CauseId::DiskFull), 0.9),
+            );
+            card.record(
+                detector,
+                &Case::new("b", None),
+                Err(DetectorFailure {
+                    kind: FailureKind::InvalidJson {
+                        reason: "line one\nPASS line two".into(),
+                    },
+                    stderr_tail: stderr.into(),
+                }),
+            );
+            card.render_text()
+        };
+        let plain = render("a", "builtin", "boom");
+        let evil = render(forged, "./det\n\x1b[2Kdetector x", "\x1b[31mboom\r  PASS");
+        assert_eq!(evil.lines().count(), plain.lines().count(), "{evil}");
+        assert!(!evil.contains('\x1b') && !evil.contains('\r'), "{evil}");
+        assert!(
+            evil.contains(r"evil\n  PASS    forged  disk-full  disk-full (100%)"),
+            "{evil}"
+        );
+        assert!(
+            evil.contains(r"detector ./det\n\u{1b}[2Kdetector x: "),
+            "{evil}"
+        );
+        assert!(evil.contains(r"k8s\r\u{1b}[31mred"), "{evil}");
+        assert!(evil.contains(r"line one\nPASS line two"), "{evil}");
+        assert!(evil.contains(r"stderr| \u{1b}[31mboom\r  PASS"), "{evil}");
+        assert_eq!(visible(r"a\b"), r"a\\b");
+        assert_eq!(visible("bidi\u{202e}"), r"bidi\u{202e}");
+        assert_eq!(visible("café ✓"), "café ✓");
     }
 
     fn timed_out() -> Result<Answer, DetectorFailure> {

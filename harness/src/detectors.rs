@@ -33,10 +33,19 @@
 //! whatever the detector left behind in its group is killed too, so a detector cannot
 //! leave processes running or keep a trial waiting on a pipe.
 //!
+//! # How the builtin detector is run
+//!
+//! In-process, on a thread of its own, under the same `context.timeout`: a bundle that
+//! stalls it (a FIFO where a log should be, a huge file) is a `timed-out` trial like an
+//! external detector's, not a stalled scorecard. A thread cannot be killed, so one that
+//! times out is abandoned: it is left to finish (or stay blocked) on its own, its answer
+//! is dropped, and it ends with the process.
+//!
 //! Architecture invariant: running a detector never fails the harness: timeouts,
 //! crashes and bad JSON become a [`DetectorFailure`] value.
-//! Architecture invariant: every external detector run has a deadline, and when it
-//! ends nothing it started is left running (its process group is killed).
+//! Architecture invariant: every detector run has a deadline (`context.timeout`, the
+//! builtin's too); when an external one ends nothing it started is left running (its
+//! process group is killed).
 
 use std::fmt;
 use std::io::Read;
@@ -53,7 +62,7 @@ pub use terminus_core::answer::{parse_answer, Answer, DetectorFailure, FailureKi
 use crate::detect;
 use crate::evidence::Evidence;
 
-/// How long an external detector may take when the caller does not say.
+/// How long a detector (builtin or external) may take when the caller does not say.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The answer is one small JSON object; anything bigger than this is not an answer.
@@ -160,10 +169,10 @@ impl Detector {
     }
 
     /// Runs the detector over one bundle directory. Blocks until it answers, fails or
-    /// times out (`context.timeout`; the builtin detector is pure and ignores it).
+    /// times out (`context.timeout`, for the builtin detector too).
     pub fn run(&self, bundle: &Path, context: &DetectorContext) -> Result<Answer, DetectorFailure> {
         match self {
-            Detector::Builtin => Ok(builtin_answer(bundle)),
+            Detector::Builtin => run_in_thread(bundle, context.timeout, builtin_answer),
             Detector::Command { program, .. } => run_command(program, bundle, context),
         }
     }
@@ -254,6 +263,42 @@ fn builtin_answer(bundle: &Path) -> Answer {
             confidence: 0.0,
             evidence: Vec::new(),
         },
+    }
+}
+
+/// Runs `answer` over `bundle` on a thread of its own and waits at most `timeout` for it.
+/// Past the timeout the thread is abandoned (left to finish on its own; its answer is
+/// dropped) and the trial is `timed-out`. A panic in `answer` is a failure too, never a
+/// panic of the caller. `answer` is a parameter so tests can put a slow one in.
+fn run_in_thread(
+    bundle: &Path,
+    timeout: Duration,
+    answer: fn(&Path) -> Answer,
+) -> Result<Answer, DetectorFailure> {
+    let failure = |kind| DetectorFailure {
+        kind,
+        stderr_tail: String::new(),
+    };
+    let (answered_tx, answered) = mpsc::channel();
+    let bundle = bundle.to_path_buf();
+    let spawned = thread::Builder::new()
+        .name("builtin-detector".into())
+        .spawn(move || {
+            let _ = answered_tx.send(answer(&bundle));
+        });
+    if let Err(e) = spawned {
+        return Err(failure(FailureKind::Spawn {
+            reason: format!("cannot start a thread for the builtin detector: {e}"),
+        }));
+    }
+    match answered.recv_timeout(timeout) {
+        Ok(answer) => Ok(answer),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(failure(FailureKind::TimedOut {
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        })),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(failure(FailureKind::Spawn {
+            reason: "internal: the builtin detector panicked".into(),
+        })),
     }
 }
 
@@ -464,6 +509,66 @@ mod tests {
             timeout: Duration::from_secs(20),
             ..DetectorContext::default()
         }
+    }
+
+    #[test]
+    fn a_slow_builtin_run_is_abandoned_at_the_timeout() {
+        fn slow(_: &Path) -> Answer {
+            std::thread::sleep(Duration::from_secs(30));
+            Answer {
+                cause: None,
+                confidence: 0.0,
+                evidence: vec![],
+            }
+        }
+        fn panics(_: &Path) -> Answer {
+            panic!("a bug in a rule")
+        }
+        let started = Instant::now();
+        let failure = run_in_thread(&seed_bundle(), Duration::from_millis(200), slow)
+            .expect_err("it sleeps past the timeout");
+        assert_eq!(failure.kind, FailureKind::TimedOut { timeout_ms: 200 });
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        let failure = run_in_thread(&seed_bundle(), Duration::from_secs(20), panics)
+            .expect_err("a panic is a failure");
+        assert!(failure.to_string().contains("panicked"), "{failure}");
+        let answer = run_in_thread(&seed_bundle(), Duration::from_secs(20), builtin_answer)
+            .expect("the seed bundle is diagnosed in time");
+        assert_eq!(answer.cause, Some(CauseId::DiskFull));
+    }
+
+    #[test]
+    fn a_bundle_that_blocks_the_builtin_detector_times_out() {
+        // Opening a FIFO with no writer blocks forever: the bundle that stalled `score`.
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(
+            seed_bundle().join("runtime.log"),
+            dir.path().join("runtime.log"),
+        )
+        .expect("copy runtime.log");
+        nix::unistd::mkfifo(
+            &dir.path().join("kubelet.log"),
+            nix::sys::stat::Mode::S_IRWXU,
+        )
+        .expect("mkfifo");
+        let context = DetectorContext {
+            timeout: Duration::from_millis(300),
+            ..DetectorContext::default()
+        };
+        let started = Instant::now();
+        let failure = Detector::Builtin
+            .run(dir.path(), &context)
+            .expect_err("the FIFO blocks the builtin detector");
+        assert_eq!(failure.kind, FailureKind::TimedOut { timeout_ms: 300 });
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -2,7 +2,16 @@
 //! 0 a cause was found / the command succeeded, 1 no known cause, 2 bad input,
 //! 3 an internal or infrastructure error. `terminus score` (docs/detectors.md): 0 every
 //! trial passed, 1 some trial failed (a wrong cause or a detector failure), 2 bad input.
+//! Every command: 141 when stdout was closed by its reader (`terminus score | head`).
+//!
+//! stdout is written only through [`write_stdout`] (the `out!` / `outln!` macros), which
+//! returns the write error instead of panicking as `println!` does. A closed pipe
+//! (`ErrorKind::BrokenPipe`) ends the command quietly, the way a Unix tool killed by
+//! SIGPIPE ends: nothing more is printed or done (a remedy is not applied once its output
+//! can no longer be read), cleanup still runs, and the exit status is 141 (128 + SIGPIPE),
+//! so `set -o pipefail` still sees that the output was cut short.
 
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,6 +26,56 @@ const EXIT_NOTHING: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_TRIAL_FAILED: u8 = 1;
 const EXIT_INFRA: u8 = 3;
+/// stdout was closed by its reader: 128 + SIGPIPE, what a shell reports for a tool
+/// killed by SIGPIPE (docs/diagnose.md).
+const EXIT_STDOUT_CLOSED: u8 = 141;
+
+/// Why a result could not be printed.
+#[derive(Debug)]
+enum StdoutError {
+    /// The reader went away (`| head`): a quiet end, not an error.
+    Closed,
+    /// Any other write error (a full disk behind `> file`): reported, exit 3.
+    Failed(io::Error),
+}
+
+/// An exit code, or why stdout could not take the command's output.
+type Printed = Result<u8, StdoutError>;
+
+/// Writes to stdout and flushes, returning the error instead of panicking.
+fn write_stdout(args: std::fmt::Arguments<'_>) -> Result<(), StdoutError> {
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe => StdoutError::Closed,
+            _ => StdoutError::Failed(e),
+        })
+}
+
+/// `print!` that returns from the enclosing function (through `?`) when stdout fails.
+macro_rules! out {
+    ($($arg:tt)*) => { write_stdout(format_args!($($arg)*))? };
+}
+
+/// `println!` that returns from the enclosing function (through `?`) when stdout fails.
+macro_rules! outln {
+    () => { write_stdout(format_args!("\n"))? };
+    ($($arg:tt)*) => { write_stdout(format_args!("{}\n", format_args!($($arg)*)))? };
+}
+
+/// The process exit status of a command's result.
+fn exit_status(printed: Printed) -> u8 {
+    match printed {
+        Ok(code) => code,
+        Err(StdoutError::Closed) => EXIT_STDOUT_CLOSED,
+        Err(StdoutError::Failed(e)) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            EXIT_INFRA
+        }
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -112,7 +171,7 @@ enum Command {
         /// `builtin`, or the path of an external detector (docs/detectors.md); repeat to compare.
         #[arg(long = "detector", value_name = "DETECTOR", default_value = "builtin", value_parser = terminus::detectors::Detector::parse)]
         detectors: Vec<terminus::detectors::Detector>,
-        /// How long an external detector may take on one bundle before it is killed.
+        /// How long a detector may take on one bundle: an external one is then killed, the builtin one abandoned.
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
         timeout: std::time::Duration,
         /// Print one JSON object (schema terminus/scorecard/v1) instead of text.
@@ -177,9 +236,21 @@ enum ScenariosCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print to stdout, through the same quiet end.
+        Err(e) if !e.use_stderr() => {
+            let code = u8::try_from(e.exit_code()).unwrap_or(EXIT_BAD_INPUT);
+            return ExitCode::from(exit_status(match e.print() {
+                Ok(()) => Ok(code),
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(StdoutError::Closed),
+                Err(e) => Err(StdoutError::Failed(e)),
+            }));
+        }
+        Err(e) => e.exit(),
+    };
     init_logging(cli.verbose);
-    ExitCode::from(match cli.command {
+    ExitCode::from(exit_status(match cli.command {
         Command::Scenarios {
             command: ScenariosCommand::List { dir },
         } => list(&dir),
@@ -200,7 +271,7 @@ fn main() -> ExitCode {
                 eprintln!(
                     "error: name a pod (terminus diagnose POD -n NS), --all, or --bundle DIR"
                 );
-                EXIT_BAD_INPUT
+                Ok(EXIT_BAD_INPUT)
             }
         },
         Command::Remedy {
@@ -223,11 +294,12 @@ fn main() -> ExitCode {
                     .map(|started| started.to_string()),
                 Some(DrillCommand::Answer { cause }) => match drill::answer(&cause).await {
                     Ok(answered) => {
-                        println!("{answered}");
+                        // The drill is over either way; its errors still go to stderr.
+                        let printed = write_stdout(format_args!("{answered}\n"));
                         for e in answered.errors() {
                             eprintln!("error: {e}");
                         }
-                        return answered.exit_code();
+                        return printed.map(|()| answered.exit_code());
                     }
                     Err(e) => Err(e),
                 },
@@ -236,23 +308,20 @@ fn main() -> ExitCode {
             };
             match printed {
                 Ok(text) => {
-                    println!("{text}");
-                    EXIT_FOUND
+                    outln!("{text}");
+                    Ok(EXIT_FOUND)
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
-                    e.exit_code()
+                    Ok(e.exit_code())
                 }
             }
         }),
         Command::Cluster { command } => match terminus::cluster::run_cli(command) {
-            Ok(text) => {
-                print!("{text}");
-                EXIT_FOUND
-            }
+            Ok(text) => write_stdout(format_args!("{text}")).map(|()| EXIT_FOUND),
             Err(e) => {
                 eprintln!("error: {e}");
-                e.exit_code()
+                Ok(e.exit_code())
             }
         },
         Command::Gc {
@@ -265,7 +334,7 @@ fn main() -> ExitCode {
             timeout,
             json,
         } => score(&bundles, &detectors, timeout, json),
-    })
+    }))
 }
 
 /// Progress and diagnostics go to stderr through tracing; stdout carries results only,
@@ -278,7 +347,7 @@ fn init_logging(verbose: u8) {
     });
 }
 
-fn run_async(f: impl std::future::Future<Output = u8>) -> u8 {
+fn run_async(f: impl std::future::Future<Output = Printed>) -> Printed {
     match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -287,7 +356,7 @@ fn run_async(f: impl std::future::Future<Output = u8>) -> u8 {
         Ok(r) => r.block_on(f),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            EXIT_INFRA
+            Ok(EXIT_INFRA)
         }
     }
 }
@@ -330,22 +399,15 @@ fn access(live: &LiveArgs, default_nodes: bool) -> terminus::live::NodeAccess {
     }
 }
 
-/// Prints to stdout; a closed pipe (`| head`) is not an error worth a panic.
-fn emit(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-}
-
 fn live_fail(e: terminus::live::LiveError) -> u8 {
     eprintln!("error: {e}");
     e.exit_code()
 }
 
-async fn live_diagnose(pod: String, live: LiveArgs, json: bool) -> u8 {
+async fn live_diagnose(pod: String, live: LiveArgs, json: bool) -> Printed {
     let client = match terminus::live::client(live.kubeconfig.as_deref()).await {
         Ok(c) => c,
-        Err(e) => return live_fail(e),
+        Err(e) => return Ok(live_fail(e)),
     };
     let (dir, temporary) = bundle_dir(&live, "diagnose");
     let collected = terminus::live::collect(
@@ -358,21 +420,10 @@ async fn live_diagnose(pod: String, live: LiveArgs, json: bool) -> u8 {
     )
     .await;
     let code = match collected {
-        Err(e) => live_fail(e),
+        Err(e) => Ok(live_fail(e)),
         Ok(c) => {
             eprintln!("terminus: {}", c.node_note);
-            let evidence = Evidence::load(&c.dir);
-            let result = detect::diagnose(&evidence);
-            if json {
-                emit(&format!("{}\n", report::to_json(&evidence, &result)));
-            } else {
-                emit(&report::to_text(&evidence, &result));
-            }
-            if result.diagnoses.is_empty() {
-                EXIT_NOTHING
-            } else {
-                EXIT_FOUND
-            }
+            print_diagnosis(&c.dir, json)
         }
     };
     if temporary {
@@ -383,10 +434,10 @@ async fn live_diagnose(pod: String, live: LiveArgs, json: bool) -> u8 {
     code
 }
 
-async fn live_diagnose_all(live: LiveArgs, json: bool) -> u8 {
+async fn live_diagnose_all(live: LiveArgs, json: bool) -> Printed {
     let client = match terminus::live::client(live.kubeconfig.as_deref()).await {
         Ok(c) => c,
-        Err(e) => return live_fail(e),
+        Err(e) => return Ok(live_fail(e)),
     };
     let (dir, temporary) = bundle_dir(&live, "diagnose-all");
     let result = terminus::live::diagnose_all(
@@ -398,18 +449,23 @@ async fn live_diagnose_all(live: LiveArgs, json: bool) -> u8 {
     )
     .await;
     let code = match result {
-        Err(e) => live_fail(e),
+        Err(e) => Ok(live_fail(e)),
         Ok(lines) => {
-            if json {
-                emit(&format!("{}\n", terminus::live::render_all_json(&lines)));
+            let printed = if json {
+                write_stdout(format_args!(
+                    "{}\n",
+                    terminus::live::render_all_json(&lines)
+                ))
             } else {
-                emit(&terminus::live::render_all(&lines));
-            }
-            if lines.iter().any(|l| !l.report.diagnoses.is_empty()) {
-                EXIT_FOUND
-            } else {
-                EXIT_NOTHING
-            }
+                write_stdout(format_args!("{}", terminus::live::render_all(&lines)))
+            };
+            printed.map(|()| {
+                if lines.iter().any(|l| !l.report.diagnoses.is_empty()) {
+                    EXIT_FOUND
+                } else {
+                    EXIT_NOTHING
+                }
+            })
         }
     };
     if temporary {
@@ -420,10 +476,15 @@ async fn live_diagnose_all(live: LiveArgs, json: bool) -> u8 {
     code
 }
 
-async fn live_remedy(pod: String, live: LiveArgs, apply: bool, wait: std::time::Duration) -> u8 {
+async fn live_remedy(
+    pod: String,
+    live: LiveArgs,
+    apply: bool,
+    wait: std::time::Duration,
+) -> Printed {
     let client = match terminus::live::client(live.kubeconfig.as_deref()).await {
         Ok(c) => c,
-        Err(e) => return live_fail(e),
+        Err(e) => return Ok(live_fail(e)),
     };
     let (dir, temporary) = bundle_dir(&live, "remedy");
     let code = remedy_in(&client, &pod, &live, apply, wait, &dir).await;
@@ -442,7 +503,7 @@ async fn remedy_in(
     apply: bool,
     wait: std::time::Duration,
     dir: &Path,
-) -> u8 {
+) -> Printed {
     let access = access(live, true);
     let agent = agent_options(live);
     let first = match terminus::live::collect(
@@ -456,19 +517,19 @@ async fn remedy_in(
     .await
     {
         Ok(c) => c,
-        Err(e) => return live_fail(e),
+        Err(e) => return Ok(live_fail(e)),
     };
     eprintln!("terminus: {}", first.node_note);
     let evidence = Evidence::load(&first.dir);
     let result = detect::diagnose(&evidence);
-    emit(&report::to_text(&evidence, &result));
+    out!("{}", report::to_text(&evidence, &result));
     let Some(shown) = result.diagnoses.first() else {
-        println!("no known cause: nothing to remedy");
-        return EXIT_NOTHING;
+        outln!("no known cause: nothing to remedy");
+        return Ok(EXIT_NOTHING);
     };
     if !apply {
-        println!("\nread-only: pass --apply to run the FIX of {} (after re-checking that it still holds)", shown.cause);
-        return EXIT_FOUND;
+        outln!("\nread-only: pass --apply to run the FIX of {} (after re-checking that it still holds)", shown.cause);
+        return Ok(EXIT_FOUND);
     }
     // No action on a stale diagnosis: collect and diagnose again, act only if the same cause holds.
     let again = match terminus::live::collect(
@@ -482,40 +543,40 @@ async fn remedy_in(
     .await
     {
         Ok(c) => c,
-        Err(e) => return live_fail(e),
+        Err(e) => return Ok(live_fail(e)),
     };
     let evidence2 = Evidence::load(&again.dir);
     let result2 = detect::diagnose(&evidence2);
     let Some(current) = result2.diagnoses.first().filter(|d| d.cause == shown.cause) else {
-        println!(
+        outln!(
             "\nnot applied: the cause no longer holds (re-diagnosis: {}); run `terminus diagnose {pod} -n {}` again",
             result2.diagnoses.first().map(|d| d.cause.to_string()).unwrap_or_else(|| format!("{:?}", result2.verdict)),
             live.namespace
         );
-        return EXIT_NOTHING;
+        return Ok(EXIT_NOTHING);
     };
-    println!("\nre-checked: {} still holds; applying", current.cause);
+    outln!("\nre-checked: {} still holds; applying", current.cause);
     match terminus::live::apply_remedy(live.kubeconfig.as_deref(), &again, current).await {
         Ok(ran) => {
             for line in ran {
-                println!("  {line}");
+                outln!("  {line}");
             }
         }
-        Err(e) => return live_fail(e),
+        Err(e) => return Ok(live_fail(e)),
     }
     match terminus::live::wait_gone(client, &again.target, wait).await {
         Ok(()) => {
-            println!("pod {}/{pod} is gone", live.namespace);
-            EXIT_FOUND
+            outln!("pod {}/{pod} is gone", live.namespace);
+            Ok(EXIT_FOUND)
         }
         Err(e) => {
             eprintln!("error: {e}");
-            EXIT_NOTHING
+            Ok(EXIT_NOTHING)
         }
     }
 }
 
-fn gc(keep_clusters: bool, only: Option<&str>) -> u8 {
+fn gc(keep_clusters: bool, only: Option<&str>) -> Printed {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -523,41 +584,45 @@ fn gc(keep_clusters: bool, only: Option<&str>) -> u8 {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_INFRA;
+            return Ok(EXIT_INFRA);
         }
     };
     let report = runtime.block_on(terminus::gc::gc_all(keep_clusters, only));
-    for action in &report.actions {
-        println!("{action}");
-    }
+    // Errors first: they must reach stderr even if stdout is closed part-way.
     for error in &report.errors {
         eprintln!("error: {error}");
     }
-    if report.actions.is_empty() && report.errors.is_empty() {
-        println!("nothing to collect: no cluster terminus created is left");
+    for action in &report.actions {
+        outln!("{action}");
     }
-    if report.errors.is_empty() {
+    if report.actions.is_empty() && report.errors.is_empty() {
+        outln!("nothing to collect: no cluster terminus created is left");
+    }
+    Ok(if report.errors.is_empty() {
         EXIT_FOUND
     } else {
         EXIT_INFRA
-    }
+    })
 }
 
-fn list(dir: &Path) -> u8 {
+fn list(dir: &Path) -> Printed {
     match scenario::load_dir(dir) {
         Ok(scenarios) => {
-            println!(
+            outln!(
                 "{:<34} {:<22} {:<19} {}",
-                "SCENARIO", "CAUSE", "FIDELITY", "TITLE"
+                "SCENARIO",
+                "CAUSE",
+                "FIDELITY",
+                "TITLE"
             );
             for s in scenarios {
                 let fidelity = match s.fidelity.level {
                     scenario::FidelityLevel::Original => "original",
                     scenario::FidelityLevel::NearestEquivalent => "nearest-equivalent",
                 };
-                println!("{:<34} {:<22} {:<19} {}", s.id, s.cause, fidelity, s.title);
+                outln!("{:<34} {:<22} {:<19} {}", s.id, s.cause, fidelity, s.title);
             }
-            EXIT_FOUND
+            Ok(EXIT_FOUND)
         }
         Err(errors) => {
             for e in errors {
@@ -566,16 +631,16 @@ fn list(dir: &Path) -> u8 {
             eprintln!(
                 "hint: run from the repository root, or pass --dir DIR (or set TERMINUS_SCENARIOS)"
             );
-            EXIT_BAD_INPUT
+            Ok(EXIT_BAD_INPUT)
         }
     }
 }
 
-fn check(files: &[PathBuf]) -> u8 {
+fn check(files: &[PathBuf]) -> Printed {
     let mut bad = 0;
     for file in files {
         match scenario::load_file(file) {
-            Ok(s) => println!("ok     {} ({}, cause {})", file.display(), s.id, s.cause),
+            Ok(s) => outln!("ok     {} ({}, cause {})", file.display(), s.id, s.cause),
             Err(e) => {
                 bad += 1;
                 eprintln!("error: {e}");
@@ -587,32 +652,37 @@ fn check(files: &[PathBuf]) -> u8 {
             "{bad} of {} scenario file(s) invalid; docs/scenarios.md describes every field",
             files.len()
         );
-        EXIT_BAD_INPUT
+        Ok(EXIT_BAD_INPUT)
     } else {
-        EXIT_FOUND
+        Ok(EXIT_FOUND)
     }
 }
 
-fn diagnose(bundle: &Path, json: bool) -> u8 {
+fn diagnose(bundle: &Path, json: bool) -> Printed {
     if !bundle.is_dir() {
         eprintln!(
             "error: {} is not a directory; --bundle takes a directory of tool output (docs/bundles.md lists the file names)",
             bundle.display()
         );
-        return EXIT_BAD_INPUT;
+        return Ok(EXIT_BAD_INPUT);
     }
+    print_diagnosis(bundle, json)
+}
+
+/// Diagnoses a bundle and prints the report (text, or one JSON object).
+fn print_diagnosis(bundle: &Path, json: bool) -> Printed {
     let evidence = Evidence::load(bundle);
     let result = detect::diagnose(&evidence);
     if json {
-        println!("{}", report::to_json(&evidence, &result));
+        outln!("{}", report::to_json(&evidence, &result));
     } else {
-        print!("{}", report::to_text(&evidence, &result));
+        out!("{}", report::to_text(&evidence, &result));
     }
-    if result.diagnoses.is_empty() {
+    Ok(if result.diagnoses.is_empty() {
         EXIT_NOTHING
     } else {
         EXIT_FOUND
-    }
+    })
 }
 
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
@@ -628,11 +698,11 @@ fn score(
     detectors: &[terminus::detectors::Detector],
     timeout: std::time::Duration,
     json: bool,
-) -> u8 {
+) -> Printed {
     for (i, d) in detectors.iter().enumerate() {
         if detectors[..i].contains(d) {
             eprintln!("error: detector {d} is given twice");
-            return EXIT_BAD_INPUT;
+            return Ok(EXIT_BAD_INPUT);
         }
     }
     let bundles = match terminus::corpus::find_bundles(dir) {
@@ -641,7 +711,7 @@ fn score(
             for e in errors {
                 eprintln!("error: {e}");
             }
-            return EXIT_BAD_INPUT;
+            return Ok(EXIT_BAD_INPUT);
         }
     };
     let context = terminus::detectors::DetectorContext {
@@ -650,13 +720,13 @@ fn score(
     };
     let card = terminus::corpus::score(&bundles, detectors, &context);
     if json {
-        println!("{}", card.to_json());
+        outln!("{}", card.to_json());
     } else {
-        print!("{}", card.render_text());
+        out!("{}", card.render_text());
     }
-    if card.all_passed() {
+    Ok(if card.all_passed() {
         EXIT_FOUND
     } else {
         EXIT_TRIAL_FAILED
-    }
+    })
 }

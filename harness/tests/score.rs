@@ -521,3 +521,92 @@ fn bad_input_exits_2_and_says_what_is_wrong() {
         );
     }
 }
+
+/// Rows of the text scorecard's trial table: lines that begin as a row does.
+fn trial_rows(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            ["PASS ", "FAIL ", "ERROR "]
+                .iter()
+                .any(|g| l.starts_with(g))
+        })
+        .collect()
+}
+
+#[test]
+fn a_bundle_name_cannot_forge_a_row_of_the_text_scorecard() {
+    let corpus = one_bundle_corpus();
+    let forged = "evil\n  PASS    forged       disk-full  disk-full (100%)\x1b[2K";
+    let bundle = corpus.path().join(forged);
+    std::fs::create_dir(&bundle).expect("mkdir a bundle named with a newline");
+    // Expected `none`, and the builtin finds nothing in an empty bundle: a true PASS row.
+    std::fs::write(bundle.join("expected-cause"), "none\n").expect("write");
+    let run = terminus(&["score", "--bundles", corpus.path().to_str().expect("utf-8")]);
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    let rows = trial_rows(&run.stdout);
+    assert_eq!(rows.len(), 2, "two bundles, two rows:\n{}", run.stdout);
+    assert!(
+        rows.iter()
+            .any(|r| r
+                .contains(r"evil\n  PASS    forged       disk-full  disk-full (100%)\u{1b}[2K")),
+        "the name is shown escaped, on its row:\n{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains('\x1b'), "{}", run.stdout);
+    // JSON keeps the name as it is.
+    let run = terminus(&[
+        "score",
+        "--bundles",
+        corpus.path().to_str().expect("utf-8"),
+        "--json",
+    ]);
+    let ids: Vec<String> = results(&json(&run)["detectors"][0])
+        .into_iter()
+        .map(|(id, ..)| id)
+        .collect();
+    assert!(ids.iter().any(|id| id == forged), "{ids:?}");
+}
+
+#[test]
+fn a_bundle_that_stalls_the_builtin_detector_times_out_and_the_scorecard_goes_on() {
+    let corpus = one_bundle_corpus();
+    let stalled = corpus.path().join("stalled");
+    std::fs::create_dir(&stalled).expect("mkdir");
+    std::fs::write(stalled.join("expected-cause"), "disk-full\n").expect("write");
+    // Opening a FIFO that no one writes blocks the reader forever.
+    nix::unistd::mkfifo(&stalled.join("kubelet.log"), nix::sys::stat::Mode::S_IRWXU)
+        .expect("mkfifo");
+    let run = terminus(&[
+        "score",
+        "--bundles",
+        corpus.path().to_str().expect("utf-8"),
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(
+        run.code, 1,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(run.took < Duration::from_secs(30), "took {:?}", run.took);
+    let rows = trial_rows(&run.stdout);
+    assert_eq!(rows.len(), 2, "{}", run.stdout);
+    assert!(
+        rows.iter()
+            .any(|r| r.trim_start().starts_with("PASS    disk-full")),
+        "{}",
+        run.stdout
+    );
+    let row = rows
+        .iter()
+        .find(|r| r.contains(" stalled "))
+        .unwrap_or_else(|| panic!("no row for the stalled bundle:\n{}", run.stdout));
+    assert!(row.trim_start().starts_with("ERROR"), "{row}");
+    assert!(row.ends_with("error: timed out after 1s (killed)"), "{row}");
+}
