@@ -542,8 +542,10 @@ mod tests {
     }
 
     #[test]
-    fn a_bundle_that_blocks_the_builtin_detector_times_out() {
+    fn a_fifo_in_a_bundle_is_refused_not_waited_on() {
         // Opening a FIFO with no writer blocks forever: the bundle that stalled `score`.
+        // The bundle reader refuses it unopened, so the answer comes at once (the
+        // timeout stays as the backstop, tested with a slow answer above).
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::copy(
             seed_bundle().join("runtime.log"),
@@ -556,14 +558,12 @@ mod tests {
         )
         .expect("mkfifo");
         let context = DetectorContext {
-            timeout: Duration::from_millis(300),
+            timeout: Duration::from_secs(20),
             ..DetectorContext::default()
         };
         let started = Instant::now();
-        let failure = Detector::Builtin
-            .run(dir.path(), &context)
-            .expect_err("the FIFO blocks the builtin detector");
-        assert_eq!(failure.kind, FailureKind::TimedOut { timeout_ms: 300 });
+        let answer = Detector::Builtin.run(dir.path(), &context);
+        assert!(answer.is_ok(), "{answer:?}");
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "{:?}",

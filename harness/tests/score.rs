@@ -574,12 +574,13 @@ fn a_bundle_name_cannot_forge_a_row_of_the_text_scorecard() {
 }
 
 #[test]
-fn a_bundle_that_stalls_the_builtin_detector_times_out_and_the_scorecard_goes_on() {
+fn a_bundle_with_a_fifo_is_scored_at_once_and_the_scorecard_goes_on() {
     let corpus = one_bundle_corpus();
     let stalled = corpus.path().join("stalled");
     std::fs::create_dir(&stalled).expect("mkdir");
     std::fs::write(stalled.join("expected-cause"), "disk-full\n").expect("write");
-    // Opening a FIFO that no one writes blocks the reader forever.
+    // Opening a FIFO that no one writes blocks the reader forever; the bundle reader
+    // refuses it unopened, so the bundle is scored (on what else it holds) at once.
     nix::unistd::mkfifo(&stalled.join("kubelet.log"), nix::sys::stat::Mode::S_IRWXU)
         .expect("mkfifo");
     let run = terminus(&[
@@ -607,6 +608,6 @@ fn a_bundle_that_stalls_the_builtin_detector_times_out_and_the_scorecard_goes_on
         .iter()
         .find(|r| r.contains(" stalled "))
         .unwrap_or_else(|| panic!("no row for the stalled bundle:\n{}", run.stdout));
-    assert!(row.trim_start().starts_with("ERROR"), "{row}");
-    assert!(row.ends_with("error: timed out after 1s (killed)"), "{row}");
+    assert!(row.trim_start().starts_with("FAIL"), "{row}");
+    assert!(!row.contains("timed out"), "{row}");
 }
