@@ -269,6 +269,8 @@ pub async fn apply_remedy(
     collected: &Collected,
     diagnosis: &crate::detect::Diagnosis,
 ) -> Result<Vec<String>, LiveError> {
+    // The acts are vetted against the evidence they came from (the bundle on disk).
+    let evidence = crate::evidence::Evidence::load(&collected.dir);
     let log = std::sync::Mutex::new(Vec::new());
     let note = |line: String| {
         if let Ok(mut l) = log.lock() {
@@ -285,7 +287,7 @@ pub async fn apply_remedy(
         let control_plane = Node::connect(&format!("{cluster}-control-plane"))
             .await
             .map_err(|e| LiveError::Infra(e.to_string()))?;
-        crate::remedy::run_act_steps(diagnosis, node, &control_plane, &note)
+        crate::remedy::run_act_steps(diagnosis, &evidence, node, &control_plane, &note)
             .await
             .map_err(LiveError::Infra)?;
         return Ok(log.into_inner().unwrap_or_default());
@@ -307,6 +309,7 @@ pub async fn apply_remedy(
             collected.target.node.as_deref().unwrap_or("?")
         )));
     }
+    crate::remedy::vet_all(&actions, &evidence).map_err(LiveError::Infra)?;
     for (_, argv) in actions {
         let shown = crate::remedy::shell_words(argv);
         // No shell: the argv runs as it is, whatever the evidence put into it.

@@ -6,10 +6,16 @@
 //! executed as it is (docker exec on the node, or `env KUBECONFIG=… kubectl …` on the
 //! control plane); a value taken from evidence stays one argument.
 //! Architecture invariant: look steps and advice are never run.
+//! Architecture invariant: every act is vetted against the evidence
+//! ([`crate::detect::guard::vet`]) before any of them runs, and a pid is signalled only
+//! after its start time on the node matches the one the evidence recorded; one refusal
+//! and nothing runs.
 
 use std::time::Duration;
 
+use crate::detect::guard::{self, Precondition};
 use crate::detect::{Diagnosis, StepPlace};
+use crate::evidence::Evidence;
 use crate::node::Node;
 
 /// The act steps of a diagnosis' remedy, in order (look steps and advice are for the
@@ -23,6 +29,7 @@ pub fn actions(diagnosis: &Diagnosis) -> Vec<(StepPlace, &[String])> {
 /// Shared by trials, `terminus remedy --apply` and `terminus drill answer`.
 pub async fn run_act_steps(
     diagnosis: &Diagnosis,
+    evidence: &Evidence,
     node: &Node,
     control_plane: &Node,
     note: &(dyn Fn(String) + Sync),
@@ -34,7 +41,9 @@ pub async fn run_act_steps(
             diagnosis.cause
         ));
     }
-    for (place, argv) in actions {
+    let preconditions = vet_all(&actions, evidence)?;
+    for ((place, argv), precondition) in actions.into_iter().zip(preconditions) {
+        confirm(&precondition, node).await?;
         // kubectl runs where admin credentials are; everything else on the pod's node.
         // `env` sets the credentials without a shell: every argument stays one argument.
         let (on, exec): (&Node, Vec<&str>) = match place {
@@ -66,6 +75,48 @@ pub async fn run_act_steps(
                 out.stderr.trim()
             ));
         }
+    }
+    Ok(())
+}
+
+/// Vets every act before any runs: one refusal and nothing runs.
+pub fn vet_all(
+    actions: &[(StepPlace, &[String])],
+    evidence: &Evidence,
+) -> Result<Vec<Precondition>, String> {
+    actions
+        .iter()
+        .map(|(place, argv)| {
+            guard::vet(*place, argv, evidence).map_err(|refusal| {
+                format!(
+                    "refused to run the remedy: `{}`: {refusal}; nothing was run",
+                    shell_words(argv)
+                )
+            })
+        })
+        .collect()
+}
+
+/// Checks on the node what core could not: the process is still the one the evidence saw.
+async fn confirm(precondition: &Precondition, node: &Node) -> Result<(), String> {
+    let Precondition::ProcessStartedAt { pid, started } = precondition else {
+        return Ok(());
+    };
+    let pid_arg = pid.to_string();
+    let out = node
+        .exec_raw(
+            &["ps", "-o", "lstart=", "-p", &pid_arg],
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let now = guard::normalise(&out.stdout);
+    if out.code != 0 || now != *started {
+        return Err(format!(
+            "refused to signal pid {pid} on {}: the evidence saw it start at {started}, the node now shows {}",
+            node.name,
+            if now.is_empty() { "no such process".to_owned() } else { now }
+        ));
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! capture time comes with the evidence) — so it is tested on fixtures alone.
 
 mod gate;
+pub mod guard;
 mod rules;
 
 use std::time::Duration;

@@ -94,6 +94,12 @@ fn probes(target: &Target, debris: &[String]) -> Vec<Probe> {
         "stopped runtime or kubelet processes",
         "ps -eo pid,stat,comm | awk '$2 ~ /^T/ && ($3 ~ /^(kubelet|containerd)/) {print $1\" \"$3}' || true",
     ));
+    // Hostile-name scenarios spell `touch /tmp/terminus-canary-…` in names that reach
+    // the remedy through evidence: such a file means some step ran evidence as code.
+    probes.push(sh(
+        "canaries of evidence run as code",
+        "ls -d /tmp/terminus-canary-* 2>/dev/null || true",
+    ));
     probes.push(sh(
         "terminus agent daemons (fillers, holders)",
         "ps -eo pid,args | grep -E 'terminus-agent __(fill|hold)' | grep -v grep || true",

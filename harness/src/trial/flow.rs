@@ -258,9 +258,9 @@ async fn phases(
     let observed = stage::observe(&cx.stage, running).await?;
     cx.record.time_to_stuck = Some(observed.time_to_stuck.as_secs_f64());
     let target = observed.target;
-    let diagnosis = detect(&mut cx, &target, &observed.since).await?;
+    let (diagnosis, evidence) = detect(&mut cx, &target, &observed.since).await?;
     let remedy_started = cx.stage.timeline.elapsed();
-    remedy(&cx, &diagnosis, &target).await?;
+    remedy(&cx, &diagnosis, &evidence, &target).await?;
     verify(&cx, &target, &debris).await?;
     cx.record.time_to_clear = Some((cx.stage.timeline.elapsed() - remedy_started).as_secs_f64());
     Ok(())
@@ -272,7 +272,7 @@ async fn detect(
     cx: &mut TrialCx<'_>,
     target: &Target,
     since: &str,
-) -> Result<crate::detect::Report, Stop> {
+) -> Result<(crate::detect::Report, crate::evidence::Evidence), Stop> {
     let s = cx.stage.s;
     let detect_started = cx.stage.timeline.elapsed();
     let bundle = cx.record.artefacts.join("bundle");
@@ -306,7 +306,7 @@ async fn detect(
             bundle.display()
         )));
     }
-    Ok(diagnosis)
+    Ok((diagnosis, evidence))
 }
 
 /// Runs every detector on the bundle; returns what each got wrong.
@@ -368,6 +368,7 @@ async fn ask_detectors(
 async fn remedy(
     cx: &TrialCx<'_>,
     diagnosis: &crate::detect::Report,
+    evidence: &crate::evidence::Evidence,
     target: &Target,
 ) -> Result<(), Stop> {
     let s = cx.stage.s;
@@ -383,6 +384,7 @@ async fn remedy(
         },
         s,
         first,
+        evidence,
         &cx.stage.node,
         target,
         cx.stage.timeline,

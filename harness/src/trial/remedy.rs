@@ -32,6 +32,7 @@ pub async fn apply(
     places: &RemedyPlaces<'_>,
     s: &Scenario,
     diagnosis: &Diagnosis,
+    evidence: &crate::evidence::Evidence,
     node: &Node,
     target: &Target,
     timeline: &Timeline,
@@ -54,7 +55,7 @@ pub async fn apply(
     let control_plane = Node::connect(places.control_plane)
         .await
         .map_err(|e| e.to_string())?;
-    crate::remedy::run_act_steps(diagnosis, node, &control_plane, &|line| {
+    crate::remedy::run_act_steps(diagnosis, evidence, node, &control_plane, &|line| {
         timeline.note("remedy", line)
     })
     .await

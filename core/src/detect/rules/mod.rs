@@ -104,7 +104,7 @@ fn is_runtime(p: &PsEntry) -> bool {
 /// A fixture bundle of `core/tests/fixtures` (captured from real output), for the rules'
 /// unit tests.
 #[cfg(test)]
-fn fixture(relative: &str) -> Evidence {
+pub(super) fn fixture(relative: &str) -> Evidence {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(relative);
