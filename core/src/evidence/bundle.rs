@@ -188,11 +188,11 @@ impl Evidence {
                 lines.skipped
             ));
         }
-        if lines.dropped > 0 {
+        if lines.truncated {
             partial.push(format!(
-                "more than {} usable lines: the first {} were dropped",
+                "more than {} usable lines: only the last {} were kept",
                 read::MAX_KEPT_LINES,
-                lines.dropped
+                read::MAX_KEPT_LINES
             ));
         }
         if !partial.is_empty() {

@@ -192,162 +192,140 @@ fn log_filter(extra: &[String]) -> Option<AhoCorasick> {
         .ok()
 }
 
-/// The lines of a log a rule can use, streamed: at most [`MAX_KEPT_LINES`] (the last
-/// ones), each cut at [`MAX_LINE`] bytes.
+/// The lines of a log a rule can use: at most [`MAX_KEPT_LINES`] (the last ones), each
+/// cut at [`MAX_LINE`] bytes.
 pub struct LogLines {
     pub quotes: Vec<Quote>,
     /// Lines in the part read.
     pub lines: usize,
-    /// Usable lines dropped because more than [`MAX_KEPT_LINES`] were found.
-    pub dropped: usize,
+    /// More usable lines than [`MAX_KEPT_LINES`]: the earlier ones were not kept.
+    pub truncated: bool,
     /// Bytes skipped at the start because the file was over [`LOG_CAP`].
     pub skipped: u64,
 }
 
-/// Where the last [`MAX_KEPT_LINES`] usable lines are: (line index, byte offset, length).
-/// Only positions are kept while scanning; the lines are fetched once at the end, so a
-/// log where most lines are usable costs no more than one copy of each kept line.
-struct Kept {
-    lines: std::collections::VecDeque<(usize, u64, usize)>,
-    dropped: usize,
-}
-
-impl Kept {
-    fn new() -> Kept {
-        Kept {
-            lines: std::collections::VecDeque::new(),
-            dropped: 0,
-        }
-    }
-
-    fn push(&mut self, index: usize, offset: u64, len: usize) {
-        if self.lines.len() == MAX_KEPT_LINES {
-            self.lines.pop_front();
-            self.dropped += 1;
-        }
-        self.lines.push_back((index, offset, len.min(MAX_LINE + 1)));
-    }
-
-    /// The kept lines as quotes, each fetched by `read_at(offset, buf)`.
-    fn quotes(
-        self,
-        source: &str,
-        mut read_at: impl FnMut(u64, &mut [u8]) -> std::io::Result<()>,
-    ) -> std::io::Result<LogLines> {
-        let mut quotes = Vec::with_capacity(self.lines.len());
-        let mut buf = Vec::new();
-        for (index, offset, len) in self.lines {
-            buf.resize(len, 0);
-            read_at(offset, &mut buf)?;
-            quotes.push(quote(source, index, &buf));
-        }
-        Ok(LogLines {
-            quotes,
-            lines: 0,
-            dropped: self.dropped,
-            skipped: 0,
-        })
-    }
-}
-
 /// The usable lines of a log held in memory (probes that read it over an exec).
 pub fn log_lines(source: &str, bytes: &[u8], extra: &[String]) -> LogLines {
-    let mut kept = Kept::new();
-    let lines = match log_filter(extra) {
-        // Reading from a slice cannot fail.
-        Some(filter) => scan(bytes, &filter, |i, at, len| kept.push(i, at, len)).unwrap_or(0),
-        None => 0,
-    };
     let read_at = |at: u64, buf: &mut [u8]| {
         let at = at as usize;
-        buf.copy_from_slice(&bytes[at..at + buf.len()]);
-        Ok(())
+        match bytes.get(at..at + buf.len()) {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+            None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
     };
-    let mut out = kept.quotes(source, read_at).unwrap_or(LogLines {
+    // Reading from a slice cannot fail but for a bug; then nothing is kept.
+    scan_backward(source, bytes.len() as u64, read_at, extra).unwrap_or(LogLines {
         quotes: Vec::new(),
         lines: 0,
-        dropped: 0,
+        truncated: false,
         skipped: 0,
-    });
-    out.lines = lines;
-    out
+    })
 }
 
-/// The usable lines of a log file from `start` on, streamed: at most [`MAX_KEPT_LINES`]
-/// (the last ones), each cut at [`MAX_LINE`] bytes. Line numbers count from `start`.
+/// A kept line: its offset, its length (cut) and the newlines from it to the end.
+struct Found {
+    offset: u64,
+    len: usize,
+    newlines_after: usize,
+}
+
+/// Scans the log from its end, block by block, keeping the lines that hold a
+/// [`LOG_WORDS`] word or one of `extra` (the pod's uid), until [`MAX_KEPT_LINES`] are
+/// found or the start is reached. Line numbers count from the first byte.
 ///
-/// The words are searched over whole blocks, not line by line, and only a matching
-/// line's position is noted: this runs at about the speed of `grep -c`. A line longer
-/// than a block is searched in block-sized pieces.
-fn log_lines_of_file(
+/// From the end because only the last lines are kept: however many lines match, at
+/// most [`MAX_KEPT_LINES`] are handled, and the rest of the file is only counted for
+/// line numbers (at memory speed). The words are searched over whole blocks, not line by
+/// line. A line longer than a block is searched in block-sized pieces.
+fn scan_backward(
     source: &str,
-    file: &File,
-    start: u64,
+    len: u64,
+    mut read_at: impl FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     extra: &[String],
 ) -> std::io::Result<LogLines> {
-    use std::os::unix::fs::FileExt;
-    let mut kept = Kept::new();
-    let lines = match log_filter(extra) {
-        Some(filter) => scan(file, &filter, |i, at, len| kept.push(i, start + at, len))?,
-        None => 0,
-    };
-    let mut out = kept.quotes(source, |at, buf| file.read_exact_at(buf, at))?;
-    out.lines = lines;
-    Ok(out)
-}
-
-/// Reads blocks of whole lines and calls `keep(line_index, offset, len)` for each line
-/// holding a match (offset from the first byte read). Returns the number of lines.
-fn scan(
-    mut reader: impl Read,
-    filter: &AhoCorasick,
-    mut keep: impl FnMut(usize, u64, usize),
-) -> std::io::Result<usize> {
-    const BLOCK: usize = 1 << 20;
-    let mut buf = vec![0u8; 2 * BLOCK];
-    let mut filled = 0;
-    // Offset of buf[0] in the input.
-    let mut consumed: u64 = 0;
-    let mut index = 0;
-    let mut eof = false;
-    loop {
-        while filled < BLOCK && !eof {
-            match reader.read(&mut buf[filled..]) {
-                Ok(0) => eof = true,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+    const BLOCK: u64 = 1 << 20;
+    let filter = log_filter(extra);
+    let mut buf = vec![0u8; BLOCK as usize];
+    let mut kept: Vec<Found> = Vec::new();
+    // Newlines in [scanned_from, len).
+    let mut tail_newlines = 0usize;
+    let mut end = len;
+    let mut truncated = false;
+    'blocks: while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let data = &mut buf[..(end - start) as usize];
+        read_at(start, data)?;
+        let data = &*data;
+        // Whole lines only: the partial first line belongs to the block before. With no
+        // newline at all (a line longer than a block) the block is searched as a piece.
+        // (A newline only at the very end is that case too: the block must shrink `end`.)
+        let region_start = match memchr::memchr(b'\n', data) {
+            Some(nl) if start > 0 && nl + 1 < data.len() => nl + 1,
+            _ => 0,
+        };
+        let region = &data[region_start..];
+        let base = start + region_start as u64;
+        let lines = filter
+            .as_ref()
+            .map(|f| matching_lines(region, f))
+            .unwrap_or_default();
+        let mut counted_to = region.len();
+        let mut newlines = 0usize;
+        for (line_start, line_end) in lines.into_iter().rev() {
+            newlines += memchr::memchr_iter(b'\n', &region[line_start..counted_to]).count();
+            counted_to = line_start;
+            let offset = base + line_start as u64;
+            // A line cut by the block's end (a piece of a long line) goes on after it.
+            let cut_by_block = line_end == region.len() && base + (region.len() as u64) < len;
+            let line_len = if cut_by_block {
+                (MAX_LINE as u64 + 1).min(len - offset) as usize
+            } else {
+                (line_end - line_start).min(MAX_LINE + 1)
+            };
+            kept.push(Found {
+                offset,
+                len: line_len,
+                newlines_after: tail_newlines + newlines,
+            });
+            if kept.len() == MAX_KEPT_LINES {
+                truncated = true;
+                tail_newlines += newlines;
+                end = base + line_start as u64;
+                break 'blocks;
             }
         }
-        let data = &buf[..filled];
-        // Whole lines only; at the end, or for a line longer than the buffer, all of it.
-        let end = match memchr::memrchr(b'\n', data) {
-            _ if eof => filled,
-            Some(nl) => nl + 1,
-            None => filled,
-        };
-        index = scan_region(&data[..end], index, filter, &mut |i, at, len| {
-            keep(i, consumed + at as u64, len)
-        });
-        if eof {
-            let unterminated = end > 0 && data[end - 1] != b'\n';
-            return Ok(index + usize::from(unterminated));
-        }
-        buf.copy_within(end..filled, 0);
-        filled -= end;
-        consumed += end as u64;
+        tail_newlines += newlines + memchr::memchr_iter(b'\n', &region[..counted_to]).count();
+        end = base;
     }
+    // Newlines before where the scan stopped, counted forward (0 when it reached the start).
+    let before = count_newlines(&mut read_at, &mut buf, end)?;
+    let total_newlines = before + tail_newlines;
+    let mut last = [0u8; 1];
+    let unterminated = len > 0 && read_at(len - 1, &mut last).is_ok() && last[0] != b'\n';
+    let mut quotes = Vec::with_capacity(kept.len());
+    let mut line = Vec::new();
+    for found in kept.into_iter().rev() {
+        line.resize(found.len, 0);
+        read_at(found.offset, &mut line)?;
+        if let Some(nl) = memchr::memchr(b'\n', &line) {
+            line.truncate(nl);
+        }
+        quotes.push(quote(source, total_newlines - found.newlines_after, &line));
+    }
+    Ok(LogLines {
+        quotes,
+        lines: total_newlines + usize::from(unterminated),
+        truncated,
+        skipped: 0,
+    })
 }
 
-/// Scans one region that starts at the start of line `index`; returns the index of the
-/// line that follows the region's last newline.
-fn scan_region(
-    region: &[u8],
-    mut index: usize,
-    filter: &AhoCorasick,
-    keep: &mut impl FnMut(usize, usize, usize),
-) -> usize {
-    let mut counted = 0;
+/// (start, end) of each line of `region` holding a match, in order.
+fn matching_lines(region: &[u8], filter: &AhoCorasick) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
     let mut at = 0;
     while at < region.len() {
         let Some(m) = filter.find(aho_corasick::Input::new(region).span(at..region.len())) else {
@@ -356,12 +334,26 @@ fn scan_region(
         let start = memchr::memrchr(b'\n', &region[..m.start()]).map_or(0, |i| i + 1);
         let end =
             memchr::memchr(b'\n', &region[m.start()..]).map_or(region.len(), |i| m.start() + i);
-        index += memchr::memchr_iter(b'\n', &region[counted..start]).count();
-        counted = start;
-        keep(index, start, end - start);
+        out.push((start, end));
         at = end + 1;
     }
-    index + memchr::memchr_iter(b'\n', &region[counted..]).count()
+    out
+}
+
+fn count_newlines(
+    read_at: &mut impl FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+    buf: &mut [u8],
+    end: u64,
+) -> std::io::Result<usize> {
+    let mut count = 0;
+    let mut at = 0u64;
+    while at < end {
+        let n = (end - at).min(buf.len() as u64) as usize;
+        read_at(at, &mut buf[..n])?;
+        count += memchr::memchr_iter(b'\n', &buf[..n]).count();
+        at += n as u64;
+    }
+    Ok(count)
 }
 
 fn quote(source: &str, index: usize, line: &[u8]) -> Quote {
@@ -382,12 +374,15 @@ fn quote(source: &str, index: usize, line: &[u8]) -> Quote {
 /// Streams a log file, reading only its last [`LOG_CAP`] bytes.
 pub fn log_file(
     source: &str,
-    mut file: File,
+    file: File,
     size: u64,
     extra: &[String],
 ) -> Result<LogLines, ReadRefusal> {
-    let skipped = skip_to_tail(&mut file, size, LOG_CAP)?;
-    let mut lines = log_lines_of_file(source, &file, skipped, extra)
+    use std::os::unix::fs::FileExt;
+    let skipped = size.saturating_sub(LOG_CAP);
+    // Offsets from `skipped`: a log over the cap is read from its last LOG_CAP bytes.
+    let read_at = |at: u64, buf: &mut [u8]| file.read_exact_at(buf, skipped + at);
+    let mut lines = scan_backward(source, size - skipped, read_at, extra)
         .map_err(|e| ReadRefusal::Io(e.to_string()))?;
     lines.skipped = skipped;
     Ok(lines)
@@ -438,13 +433,52 @@ mod tests {
     }
 
     #[test]
+    fn the_backward_scan_agrees_with_a_plain_line_loop_across_blocks() {
+        // Lines of pseudo-random length over several blocks, so newlines fall on block
+        // edges, some lines span blocks, and some match.
+        let mut seed: u64 = 7;
+        let mut text = String::new();
+        while text.len() < (5 << 20) {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = (seed >> 33) as usize % 3000;
+            let word = if seed % 7 == 0 { "Killing" } else { "plain" };
+            text.push_str(word);
+            text.push_str(&"y".repeat(len));
+            text.push('\n');
+        }
+        // A line whose newline is the last byte of a block, and a 1.5 MiB line.
+        text.push_str(&"z".repeat((1 << 20) - 1));
+        text.push('\n');
+        text.push_str(&format!("{}Killing\n", "w".repeat(3 << 19)));
+        text.push_str("Killing at the end without a newline");
+        let want: Vec<usize> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains("Killing"))
+            .map(|(i, _)| i + 1)
+            .collect();
+        let got = log_lines("k", text.as_bytes(), &[]);
+        let lines: Vec<usize> = got.quotes.iter().map(|q| q.line).collect();
+        let keep = want.len().min(MAX_KEPT_LINES);
+        assert_eq!(lines, want[want.len() - keep..]);
+        assert_eq!(got.lines, text.lines().count());
+        assert_eq!(
+            got.quotes.last().map(|q| q.text.as_str()),
+            Some("Killing at the end without a newline")
+        );
+    }
+
+    #[test]
     fn keeps_the_last_lines_when_too_many_match() {
         let text: String = (0..MAX_KEPT_LINES + 5)
             .map(|i| format!("Killing {i}\n"))
             .collect();
         let l = log_lines("k", text.as_bytes(), &[]);
         assert_eq!(l.quotes.len(), MAX_KEPT_LINES);
-        assert_eq!(l.dropped, 5);
+        assert!(l.truncated);
+        assert_eq!(l.quotes[MAX_KEPT_LINES - 1].line, MAX_KEPT_LINES + 5);
         assert_eq!(l.quotes[0].text, "Killing 5");
         assert_eq!(l.lines, MAX_KEPT_LINES + 5);
     }

@@ -94,11 +94,12 @@ fn probes(target: &Target, debris: &[String]) -> Vec<Probe> {
         "stopped runtime or kubelet processes",
         "ps -eo pid,stat,comm | awk '$2 ~ /^T/ && ($3 ~ /^(kubelet|containerd)/) {print $1\" \"$3}' || true",
     ));
-    // Hostile-name scenarios spell `touch /tmp/terminus-canary-…` in names that reach
-    // the remedy through evidence: such a file means some step ran evidence as code.
+    // Hostile-name scenarios spell `touch terminus-canary-…` in names that reach the
+    // remedy through evidence (node execs run in `/`): such a file means some step ran
+    // evidence as code.
     probes.push(sh(
         "canaries of evidence run as code",
-        "ls -d /tmp/terminus-canary-* 2>/dev/null || true",
+        "ls -d /terminus-canary-* /tmp/terminus-canary-* 2>/dev/null || true",
     ));
     probes.push(sh(
         "terminus agent daemons (fillers, holders)",
