@@ -3,7 +3,7 @@
 use super::*;
 
 static EPERM_PATH: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:unlinkat|unlink|remove|rmdir|rename)\s+(/[^\s:]+):\s*operation not permitted")
+    Regex::new(r"(?:unlinkat|unlink|remove|rmdir|rename)\s+(/[^:\n]+?):\s*operation not permitted")
         .expect("regex")
 });
 
@@ -101,6 +101,16 @@ pub(super) fn immutable_file(ev: &Evidence) -> Option<Diagnosis> {
 mod tests {
     use super::super::{acts, assert_silent, fixture};
     use super::*;
+
+    #[test]
+    fn a_log_path_with_spaces_and_shell_syntax_is_read_whole() {
+        let line = r#"E1202 kubelet: unlinkat /var/lib/kubelet/pods/u/volumes/d/my file $(touch${IFS}x);'x': operation not permitted"#;
+        let c = EPERM_PATH.captures(line).expect("a match");
+        assert_eq!(
+            &c[1],
+            "/var/lib/kubelet/pods/u/volumes/d/my file $(touch${IFS}x);'x'"
+        );
+    }
 
     #[test]
     fn clears_the_flag_on_the_path_the_evidence_names() {
