@@ -159,6 +159,8 @@ mod tests {
             node: None,
             container_ids: Vec::new(),
         };
-        assert_eq!(probes(&target, &[]).len(), 3);
+        let whats: Vec<String> = probes(&target, &[]).into_iter().map(|p| p.what).collect();
+        assert_eq!(whats.len(), 4, "{whats:?}");
+        assert!(whats.iter().any(|w| w.starts_with("canaries")), "{whats:?}");
     }
 }
