@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod report;
 pub mod scenario;
 pub mod scorecard;
+pub mod text;
 pub mod units;
 
 pub use cause::CauseId;

@@ -12,6 +12,7 @@
 
 use super::StepPlace;
 use crate::evidence::Evidence;
+use crate::text::excerpt;
 
 /// Why an act step was not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -247,10 +248,6 @@ pub fn is_qualified_name(s: &str) -> bool {
 /// Whitespace runs collapsed, for comparing `ps` start times.
 pub fn normalise(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn excerpt(s: &str) -> String {
-    crate::evidence::excerpt(s)
 }
 
 #[cfg(test)]

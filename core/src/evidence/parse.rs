@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_yaml_ng::Value;
 
+use crate::text::excerpt;
+
 /// One line of input, verbatim, with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Quote {
@@ -63,21 +65,6 @@ impl std::fmt::Display for ParseError {
             None => f.write_str(&self.reason),
         }
     }
-}
-
-/// At most 80 characters of a value from the input, for messages: a hostile file can
-/// hold a megabyte where a name belongs.
-pub fn excerpt(value: &str) -> String {
-    const MAX: usize = 80;
-    let mut out: String = value
-        .chars()
-        .take(MAX)
-        .flat_map(char::escape_debug)
-        .collect();
-    if value.chars().nth(MAX).is_some() {
-        out.push('…');
-    }
-    out
 }
 
 /// The first line of `text` containing every needle, as a quote.

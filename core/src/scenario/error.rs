@@ -29,33 +29,11 @@ impl fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
-/// The longest piece of a file's text (a value, a key) that an error repeats.
-pub const EXCERPT_CHARS: usize = 80;
+use crate::text::cut;
+pub use crate::text::{excerpt, EXCERPT_CHARS};
+
 /// The longest message an error carries; longer ones are cut.
 const MESSAGE_CHARS: usize = 400;
-
-/// A piece of the file's text as an error shows it: at most [`EXCERPT_CHARS`]
-/// characters (then `…`), control characters escaped so a hostile file cannot drive the
-/// terminal.
-pub fn excerpt(text: &str) -> String {
-    cut(text, EXCERPT_CHARS)
-}
-
-fn cut(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 impl ScenarioError {
     /// The error as shown: every quoted span (`` `x` `` or `"x"`) of the message cut to an
