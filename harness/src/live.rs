@@ -263,14 +263,14 @@ pub async fn kind_cluster_of(node: &str) -> Option<String> {
 /// trials use ([`crate::remedy::run_act_steps`]): on kind, kubectl in the
 /// control-plane node with its admin credentials and node commands in the pod's node.
 /// Elsewhere only kubectl commands can run (here, with the same kubeconfig); node
-/// commands are refused with the list to run by hand. Returns what was run.
+/// commands are refused with the list to run by hand. Every act is first vetted against
+/// `evidence`, the bundle `diagnosis` came from. Returns what was run.
 pub async fn apply_remedy(
     kubeconfig: Option<&Path>,
     collected: &Collected,
+    evidence: &crate::evidence::Evidence,
     diagnosis: &crate::detect::Diagnosis,
 ) -> Result<Vec<String>, LiveError> {
-    // The acts are vetted against the evidence they came from (the bundle on disk).
-    let evidence = crate::evidence::Evidence::load(&collected.dir);
     let log = std::sync::Mutex::new(Vec::new());
     let note = |line: String| {
         if let Ok(mut l) = log.lock() {
@@ -287,7 +287,7 @@ pub async fn apply_remedy(
         let control_plane = Node::connect(&format!("{cluster}-control-plane"))
             .await
             .map_err(|e| LiveError::Infra(e.to_string()))?;
-        crate::remedy::run_act_steps(diagnosis, &evidence, node, &control_plane, &note)
+        crate::remedy::run_act_steps(diagnosis, evidence, node, &control_plane, &note)
             .await
             .map_err(LiveError::Infra)?;
         return Ok(log.into_inner().unwrap_or_default());
@@ -309,7 +309,7 @@ pub async fn apply_remedy(
             collected.target.node.as_deref().unwrap_or("?")
         )));
     }
-    crate::remedy::vet_all(&actions, &evidence).map_err(LiveError::Infra)?;
+    crate::remedy::vet_all(&actions, evidence).map_err(LiveError::Infra)?;
     for (_, argv) in actions {
         let shown = crate::remedy::shell_words(argv);
         // No shell: the argv runs as it is, whatever the evidence put into it.

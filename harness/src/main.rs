@@ -556,7 +556,9 @@ async fn remedy_in(
         return Ok(EXIT_NOTHING);
     };
     outln!("\nre-checked: {} still holds; applying", current.cause);
-    match terminus::live::apply_remedy(live.kubeconfig.as_deref(), &again, current).await {
+    match terminus::live::apply_remedy(live.kubeconfig.as_deref(), &again, &evidence2, current)
+        .await
+    {
         Ok(ran) => {
             for line in ran {
                 outln!("  {line}");

@@ -533,7 +533,7 @@ async fn collect_and_remedy(
                 state.cause
             )
         })?;
-    let steps = crate::live::apply_remedy(None, &collected, diagnosis)
+    let steps = crate::live::apply_remedy(None, &collected, &evidence, diagnosis)
         .await
         .map_err(|e| e.to_string())?;
     crate::live::wait_gone(client, &collected.target, Duration::from_secs(120))

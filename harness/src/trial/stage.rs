@@ -241,9 +241,7 @@ pub async fn observe(st: &Stage<'_>, running: Target) -> Result<Observed, Stop> 
             observe_pod(st, &running.pod).await?;
             running
         }
-        WorkloadKind::DaemonSet => {
-            observe_churn(s, &st.client, &st.ns, &st.workload, st.timeline).await?
-        }
+        WorkloadKind::DaemonSet => observe_churn(st).await?,
     };
     // Journals from the trial's start only: a shared node's log holds other trials' errors.
     let since = (chrono::Utc::now()
@@ -352,14 +350,8 @@ async fn observe_pod(st: &Stage<'_>, name: &str) -> Result<(), Stop> {
 
 /// For DaemonSet churn: over the hold time, the DaemonSet must keep replacing its pod.
 /// Returns the target to gather evidence on.
-async fn observe_churn(
-    s: &Scenario,
-    client: &Client,
-    ns: &str,
-    ds: &str,
-    timeline: &Timeline,
-) -> Result<Target, Stop> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+async fn observe_churn(st: &Stage<'_>) -> Result<Target, Stop> {
+    let (s, pods, ds, timeline) = (st.s, &st.pods, st.workload.as_str(), st.timeline);
     let mut seen = std::collections::BTreeSet::new();
     let until = tokio::time::Instant::now() + s.observe.hold;
     while tokio::time::Instant::now() < until {
@@ -396,7 +388,7 @@ async fn observe_churn(
         .pop()
         .ok_or_else(|| Stop::not_reproduced("no daemonset pod to gather evidence on"))?;
     Ok(Target {
-        namespace: ns.to_owned(),
+        namespace: st.ns.clone(),
         pod: pod.metadata.name.clone().unwrap_or_default(),
         uid: pod.metadata.uid.clone(),
         node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
