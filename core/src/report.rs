@@ -97,18 +97,37 @@ fn body_text(evidence: &Evidence, report: &Report) -> String {
     for (i, q) in first.evidence.iter().enumerate() {
         let label = if i == 0 { "PROOF" } else { "     " };
         let _ = writeln!(out, "{label}  {}:{}  {}", q.source, q.line, q.text.trim());
+        let _ = writeln!(out, "         ({})", q.tie);
+    }
+    let co = crate::detect::plan::co_causes(&report.diagnoses);
+    for d in &co {
+        let _ = writeln!(
+            out,
+            "\nALSO   {} ({:.0}%) holds the pod too: {}",
+            d.cause,
+            d.confidence * 100.0,
+            d.summary
+        );
+        for q in &d.evidence {
+            let _ = writeln!(out, "       {}:{}  {}", q.source, q.line, q.text.trim());
+            let _ = writeln!(out, "         ({})", q.tie);
+        }
     }
     let _ = writeln!(out);
-    for (i, step) in first.remedy.iter().enumerate() {
+    for (i, step) in report.plan.iter().enumerate() {
         let label = if i == 0 { "FIX  " } else { "     " };
         let _ = writeln!(out, "{label}  {}. {}", i + 1, step.description);
         if let Some(cmd) = &step.command {
             let _ = writeln!(out, "          $ {cmd}");
         }
     }
+    let rest: Vec<_> = rest
+        .iter()
+        .filter(|d| !co.iter().any(|c| c.cause == d.cause))
+        .collect();
     if !rest.is_empty() {
         let _ = writeln!(out);
-        let _ = writeln!(out, "also supported by the evidence:");
+        let _ = writeln!(out, "also supported by evidence of its own:");
         for d in rest {
             let _ = writeln!(
                 out,

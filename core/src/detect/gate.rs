@@ -6,7 +6,10 @@ use crate::evidence::{Evidence, SourceStatus, BUNDLE_FILES};
 
 pub fn before_rules(ev: &Evidence, options: &Options, notes: &mut Vec<String>) -> Option<Verdict> {
     let Some(pod) = &ev.pod else {
-        notes.push("no pod.yaml: diagnosing from node and runtime evidence alone".into());
+        notes.push(
+            "no pod.yaml: diagnosing from node and runtime evidence alone (no line can be tied to a pod, so every line of the node counts)"
+                .into(),
+        );
         return None;
     };
     // A churning DaemonSet replaces its pods by design, on pods not (yet) deleted too:
@@ -18,6 +21,15 @@ pub fn before_rules(ev: &Evidence, options: &Options, notes: &mut Vec<String>) -
         .is_some_and(|(kind, _)| kind == "DaemonSet")
         && !ev.revisions.is_empty()
     {
+        return None;
+    }
+    if let (None, Some(raw)) = (pod.deletion_timestamp, &pod.deletion_timestamp_raw) {
+        notes.push(format!(
+            "pod {}/{} is Terminating, but its deletionTimestamp `{}` is not a time terminus can read: how long it has been stuck is unknown",
+            pod.namespace,
+            pod.name,
+            crate::text::excerpt(raw)
+        ));
         return None;
     }
     let Some(deleted) = pod.deletion_timestamp else {
@@ -123,7 +135,9 @@ mod tests {
     #[test]
     fn a_pod_without_deletion_timestamp_is_not_terminating() {
         let mut ev = stuck();
-        ev.pod.as_mut().expect("pod.yaml").deletion_timestamp = None;
+        let pod = ev.pod.as_mut().expect("pod.yaml");
+        pod.deletion_timestamp = None;
+        pod.deletion_timestamp_raw = None;
         let mut notes = Vec::new();
         assert_eq!(
             before_rules(&ev, &Options::default(), &mut notes),
@@ -132,6 +146,38 @@ mod tests {
         assert!(
             notes.iter().any(|n| n.contains("not Terminating")),
             "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_deletion_timestamp_is_terminating_and_reported() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kind/finalizer");
+        let text = std::fs::read_to_string(dir.join("pod.yaml")).expect("pod.yaml");
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("deletionTimestamp:"))
+            .expect("a deletionTimestamp line");
+        let mut ev = Evidence::default();
+        ev.ingest(
+            "pod.yaml",
+            &text.replace(line, "  deletionTimestamp: yesterday at noon"),
+        );
+        let mut notes = Vec::new();
+        assert_eq!(before_rules(&ev, &Options::default(), &mut notes), None);
+        assert!(notes.iter().any(|n| n.contains("not a time")), "{notes:?}");
+        let problems = ev.problems();
+        assert!(
+            problems.iter().any(|p| p.file == "pod.yaml"
+                && p.line.is_some()
+                && p.problem.contains("yesterday at noon")),
+            "{problems:?}"
+        );
+        let report = crate::detect::diagnose(&ev);
+        assert_ne!(report.verdict, Verdict::NotTerminating);
+        assert_eq!(
+            report.diagnoses.first().map(|d| d.cause),
+            Some(crate::cause::CauseId::Finalizer)
         );
     }
 

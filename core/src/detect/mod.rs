@@ -3,6 +3,8 @@
 
 mod gate;
 pub mod guard;
+pub mod link;
+pub mod plan;
 mod rules;
 
 use std::time::Duration;
@@ -10,7 +12,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cause::CauseId;
-use crate::evidence::{Evidence, Quote};
+use crate::evidence::Evidence;
+pub use link::{Proof, Tie};
 
 /// What a remedy step asks of the reader, typed so nothing is guessed from a command's
 /// first word.
@@ -137,8 +140,8 @@ pub struct Diagnosis {
     pub confidence: f64,
     /// One sentence: what the evidence shows, with the names filled in.
     pub summary: String,
-    /// Lines quoted verbatim from the input.
-    pub evidence: Vec<Quote>,
+    /// Lines quoted verbatim from the input, each with what ties it to the pod.
+    pub evidence: Vec<Proof>,
     pub remedy: Vec<Step>,
 }
 
@@ -161,6 +164,9 @@ pub struct Report {
     pub verdict: Verdict,
     /// Ranked, most likely first.
     pub diagnoses: Vec<Diagnosis>,
+    /// What to do, in order: the first diagnosis' remedy, and the remedies of causes of
+    /// another kind that hold the pod at the same time (see [`plan`]).
+    pub plan: Vec<Step>,
     /// Evidence that was missing or unusable and what it would have shown.
     pub missing: Vec<String>,
     /// Other observations worth a reader's time (why the verdict is what it is).
@@ -194,6 +200,7 @@ pub fn diagnose_with(evidence: &Evidence, options: &Options) -> Report {
     let mut report = Report {
         verdict: Verdict::NoKnownCause,
         diagnoses: Vec::new(),
+        plan: Vec::new(),
         missing: Vec::new(),
         notes: Vec::new(),
         problems: evidence.problems(),
@@ -202,7 +209,9 @@ pub fn diagnose_with(evidence: &Evidence, options: &Options) -> Report {
         report.verdict = verdict;
         return report;
     }
-    report.diagnoses = rules::all(evidence)
+    let (diagnoses, notes) = rules::all(evidence);
+    report.notes.extend(notes);
+    report.diagnoses = diagnoses
         .into_iter()
         .filter(|d| d.confidence >= rules::THRESHOLD)
         .collect();
@@ -212,6 +221,7 @@ pub fn diagnose_with(evidence: &Evidence, options: &Options) -> Report {
             .total_cmp(&a.confidence)
             .then(a.cause.cmp(&b.cause))
     });
+    report.plan = plan::of(&report.diagnoses);
     report.verdict = if report.diagnoses.is_empty() {
         Verdict::NoKnownCause
     } else {

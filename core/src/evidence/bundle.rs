@@ -222,6 +222,18 @@ impl Evidence {
                 }),
                 _ => {}
             }
+            if let (true, Some(pod)) = (name == "pod.yaml", &self.pod) {
+                if let (None, Some(raw)) = (pod.deletion_timestamp, &pod.deletion_timestamp_raw) {
+                    out.push(InputProblem {
+                        file: name.to_owned(),
+                        line: pod.deletion_quote.as_ref().map(|q| q.line),
+                        problem: format!(
+                            "metadata.deletionTimestamp `{}` is not an RFC 3339 time",
+                            crate::text::excerpt(raw)
+                        ),
+                    });
+                }
+            }
             if let Some(why) = self.partial.get(name) {
                 out.push(InputProblem {
                     file: name.to_owned(),

@@ -119,9 +119,27 @@ fn str_at(v: &Value, path: &str) -> Option<String> {
 }
 
 fn time_at(v: &Value, path: &str) -> Option<DateTime<Utc>> {
-    str_at(v, path)
-        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+    str_at(v, path).and_then(|t| rfc3339(&t))
+}
+
+/// An RFC 3339 time (any offset), in UTC.
+fn rfc3339(t: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(t.trim())
+        .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// The line of a `key: value` (YAML) or `"key": value` (JSON) entry.
+fn key_line(source: &str, text: &str, key: &str) -> Option<Quote> {
+    let yaml = format!("{key}:");
+    let json = format!("\"{key}\":");
+    text.lines()
+        .enumerate()
+        .find(|(_, l)| {
+            let l = l.trim_start();
+            l.starts_with(&yaml) || l.starts_with(&json)
+        })
+        .map(|(i, l)| Quote::new(source, i, l))
 }
 
 /// (manager, operation, time) of each managedFields entry: who wrote the object.
@@ -167,11 +185,24 @@ pub enum ContainerState {
     Unknown,
 }
 
+/// Which status list a container came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContainerRole {
+    Init,
+    Regular,
+    Ephemeral,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ContainerFacts {
     pub name: String,
+    pub role: ContainerRole,
     /// Without the `containerd://` / `docker://` scheme.
     pub id: Option<String>,
+    /// The scheme of the container id (`containerd`, `docker`, `cri-o`): which runtime
+    /// runs it.
+    pub runtime: Option<String>,
     pub state: ContainerState,
 }
 
@@ -183,6 +214,9 @@ pub struct PodFacts {
     pub node: Option<String>,
     pub phase: Option<String>,
     pub deletion_timestamp: Option<DateTime<Utc>>,
+    /// `metadata.deletionTimestamp` as written, also when it is not a time terminus can
+    /// read (then `deletion_timestamp` is None and the report says so).
+    pub deletion_timestamp_raw: Option<String>,
     pub deletion_quote: Option<Quote>,
     pub grace_period_seconds: Option<i64>,
     pub finalizers: Vec<(String, Option<Quote>)>,
@@ -196,15 +230,36 @@ pub struct PodFacts {
     pub managers: Vec<(String, String, Option<DateTime<Utc>>)>,
 }
 
-pub fn pod(text: &str) -> Result<PodFacts, ParseError> {
-    let v = yaml(text, "Pod")?;
-    if str_at(&v, "kind").is_some_and(|k| k != "Pod") {
-        return Err(format!(
-            "kind is {}, not Pod",
-            excerpt(&str_at(&v, "kind").unwrap_or_default())
-        )
-        .into());
+impl PodFacts {
+    /// The pod has a deletionTimestamp, readable or not: it is Terminating.
+    pub fn is_deleted(&self) -> bool {
+        self.deletion_timestamp.is_some() || self.deletion_timestamp_raw.is_some()
     }
+}
+
+/// `kubectl get pod -o yaml` or `-o json`, or a v1 List holding exactly one pod
+/// (`kubectl get pods -o yaml` in a namespace with one pod, or with a selector).
+pub fn pod(text: &str) -> Result<PodFacts, ParseError> {
+    let doc = yaml(text, "Pod")?;
+    let v = match str_at(&doc, "kind").as_deref() {
+        Some("List" | "PodList") => {
+            let items = list_items(&doc, "a List of one pod")?;
+            match items.as_slice() {
+                [one] if str_at(one, "kind").is_none_or(|k| k == "Pod") => one.clone(),
+                [_] => return Err("the List's item is not a Pod".into()),
+                [] => return Err("an empty List: no pod in it".into()),
+                many => {
+                    return Err(format!(
+                        "a List of {} objects: terminus diagnoses one pod (kubectl get pod NAME -o yaml)",
+                        many.len()
+                    )
+                    .into())
+                }
+            }
+        }
+        Some("Pod") | None => doc,
+        Some(other) => return Err(format!("kind is {}, not Pod", excerpt(other)).into()),
+    };
     let name = str_at(&v, "metadata.name").ok_or("no metadata.name")?;
     let finalizers = at(&v, "metadata.finalizers")
         .and_then(Value::as_sequence)
@@ -225,7 +280,14 @@ pub fn pod(text: &str) -> Result<PodFacts, ParseError> {
             Some((str_at(controller, "kind")?, str_at(controller, "name")?))
         });
     let mut containers = Vec::new();
-    for key in ["status.initContainerStatuses", "status.containerStatuses"] {
+    for (key, role) in [
+        ("status.initContainerStatuses", ContainerRole::Init),
+        ("status.containerStatuses", ContainerRole::Regular),
+        (
+            "status.ephemeralContainerStatuses",
+            ContainerRole::Ephemeral,
+        ),
+    ] {
         for c in at(&v, key)
             .and_then(Value::as_sequence)
             .into_iter()
@@ -241,10 +303,15 @@ pub fn pod(text: &str) -> Result<PodFacts, ParseError> {
                 }
                 _ => ContainerState::Unknown,
             };
+            let raw_id = str_at(c, "containerID").filter(|id| !id.is_empty());
             containers.push(ContainerFacts {
                 name: str_at(c, "name").unwrap_or_default(),
-                id: str_at(c, "containerID")
-                    .map(|id| id.split("://").last().unwrap_or(&id).to_owned()),
+                role,
+                runtime: raw_id
+                    .as_deref()
+                    .and_then(|id| id.split_once("://"))
+                    .map(|(scheme, _)| scheme.to_owned()),
+                id: raw_id.map(|id| id.split("://").last().unwrap_or(&id).to_owned()),
                 state,
             });
         }
@@ -264,7 +331,17 @@ pub fn pod(text: &str) -> Result<PodFacts, ParseError> {
         node: str_at(&v, "spec.nodeName"),
         phase: str_at(&v, "status.phase"),
         deletion_timestamp: time_at(&v, "metadata.deletionTimestamp"),
-        deletion_quote: find_line("pod.yaml", text, &["deletionTimestamp:"]),
+        deletion_timestamp_raw: at(&v, "metadata.deletionTimestamp").and_then(|t| match t {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(
+                serde_yaml_ng::to_string(other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+            ),
+        }),
+        deletion_quote: key_line("pod.yaml", text, "deletionTimestamp"),
         grace_period_seconds: at(&v, "metadata.deletionGracePeriodSeconds").and_then(Value::as_i64),
         finalizers,
         owner,
@@ -278,7 +355,10 @@ pub fn pod(text: &str) -> Result<PodFacts, ParseError> {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EventFact {
+    /// `type`: Normal or Warning.
     pub kind: String,
+    /// The object the event is about (`involvedObject`, or `regarding` in events.k8s.io).
+    pub object: Option<ObjectRef>,
     pub reason: String,
     pub message: String,
     pub count: i64,
@@ -287,11 +367,26 @@ pub struct EventFact {
     pub quote: Quote,
 }
 
+/// The object an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectRef {
+    pub kind: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub uid: Option<String>,
+}
+
+/// `kubectl get events -o yaml` or `-o json` (a v1 List).
 pub fn events(text: &str) -> Result<Vec<EventFact>, ParseError> {
     let v = yaml(text, "List")?;
     let items = list_items(&v, "a v1 List of events")?;
     let mut out = Vec::new();
-    let mut message_lines = KeyLines::new("events.yaml", text, "message:");
+    let key = if text.trim_start().starts_with('{') {
+        "\"message\":"
+    } else {
+        "message:"
+    };
+    let mut message_lines = KeyLines::new("events.yaml", text, key);
     for item in items {
         let (Some(reason), Some(message)) = (str_at(item, "reason"), str_at(item, "message"))
         else {
@@ -309,8 +404,20 @@ pub fn events(text: &str) -> Result<Vec<EventFact>, ParseError> {
             });
         out.push(EventFact {
             kind: str_at(item, "type").unwrap_or_default(),
+            object: item
+                .get("involvedObject")
+                .or_else(|| item.get("regarding"))
+                .map(|o| ObjectRef {
+                    kind: str_at(o, "kind"),
+                    namespace: str_at(o, "namespace"),
+                    name: str_at(o, "name"),
+                    uid: str_at(o, "uid"),
+                }),
             count: item.get("count").and_then(Value::as_i64).unwrap_or(1),
-            last_seen: time_at(item, "lastTimestamp").or_else(|| time_at(item, "eventTime")),
+            last_seen: time_at(item, "lastTimestamp")
+                .or_else(|| time_at(item, "series.lastObservedTime"))
+                .or_else(|| time_at(item, "eventTime"))
+                .or_else(|| time_at(item, "firstTimestamp")),
             reason,
             message,
             quote,
@@ -536,7 +643,18 @@ pub struct MountinfoEntry {
     pub propagation: String,
     pub fs_type: String,
     pub source: String,
+    /// The super options (`rw,lowerdir=...,upperdir=...,workdir=...` for overlay).
+    pub super_options: String,
     pub quote: Quote,
+}
+
+impl MountinfoEntry {
+    /// The writable layer of an overlay mount (`upperdir=`).
+    pub fn upperdir(&self) -> Option<&str> {
+        self.super_options
+            .split(',')
+            .find_map(|o| o.strip_prefix("upperdir="))
+    }
 }
 
 pub fn mountinfo(text: &str) -> Result<Vec<MountinfoEntry>, ParseError> {
@@ -568,6 +686,7 @@ pub fn mountinfo(text: &str) -> Result<Vec<MountinfoEntry>, ParseError> {
             propagation: f[6..sep].join(" "),
             fs_type: f[sep + 1].to_owned(),
             source: f[sep + 2].to_owned(),
+            super_options: f.get(sep + 3).map(|s| (*s).to_owned()).unwrap_or_default(),
             quote: Quote::new("mountinfo.txt", i, line),
         });
     }
@@ -680,6 +799,8 @@ pub struct CrictlRow {
     pub pod_id: String,
     /// Empty on crictl versions that print no POD column.
     pub pod: String,
+    /// Empty on crictl versions that print no NAMESPACE column.
+    pub namespace: String,
     pub quote: Quote,
 }
 
@@ -717,6 +838,7 @@ pub fn crictl_ps(text: &str) -> Result<Vec<CrictlRow>, ParseError> {
                 name: first(4),
                 pod_id: first(6),
                 pod: first(7),
+                namespace: first(8),
                 quote: Quote::new("crictl-ps.txt", i, all[i]),
             })
         })

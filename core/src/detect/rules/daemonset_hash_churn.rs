@@ -2,7 +2,8 @@
 
 use super::*;
 
-pub(super) fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
+pub(super) fn daemonset_hash_churn(cx: &Cx) -> Option<Diagnosis> {
+    let ev = cx.ev;
     let pod = ev.pod.as_ref()?;
     let (kind, ds) = pod.owner.as_ref()?;
     if kind != "DaemonSet" {
@@ -42,14 +43,19 @@ pub(super) fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
     if affinity {
         confidence += 0.1;
     }
-    let mut evidence: Vec<Quote> = revisions
+    let owned = Tie::Owner(format!("daemonset {}/{ds}", pod.namespace));
+    let mut evidence: Vec<Proof> = revisions
         .iter()
         .rev()
         .take(3)
-        .map(|r| r.quote.clone())
+        .map(|r| proof(&r.quote, &owned))
         .collect();
-    evidence.extend(owner.and_then(|o| o.generation_quote.clone()));
-    evidence.extend(pod.deletion_quote.clone());
+    evidence.extend(
+        owner
+            .and_then(|o| o.generation_quote.as_ref())
+            .map(|q| proof(q, &owned)),
+    );
+    evidence.extend(pod.deletion_quote.iter().map(|q| proof(q, &Tie::PodObject)));
     let writers: BTreeSet<&str> = owner
         .map(|o| {
             o.managers
@@ -93,12 +99,13 @@ pub(super) fn daemonset_hash_churn(ev: &Evidence) -> Option<Diagnosis> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{acts, assert_silent, fixture};
+    use super::super::{acts, assert_silent, fixture, run};
     use super::*;
 
     #[test]
     fn names_the_churning_daemonset() {
-        let d = daemonset_hash_churn(&fixture("kind/daemonset-hash-churn")).expect("a diagnosis");
+        let d =
+            run(daemonset_hash_churn, &fixture("kind/daemonset-hash-churn")).expect("a diagnosis");
         assert_eq!(d.cause, CauseId::DaemonsetHashChurn);
         // The work-around is an edit of the DaemonSet: shown, not run by the rule.
         assert!(acts(&d).is_empty(), "{:?}", acts(&d));

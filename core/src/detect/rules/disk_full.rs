@@ -7,17 +7,24 @@ static ENOSPC_PATH: LazyLock<Regex> = LazyLock::new(|| {
         .expect("regex")
 });
 
-pub(super) fn disk_full(ev: &Evidence) -> Option<Diagnosis> {
-    let enospc: Vec<&Quote> = ev
-        .log_lines()
-        .filter(|q| q.text.to_lowercase().contains("no space left on device"))
+pub(super) fn disk_full(cx: &Cx) -> Option<Diagnosis> {
+    let ev = cx.ev;
+    let enospc: Vec<(&Quote, Tie)> = cx
+        .lines()
+        .filter(|(q, _)| q.text.to_lowercase().contains("no space left on device"))
         .collect();
-    let full: Vec<(&crate::evidence::DfRow, &str)> = ev
-        .df
+    let named: Vec<String> = enospc
         .iter()
-        .map(|r| (r, "blocks"))
-        .chain(ev.df_inodes.iter().map(|r| (r, "inodes")))
-        .filter(|(r, _)| r.is_full() && relevant_mount(&r.mount, &enospc))
+        .filter_map(|(q, _)| ENOSPC_PATH.captures(&q.text).map(|c| c[1].to_owned()))
+        .collect();
+    let full: Vec<(&crate::evidence::DfRow, &str, Tie)> = held(cx, &ev.df, &named, &enospc)
+        .into_iter()
+        .map(|(r, t)| (r, "blocks", t))
+        .chain(
+            held(cx, &ev.df_inodes, &named, &enospc)
+                .into_iter()
+                .map(|(r, t)| (r, "inodes", t)),
+        )
         .collect();
     if enospc.is_empty() && full.is_empty() {
         return None;
@@ -28,18 +35,18 @@ pub(super) fn disk_full(ev: &Evidence) -> Option<Diagnosis> {
         (true, false) => 0.6,
         (true, true) => unreachable!("returned above"),
     };
-    let mut evidence: Vec<Quote> = enospc.iter().take(3).map(|q| (*q).clone()).collect();
-    evidence.extend(full.iter().map(|(r, _)| r.quote.clone()));
+    let mut evidence: Vec<Proof> = enospc.iter().take(3).map(|(q, t)| proof(q, t)).collect();
+    evidence.extend(full.iter().map(|(r, _, t)| proof(&r.quote, t)));
     evidence.extend(
         ev.events
             .iter()
             .filter(|e| e.reason == "Killing" && e.count > 1)
-            .map(|e| e.quote.clone())
+            .filter_map(|e| Some(proof(&e.quote, &cx.link.event(e)?)))
             .take(1),
     );
-    let failed_path = enospc
-        .iter()
-        .find_map(|q| ENOSPC_PATH.captures(&q.text).map(|c| c[1].to_owned()));
+    let full: Vec<(&crate::evidence::DfRow, &str)> =
+        full.iter().map(|(r, w, _)| (*r, *w)).collect();
+    let failed_path = named.first().cloned();
     let mut remedy = Vec::new();
     for (row, what) in &full {
         remedy.push(Step::look(
@@ -70,9 +77,33 @@ pub(super) fn disk_full(ev: &Evidence) -> Option<Diagnosis> {
     diagnosis(CauseId::DiskFull, confidence, summary, evidence, remedy)
 }
 
-/// A full filesystem matters when it holds the runtime's or kubelet's data, or the
-/// path a no-space error named.
-fn relevant_mount(mount: &str, enospc: &[&Quote]) -> bool {
+/// The full rows that matter to the pod: those holding its state (see
+/// [`Link::holding`]) and the paths its no-space errors named. Without pod.yaml, every
+/// full filesystem holding runtime or kubelet data, or a path a no-space error named,
+/// except another pod's volume.
+fn held<'r>(
+    cx: &Cx,
+    rows: &'r [crate::evidence::DfRow],
+    named: &[String],
+    enospc: &[(&Quote, Tie)],
+) -> Vec<(&'r crate::evidence::DfRow, Tie)> {
+    if cx.link.known {
+        return cx
+            .link
+            .holding(rows, named)
+            .into_iter()
+            .filter(|(r, _)| r.is_full())
+            .collect();
+    }
+    rows.iter()
+        .filter(|r| r.is_full() && relevant_mount(&r.mount, enospc))
+        .map(|r| (r, Tie::Untied))
+        .collect()
+}
+
+/// Without a pod: a full filesystem matters when it holds the runtime's or kubelet's
+/// data, or the path a no-space error named.
+fn relevant_mount(mount: &str, enospc: &[(&Quote, Tie)]) -> bool {
     const DATA: [&str; 6] = [
         "/",
         "/var",
@@ -84,15 +115,15 @@ fn relevant_mount(mount: &str, enospc: &[&Quote]) -> bool {
     DATA.contains(&mount)
         || mount.contains("containerd")
         || mount.contains("docker")
-        || mount.contains("kubelet")
+        || (mount.contains("kubelet") && !mount.contains("/pods/"))
         || enospc
             .iter()
-            .any(|q| mount.len() > 1 && q.text.contains(&format!("{mount}/")))
+            .any(|(q, _)| mount.len() > 1 && q.text.contains(&format!("{mount}/")))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{acts, assert_silent, fixture};
+    use super::super::{acts, assert_silent, fixture, run};
     use super::*;
 
     #[test]
@@ -102,7 +133,8 @@ mod tests {
             "bundles/containerd-disk-full",
             "bundles/docker-disk-full-inodes",
         ] {
-            let d = disk_full(&fixture(bundle)).unwrap_or_else(|| panic!("{bundle}: no diagnosis"));
+            let d = run(disk_full, &fixture(bundle))
+                .unwrap_or_else(|| panic!("{bundle}: no diagnosis"));
             assert_eq!(d.cause, CauseId::DiskFull, "{bundle}");
             assert!(d.confidence >= THRESHOLD, "{bundle}: {}", d.confidence);
             assert!(!d.evidence.is_empty(), "{bundle}: no proof");

@@ -14,9 +14,12 @@ fn remove_finalizer_patch(index: usize, name: &str) -> String {
     .to_string()
 }
 
-pub(super) fn finalizer(ev: &Evidence) -> Option<Diagnosis> {
+pub(super) fn finalizer(cx: &Cx) -> Option<Diagnosis> {
+    let ev = cx.ev;
     let pod = ev.pod.as_ref()?;
-    pod.deletion_timestamp?;
+    if !pod.is_deleted() {
+        return None;
+    }
     if pod.finalizers.is_empty() {
         return None;
     }
@@ -24,11 +27,21 @@ pub(super) fn finalizer(ev: &Evidence) -> Option<Diagnosis> {
         .containers
         .iter()
         .any(|c| c.state == ContainerState::Running);
-    // With containers still running something else holds the pod first; the finalizer
-    // will matter only after that is solved.
-    let confidence = if running { 0.4 } else { 0.92 };
-    let mut evidence: Vec<Quote> = pod.deletion_quote.iter().cloned().collect();
-    evidence.extend(pod.finalizers.iter().filter_map(|(_, q)| q.clone()));
+    // With containers still running something on the node holds the pod first; the
+    // finalizer holds it too, and matters once that is solved (the report's plan
+    // covers both, node first).
+    let confidence = if running { 0.6 } else { 0.92 };
+    let mut evidence: Vec<Proof> = pod
+        .deletion_quote
+        .iter()
+        .map(|q| proof(q, &Tie::PodObject))
+        .collect();
+    evidence.extend(
+        pod.finalizers
+            .iter()
+            .filter_map(|(_, q)| q.as_ref())
+            .map(|q| proof(q, &Tie::PodObject)),
+    );
     let mut remedy = vec![Step::say(format!(
         "find the controller that owns {} and why it has not finished; if it is gone for good, remove the finalizer",
         pod.finalizers.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>().join(", ")
@@ -69,12 +82,12 @@ pub(super) fn finalizer(ev: &Evidence) -> Option<Diagnosis> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{assert_silent, fixture};
+    use super::super::{assert_silent, fixture, run};
     use super::*;
 
     #[test]
     fn removes_exactly_the_finalizer_on_the_pod() {
-        let d = finalizer(&fixture("kind/finalizer")).expect("a diagnosis");
+        let d = run(finalizer, &fixture("kind/finalizer")).expect("a diagnosis");
         assert_eq!(d.cause, CauseId::Finalizer);
         let (place, argv) = d.remedy.iter().find_map(|s| s.action()).expect("an act");
         assert_eq!(place, crate::detect::StepPlace::Cluster);

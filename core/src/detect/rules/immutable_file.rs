@@ -7,28 +7,49 @@ static EPERM_PATH: LazyLock<Regex> = LazyLock::new(|| {
         .expect("regex")
 });
 
-pub(super) fn immutable_file(ev: &Evidence) -> Option<Diagnosis> {
+pub(super) fn immutable_file(cx: &Cx) -> Option<Diagnosis> {
+    let ev = cx.ev;
     let mut paths: BTreeSet<String> = BTreeSet::new();
     let mut evidence = Vec::new();
-    for q in ev.log_lines() {
+    for (q, tie) in cx.lines() {
         let mut hit = false;
         for c in EPERM_PATH.captures_iter(&q.text) {
             paths.insert(c[1].to_owned());
             hit = true;
         }
         if hit && evidence.len() < 3 {
-            evidence.push(q.clone());
+            evidence.push(proof(q, &tie));
         }
     }
     let from_logs = !paths.is_empty();
-    let flagged: Vec<_> = ev.lsattr.iter().filter(|e| e.immutable()).collect();
-    for e in &flagged {
+    // A flagged file counts when it is the pod's (its volume directory, its containers'
+    // layers) or lies on a path a tied failure named.
+    let flagged: Vec<_> = ev
+        .lsattr
+        .iter()
+        .filter(|e| e.immutable())
+        .filter_map(|e| {
+            let tie = cx.link.path(&e.path).or_else(|| {
+                paths
+                    .iter()
+                    .find(|p| {
+                        e.path == **p
+                            || e.path.starts_with(&format!("{p}/"))
+                            || p.starts_with(&format!("{}/", e.path))
+                    })
+                    .map(|p| Tie::NamedPath(p.clone()))
+            })?;
+            Some((e, tie))
+        })
+        .collect();
+    for (e, tie) in &flagged {
         paths.insert(e.path.clone());
-        evidence.push(e.quote.clone());
+        evidence.push(proof(&e.quote, tie));
     }
     if paths.is_empty() {
         return None;
     }
+    let flagged: Vec<_> = flagged.into_iter().map(|(e, _)| e).collect();
     let confidence = match (from_logs, !flagged.is_empty()) {
         (true, true) => 0.97,
         (true, false) => 0.9,
@@ -74,9 +95,7 @@ pub(super) fn immutable_file(ev: &Evidence) -> Option<Diagnosis> {
     if leaked_snapshot {
         remedy.push(Step::say("(otherwise containerd's garbage collector removes it at its next run); the node is clean when the path is gone"));
     } else {
-        remedy.push(Step::say(
-            "kubelet retries the removal by itself and the pod goes away",
-        ));
+        remedy.push(Step::say("kubelet retries the removal by itself"));
     }
     remedy.extend(watch_step(ev));
     remedy.push(Step::say(
@@ -99,7 +118,7 @@ pub(super) fn immutable_file(ev: &Evidence) -> Option<Diagnosis> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{acts, assert_silent, fixture};
+    use super::super::{acts, assert_silent, fixture, run};
     use super::*;
 
     #[test]
@@ -119,7 +138,7 @@ mod tests {
             "kind/immutable-file-volume",
             "bundles/docker-immutable-file",
         ] {
-            let d = immutable_file(&fixture(bundle))
+            let d = run(immutable_file, &fixture(bundle))
                 .unwrap_or_else(|| panic!("{bundle}: no diagnosis"));
             assert_eq!(d.cause, CauseId::ImmutableFile);
             let acts = acts(&d);

@@ -2,30 +2,29 @@
 
 use super::*;
 
-pub(super) fn kubelet_missed_delete(ev: &Evidence) -> Option<Diagnosis> {
+pub(super) fn kubelet_missed_delete(cx: &Cx) -> Option<Diagnosis> {
+    let ev = cx.ev;
     let pod = ev.pod.as_ref()?;
-    pod.deletion_timestamp?;
+    if !pod.is_deleted() {
+        return None;
+    }
     let running_ids: Vec<&str> = pod
         .containers
         .iter()
         .filter(|c| c.state == ContainerState::Running)
         .filter_map(|c| c.id.as_deref())
         .collect();
-    let crictl_running: Vec<&Quote> = ev
+    let crictl_running: Vec<(&Quote, Tie)> = ev
         .crictl_ps
         .iter()
-        .filter(|r| {
-            r.state == "Running"
-                && (r.pod == pod.name
-                    || running_ids.iter().any(|id| id.starts_with(&r.container_id)))
-        })
-        .map(|r| &r.quote)
+        .filter(|r| r.state == "Running")
+        .filter_map(|r| Some((&r.quote, cx.link.crictl(r)?)))
         .collect();
     if running_ids.is_empty() && crictl_running.is_empty() {
         return None;
     }
     // Any sign that kubelet acted on this pod's deletion rules this cause out.
-    if kubelet_acted(ev, &pod.name) {
+    if kubelet_acted(cx) {
         return None;
     }
     let kubelet_ps: Vec<&PsEntry> = ev.ps.iter().filter(|p| p.program() == "kubelet").collect();
@@ -46,11 +45,22 @@ pub(super) fn kubelet_missed_delete(ev: &Evidence) -> Option<Diagnosis> {
     } else if node_unknown {
         confidence += 0.1;
     }
-    let mut evidence: Vec<Quote> = pod.deletion_quote.iter().cloned().collect();
-    evidence.extend(crictl_running.into_iter().cloned());
-    evidence.extend(stopped.iter().map(|p| p.quote.clone()));
+    let node_tie = Tie::Node(node_name(ev));
+    let kubelet_tie = Tie::Node(format!("{}'s kubelet", node_name(ev)));
+    let mut evidence: Vec<Proof> = pod
+        .deletion_quote
+        .iter()
+        .map(|q| proof(q, &Tie::PodObject))
+        .collect();
+    evidence.extend(crictl_running.iter().map(|(q, t)| proof(q, t)));
+    evidence.extend(stopped.iter().map(|p| proof(&p.quote, &kubelet_tie)));
     if node_unknown {
-        evidence.extend(ev.node.as_ref().and_then(|n| n.ready_quote.clone()));
+        evidence.extend(
+            ev.node
+                .as_ref()
+                .and_then(|n| n.ready_quote.as_ref())
+                .map(|q| proof(q, &node_tie)),
+        );
     }
     let node = node_name(ev);
     let mut remedy = Vec::new();
@@ -94,8 +104,10 @@ pub(super) fn kubelet_missed_delete(ev: &Evidence) -> Option<Diagnosis> {
 }
 
 /// Whether events or kubelet's log show it acting on the pod's deletion (a kill, a stop,
-/// a DELETE in its sync loop).
-fn kubelet_acted(ev: &Evidence, pod_name: &str) -> bool {
+/// a DELETE in its sync loop), in lines tied to the pod. Old kubelets name the container
+/// and not the pod (`Killing container "docker://<id>" with 30 second grace period`):
+/// the container id ties those.
+fn kubelet_acted(cx: &Cx) -> bool {
     let kill_words = [
         "Killing",
         "killing",
@@ -105,21 +117,31 @@ fn kubelet_acted(ev: &Evidence, pod_name: &str) -> bool {
         "SyncLoop DELETE",
         "SyncLoop (DELETE",
     ];
-    ev.events.iter().any(|e| e.reason == "Killing")
-        || ev
-            .kubelet_log
-            .iter()
-            .any(|q| q.text.contains(pod_name) && kill_words.iter().any(|w| q.text.contains(w)))
+    let ev = cx.ev;
+    let pod_name = ev.pod.as_ref().map(|p| p.name.as_str()).unwrap_or("");
+    ev.events
+        .iter()
+        .any(|e| e.reason == "Killing" && cx.link.event(e).is_some())
+        || ev.kubelet_log.iter().any(|q| {
+            kill_words.iter().any(|w| q.text.contains(w))
+                && !cx.link.stale_line(&q.text)
+                && (cx.link.text_tie(&q.text).is_some()
+                    || (!cx.link.known && q.text.contains(pod_name)))
+        })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{acts, assert_silent, fixture};
+    use super::super::{acts, assert_silent, fixture, run};
     use super::*;
 
     #[test]
     fn restarts_kubelet_when_it_ignored_the_deletion() {
-        let d = kubelet_missed_delete(&fixture("kind/kubelet-missed-delete")).expect("a diagnosis");
+        let d = run(
+            kubelet_missed_delete,
+            &fixture("kind/kubelet-missed-delete"),
+        )
+        .expect("a diagnosis");
         assert_eq!(d.cause, CauseId::KubeletMissedDelete);
         assert!(
             acts(&d).iter().any(|a| a == "systemctl restart kubelet"),

@@ -1,6 +1,15 @@
-//! One function per cause. Each reads the evidence, quotes what supports its cause
-//! and fills the remedy in with names from the evidence. A rule that finds nothing
-//! returns None; confidence says how much of its proof was present.
+//! One function per cause. Each reads the evidence through the pod's [`Link`], quotes
+//! what supports its cause with what ties each line to the pod, and fills the remedy in
+//! with names from the evidence. A rule that finds nothing returns None; confidence says
+//! how much of its own proof was present.
+//!
+//! Rules run in two tiers. The first holds the causes that hold a pod by themselves (a
+//! full disk, an immutable file, a held mount, a finalizer, a missed delete, a churning
+//! DaemonSet). A full disk, an immutable file and a held mount make the runtime's kill
+//! and cleanup fail, so kubelet's calls time out and the CRI keeps a container "Running"
+//! whose task has exited: those symptoms are [`Cx::explained`] when one of them is
+//! found, and the second tier (runtime-hang, runtime-desync) then counts only evidence
+//! of its own (a stopped runtime, an UNKNOWN task, docker and containerd disagreeing).
 
 mod daemonset_hash_churn;
 mod disk_full;
@@ -16,6 +25,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::link::{Link, Proof, Tie};
 use super::{Diagnosis, Step};
 use crate::cause::CauseId;
 use crate::evidence::{ContainerState, Evidence, PsEntry, Quote};
@@ -32,27 +42,93 @@ use runtime_hang::runtime_hang;
 /// Below this a diagnosis is noise and is not reported.
 pub const THRESHOLD: f64 = 0.3;
 
-pub fn all(ev: &Evidence) -> Vec<Diagnosis> {
-    [
+/// What every rule reads: the evidence, the pod's identity, and which causes the first
+/// tier found that explain kill timeouts and stale CRI states.
+pub(super) struct Cx<'e> {
+    pub ev: &'e Evidence,
+    pub link: Link,
+    pub explained: Vec<CauseId>,
+}
+
+impl<'e> Cx<'e> {
+    pub fn new(ev: &'e Evidence) -> Cx<'e> {
+        Cx {
+            ev,
+            link: Link::new(ev),
+            explained: Vec::new(),
+        }
+    }
+
+    /// Log lines (kubelet's, the runtime's, event messages) tied to the pod, with their tie.
+    pub fn lines(&self) -> impl Iterator<Item = (&'e Quote, Tie)> + '_ {
+        let ev = self.ev;
+        ev.kubelet_log
+            .iter()
+            .chain(ev.runtime_log.iter())
+            .filter_map(|q| Some((q, self.link.line(q)?)))
+            .chain(
+                ev.events
+                    .iter()
+                    .filter_map(|e| Some((&e.quote, self.link.event(e)?))),
+            )
+    }
+
+    /// The tied lines holding `needle`.
+    pub fn lines_with<'a>(
+        &'a self,
+        needle: &'a str,
+    ) -> impl Iterator<Item = (&'e Quote, Tie)> + 'a {
+        self.lines().filter(move |(q, _)| q.text.contains(needle))
+    }
+}
+
+/// Causes that make the runtime's kill and cleanup fail: kubelet's kill calls time out
+/// and the CRI's record of the container goes stale because of them.
+const EXPLAINS_TIMEOUTS: [CauseId; 3] = [
+    CauseId::DiskFull,
+    CauseId::ImmutableFile,
+    CauseId::MountHeld,
+];
+
+/// Every rule's diagnosis (unfiltered), and notes on symptoms one cause explained.
+pub fn all(ev: &Evidence) -> (Vec<Diagnosis>, Vec<String>) {
+    let mut cx = Cx::new(ev);
+    let first_tier: Vec<Diagnosis> = [
         disk_full,
         immutable_file,
-        runtime_hang,
         finalizer,
         kubelet_missed_delete,
-        runtime_desync,
         daemonset_hash_churn,
         mount_held,
     ]
     .iter()
-    .filter_map(|rule| rule(ev))
-    .collect()
+    .filter_map(|rule| rule(&cx))
+    .collect();
+    cx.explained = first_tier
+        .iter()
+        .filter(|d| d.confidence >= THRESHOLD && EXPLAINS_TIMEOUTS.contains(&d.cause))
+        .map(|d| d.cause)
+        .collect();
+    let mut notes = Vec::new();
+    if let Some(cause) = cx.explained.first() {
+        if cx.lines().any(|(q, _)| runtime_hang::is_timeout(&q.text)) {
+            notes.push(format!(
+                "the kill timeouts in the logs are what {cause} does to the runtime: they are not counted as a hung runtime"
+            ));
+        }
+    }
+    let second_tier = [runtime_hang, runtime_desync]
+        .iter()
+        .filter_map(|rule| rule(&cx))
+        .collect::<Vec<_>>();
+    (first_tier.into_iter().chain(second_tier).collect(), notes)
 }
 
 fn diagnosis(
     cause: CauseId,
     confidence: f64,
     summary: String,
-    evidence: Vec<Quote>,
+    evidence: Vec<Proof>,
     remedy: Vec<Step>,
 ) -> Option<Diagnosis> {
     Some(Diagnosis {
@@ -63,6 +139,11 @@ fn diagnosis(
         evidence,
         remedy,
     })
+}
+
+/// A quoted line with its tie.
+fn proof(q: &Quote, tie: &Tie) -> Proof {
+    Proof::new(q, tie)
 }
 
 fn pod_ref(ev: &Evidence) -> Option<(String, String)> {
@@ -125,12 +206,18 @@ fn acts(d: &Diagnosis) -> Vec<String> {
 /// A rule finds nothing on bundles where nothing is wrong (captured normal removals on
 /// containerd and docker, and a host at rest).
 #[cfg(test)]
-fn assert_silent(rule: fn(&Evidence) -> Option<Diagnosis>) {
+fn assert_silent(rule: fn(&Cx) -> Option<Diagnosis>) {
     for bundle in [
         "bundles/containerd-normal-removal",
         "bundles/docker-normal-removal",
         "negative/host-at-rest",
     ] {
-        assert_eq!(rule(&fixture(bundle)), None, "{bundle}");
+        assert_eq!(rule(&Cx::new(&fixture(bundle))), None, "{bundle}");
     }
+}
+
+/// A rule run alone on a bundle (no first-tier causes explaining anything).
+#[cfg(test)]
+fn run(rule: fn(&Cx) -> Option<Diagnosis>, ev: &Evidence) -> Option<Diagnosis> {
+    rule(&Cx::new(ev))
 }

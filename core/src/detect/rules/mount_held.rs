@@ -9,19 +9,31 @@ static BUSY_PATH: LazyLock<Regex> = LazyLock::new(|| {
     .expect("regex")
 });
 
-pub(super) fn mount_held(ev: &Evidence) -> Option<Diagnosis> {
-    let busy: Vec<&Quote> = ev
-        .log_lines()
-        .filter(|q| q.text.contains("device or resource busy"))
-        .collect();
+pub(super) fn mount_held(cx: &Cx) -> Option<Diagnosis> {
+    let ev = cx.ev;
+    let busy: Vec<(&Quote, Tie)> = cx.lines_with("device or resource busy").collect();
     let busy_paths: BTreeSet<String> = busy
         .iter()
-        .filter_map(|q| BUSY_PATH.captures(&q.text).map(|c| c[1].to_owned()))
+        .filter_map(|(q, _)| BUSY_PATH.captures(&q.text).map(|c| c[1].to_owned()))
         .collect();
+    // A holder counts when what it holds is the pod's: a mount of one of its containers
+    // or sandboxes, or a path a tied busy error named.
     let mut holders = mount_holders(ev, &busy_paths);
+    holders.retain(|_, (mount, _, _)| {
+        !cx.link.known
+            || cx.link.path(mount).is_some()
+            || busy_paths.iter().any(|b| mount.starts_with(b.as_str()))
+    });
     for r in &ev.proc_refs {
-        if busy_paths.iter().any(|b| r.target.starts_with(b.as_str())) {
-            let ps = ev.ps.iter().find(|p| p.pid == r.pid);
+        let ps = ev.ps.iter().find(|p| p.pid == r.pid);
+        // The runtime keeps its own task directory open (the log FIFO): that is not a
+        // holder.
+        if ps.is_some_and(|p| is_runtime(p) || p.program() == "kubelet") {
+            continue;
+        }
+        if busy_paths.iter().any(|b| r.target.starts_with(b.as_str()))
+            || (cx.link.known && r.target.contains("/rootfs") && cx.link.path(&r.target).is_some())
+        {
             holders
                 .entry(r.pid)
                 .or_insert((r.target.clone(), ps, r.quote.clone()));
@@ -37,11 +49,15 @@ pub(super) fn mount_held(ev: &Evidence) -> Option<Diagnosis> {
         (false, true) => 0.85,
         _ => 0.6,
     };
-    let mut evidence: Vec<Quote> = busy.iter().take(3).map(|q| (*q).clone()).collect();
+    let mut evidence: Vec<Proof> = busy.iter().take(3).map(|(q, t)| proof(q, t)).collect();
     let mut remedy = Vec::new();
     for (pid, (mount, ps, quote)) in &holders {
-        evidence.push(quote.clone());
-        evidence.extend(ps.iter().map(|p| p.quote.clone()));
+        let what = match cx.link.path(mount) {
+            Some(Tie::Untied) | None => Tie::Holder(mount.clone()),
+            Some(tie) => Tie::Holder(format!("{mount}, which {tie}")),
+        };
+        evidence.push(proof(quote, &what));
+        evidence.extend(ps.iter().map(|p| proof(&p.quote, &what)));
         remedy.push(Step::look(
             format!(
                 "pid {pid}{} holds {mount}; see what it is",
@@ -197,7 +213,7 @@ fn mount_holders<'a>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{assert_silent, fixture};
+    use super::super::{assert_silent, fixture, run};
     use super::*;
 
     #[test]
@@ -208,7 +224,7 @@ mod tests {
             "kind/mount-held",
         ] {
             let ev = fixture(bundle);
-            let d = mount_held(&ev).unwrap_or_else(|| panic!("{bundle}: no diagnosis"));
+            let d = run(mount_held, &ev).unwrap_or_else(|| panic!("{bundle}: no diagnosis"));
             assert_eq!(d.cause, CauseId::MountHeld);
             for (_, argv) in d.remedy.iter().filter_map(|s| s.action()) {
                 assert_eq!(argv[0], "kill", "{bundle}: {argv:?}");

@@ -2,18 +2,22 @@
 
 use super::*;
 
-pub(super) fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
+pub(super) fn runtime_desync(cx: &Cx) -> Option<Diagnosis> {
+    let ev = cx.ev;
     if !ev.has("ctr-tasks.txt") {
         return None;
     }
     let mut evidence = Vec::new();
     let mut remedy = Vec::new();
-    docker_without_task(ev, &mut evidence, &mut remedy);
-    let cri_stale = cri_without_task(ev, &mut evidence, &mut remedy);
+    docker_without_task(cx, &mut evidence, &mut remedy);
+    // A container the CRI still calls Running after its task exited is what a held
+    // mount, a full disk or an immutable file leave behind when the runtime's cleanup
+    // fails: explained by them, it is not a desync of its own.
+    let cri_stale = cx.explained.is_empty() && cri_without_task(cx, &mut evidence, &mut remedy);
     if evidence.is_empty() {
         return None;
     }
-    let docker = !ev.docker_ps.is_empty();
+    let docker = ev.docker_ps.iter().any(|r| cx.link.docker(r).is_some());
     if docker {
         remedy.push(Step::act_on_node(
             "if several containers disagree, prune the stopped ones",
@@ -39,13 +43,9 @@ pub(super) fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
     remedy.extend(watch_step(ev));
     // kubelet's side of the split view: the kill "succeeded", the container still runs.
     evidence.extend(
-        ev.log_lines()
-            .filter(|q| {
-                q.text
-                    .contains("detected running containers after a successful KillPod")
-            })
+        cx.lines_with("detected running containers after a successful KillPod")
             .take(1)
-            .cloned(),
+            .map(|(q, t)| proof(q, &t)),
     );
     let disk_episode = ev
         .log_lines()
@@ -66,7 +66,7 @@ pub(super) fn runtime_desync(ev: &Evidence) -> Option<Diagnosis> {
 fn task<'a>(ev: &'a Evidence, id: &str) -> Option<&'a crate::evidence::CtrTask> {
     ev.ctr_tasks
         .iter()
-        .find(|t| t.id.starts_with(id) || id.starts_with(&t.id))
+        .find(|t| crate::detect::link::same_id(&t.id, id))
 }
 
 fn task_alive(t: &crate::evidence::CtrTask) -> bool {
@@ -80,14 +80,20 @@ fn what_containerd_says(t: Option<&crate::evidence::CtrTask>) -> String {
 }
 
 /// Containers docker shows Up without a live containerd task: proof, and their removal.
-fn docker_without_task(ev: &Evidence, evidence: &mut Vec<Quote>, remedy: &mut Vec<Step>) {
-    for row in ev.docker_ps.iter().filter(|r| r.up()) {
+fn docker_without_task(cx: &Cx, evidence: &mut Vec<Proof>, remedy: &mut Vec<Step>) {
+    let ev = cx.ev;
+    for (row, tie) in ev
+        .docker_ps
+        .iter()
+        .filter(|r| r.up())
+        .filter_map(|r| Some((r, cx.link.docker(r)?)))
+    {
         let t = task(ev, &row.id);
         if t.is_some_and(task_alive) {
             continue;
         }
-        evidence.push(row.quote.clone());
-        evidence.extend(t.map(|t| t.quote.clone()));
+        evidence.push(proof(&row.quote, &tie));
+        evidence.extend(t.map(|t| proof(&t.quote, &tie)));
         remedy.push(Step::act_on_node(
             format!(
                 "docker says {} is {}, containerd {}; remove it",
@@ -101,15 +107,21 @@ fn docker_without_task(ev: &Evidence, evidence: &mut Vec<Quote>, remedy: &mut Ve
 }
 
 /// Containers the CRI shows Running without a live containerd task. True if any.
-fn cri_without_task(ev: &Evidence, evidence: &mut Vec<Quote>, remedy: &mut Vec<Step>) -> bool {
+fn cri_without_task(cx: &Cx, evidence: &mut Vec<Proof>, remedy: &mut Vec<Step>) -> bool {
+    let ev = cx.ev;
     let mut stale = false;
-    for row in ev.crictl_ps.iter().filter(|r| r.state == "Running") {
+    for (row, tie) in ev
+        .crictl_ps
+        .iter()
+        .filter(|r| r.state == "Running")
+        .filter_map(|r| Some((r, cx.link.crictl(r)?)))
+    {
         let t = task(ev, &row.container_id);
         if t.is_some_and(task_alive) {
             continue;
         }
-        evidence.push(row.quote.clone());
-        evidence.extend(t.map(|t| t.quote.clone()));
+        evidence.push(proof(&row.quote, &tie));
+        evidence.extend(t.map(|t| proof(&t.quote, &tie)));
         stale = true;
         // Seen on containerd 1.6: `crictl stop` answers OK (no task to signal) and
         // `crictl rm` refuses with "is running, please stop it first", so neither clears
@@ -127,13 +139,13 @@ fn cri_without_task(ev: &Evidence, evidence: &mut Vec<Quote>, remedy: &mut Vec<S
 
 #[cfg(test)]
 mod tests {
-    use super::super::{assert_silent, fixture};
+    use super::super::{assert_silent, fixture, run};
     use super::*;
 
     #[test]
     fn removes_the_container_docker_and_containerd_disagree_on() {
         let ev = fixture("bundles/docker-desync");
-        let d = runtime_desync(&ev).expect("a diagnosis");
+        let d = run(runtime_desync, &ev).expect("a diagnosis");
         assert_eq!(d.cause, CauseId::RuntimeDesync);
         let (_, argv) = d.remedy.iter().find_map(|s| s.action()).expect("an act");
         assert_eq!(&argv[..3], ["docker", "rm", "-f"]);

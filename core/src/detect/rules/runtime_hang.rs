@@ -1,27 +1,40 @@
 //! The `runtime-hang` rule: what proves this cause, and the remedy filled in from the evidence.
 
 use super::*;
+use crate::detect::link::Runtime;
 
-pub(super) fn runtime_hang(ev: &Evidence) -> Option<Diagnosis> {
-    const HANG: [&str; 4] = [
-        "DeadlineExceeded",
-        "context deadline exceeded",
-        "timed out waiting for server handshake",
-        "Cannot connect to the Docker daemon",
-    ];
-    let lines: Vec<&Quote> = ev
-        .log_lines()
-        .filter(|q| HANG.iter().any(|h| q.text.contains(h)))
-        .collect();
-    let stopped: Vec<&PsEntry> = ev
+const HANG: [&str; 4] = [
+    "DeadlineExceeded",
+    "context deadline exceeded",
+    "timed out waiting for server handshake",
+    "Cannot connect to the Docker daemon",
+];
+
+/// A line saying a call to the runtime timed out or could not connect.
+pub(super) fn is_timeout(text: &str) -> bool {
+    HANG.iter().any(|h| text.contains(h))
+}
+
+pub(super) fn runtime_hang(cx: &Cx) -> Option<Diagnosis> {
+    let ev = cx.ev;
+    // Timeouts a first-tier cause explains (a held mount, a full disk, an immutable
+    // file make kills time out) are not evidence of a hung runtime.
+    let lines: Vec<(&Quote, Tie)> = if cx.explained.is_empty() {
+        cx.lines().filter(|(q, _)| is_timeout(&q.text)).collect()
+    } else {
+        Vec::new()
+    };
+    let stopped: Vec<(&PsEntry, Tie)> = ev
         .ps
         .iter()
         .filter(|p| p.stopped() && is_runtime(p))
+        .filter_map(|p| Some((p, cx.link.runtime_process(p, ev)?)))
         .collect();
     let unknown: Vec<_> = ev
         .ctr_tasks
         .iter()
         .filter(|t| t.status == "UNKNOWN")
+        .filter_map(|t| Some((t, cx.link.task(t)?)))
         .collect();
     if lines.is_empty() && stopped.is_empty() {
         return None;
@@ -33,9 +46,10 @@ pub(super) fn runtime_hang(ev: &Evidence) -> Option<Diagnosis> {
     if !unknown.is_empty() {
         confidence += 0.05;
     }
-    let mut evidence: Vec<Quote> = lines.iter().take(3).map(|q| (*q).clone()).collect();
-    evidence.extend(stopped.iter().map(|p| p.quote.clone()));
-    evidence.extend(unknown.iter().map(|t| t.quote.clone()));
+    let mut evidence: Vec<Proof> = lines.iter().take(3).map(|(q, t)| proof(q, t)).collect();
+    evidence.extend(stopped.iter().map(|(p, t)| proof(&p.quote, t)));
+    evidence.extend(unknown.iter().map(|(k, t)| proof(&k.quote, t)));
+    let stopped: Vec<&PsEntry> = stopped.into_iter().map(|(p, _)| p).collect();
     let mut remedy = Vec::new();
     for p in &stopped {
         remedy.push(Step::act_on_node(
@@ -49,11 +63,12 @@ pub(super) fn runtime_hang(ev: &Evidence) -> Option<Diagnosis> {
         ));
     }
     if stopped.is_empty() {
-        let unit = if ev.ps.iter().any(|p| p.program() == "dockerd") || !ev.docker_ps.is_empty() {
-            "docker"
-        } else {
-            "containerd"
+        let docker = match cx.link.runtime {
+            Some(Runtime::Docker) => true,
+            Some(_) => false,
+            None => ev.ps.iter().any(|p| p.program() == "dockerd") || !ev.docker_ps.is_empty(),
         };
+        let unit = if docker { "docker" } else { "containerd" };
         remedy.push(Step::look(
             format!("the runtime does not answer; capture its goroutine stacks for the bug report (SIGUSR1 writes them to the journal), on {}", node_name(ev)),
             format!("pkill -USR1 -x {}", if unit == "docker" { "dockerd" } else { "containerd" }),
@@ -78,7 +93,7 @@ pub(super) fn runtime_hang(ev: &Evidence) -> Option<Diagnosis> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{assert_silent, fixture};
+    use super::super::{assert_silent, fixture, run};
     use super::*;
 
     #[test]
@@ -89,7 +104,7 @@ mod tests {
             "kind/runtime-hang",
         ] {
             let ev = fixture(bundle);
-            let d = runtime_hang(&ev).unwrap_or_else(|| panic!("{bundle}: no diagnosis"));
+            let d = run(runtime_hang, &ev).unwrap_or_else(|| panic!("{bundle}: no diagnosis"));
             assert_eq!(d.cause, CauseId::RuntimeHang);
             for (_, argv) in d.remedy.iter().filter_map(|s| s.action()) {
                 if argv[0] == "kill" {
