@@ -381,11 +381,8 @@ pub fn events(text: &str) -> Result<Vec<EventFact>, ParseError> {
     let v = yaml(text, "List")?;
     let items = list_items(&v, "a v1 List of events")?;
     let mut out = Vec::new();
-    let key = if text.trim_start().starts_with('{') {
-        "\"message\":"
-    } else {
-        "message:"
-    };
+    let json = text.trim_start().starts_with('{');
+    let key = if json { "\"message\":" } else { "message:" };
     let mut message_lines = KeyLines::new("events.yaml", text, key);
     for item in items {
         let (Some(reason), Some(message)) = (str_at(item, "reason"), str_at(item, "message"))
@@ -395,13 +392,19 @@ pub fn events(text: &str) -> Result<Vec<EventFact>, ParseError> {
         // Quote the line where the message starts; long messages fold over several
         // YAML lines, and the first 40 characters locate it.
         let head: String = message.chars().take(40).collect();
-        let quote = message_lines
-            .find(head.split('\n').next().unwrap_or(""))
-            .unwrap_or_else(|| Quote {
-                source: "events.yaml".into(),
-                line: 0,
-                text: format!("{reason}: {message}"),
-            });
+        let head = head.split('\n').next().unwrap_or("");
+        // JSON escapes quotes and backslashes inside the message.
+        let head = if json {
+            let escaped = serde_json::to_string(head).unwrap_or_default();
+            escaped.trim_matches('"').to_owned()
+        } else {
+            head.to_owned()
+        };
+        let quote = message_lines.find(&head).unwrap_or_else(|| Quote {
+            source: "events.yaml".into(),
+            line: 0,
+            text: format!("{reason}: {message}"),
+        });
         out.push(EventFact {
             kind: str_at(item, "type").unwrap_or_default(),
             object: item
@@ -967,13 +970,16 @@ pub fn proc_refs(text: &str) -> Result<Vec<ProcRef>, ParseError> {
     Ok(out)
 }
 
-/// The capture time: RFC 3339 (`date -u +%Y-%m-%dT%H:%M:%SZ`, offsets allowed), plain
+/// The capture time: RFC 3339 (`date -u +%Y-%m-%dT%H:%M:%SZ`, offsets allowed), RFC 2822
+/// (`date -R`), plain
 /// `date` output in UTC/GMT or with a numeric offset (`Wed Dec  2 01:09:01 UTC 2026`), or
 /// epoch seconds (`date +%s`). A zone abbreviation other than UTC/GMT is ambiguous
 /// (CST is three zones) and refused.
 pub fn captured_at(text: &str) -> Result<DateTime<Utc>, ParseError> {
     let t = text.trim();
-    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+    // RFC 3339 (`date -u +%FT%TZ`, `date -Iseconds`, `date --rfc-3339=seconds`) and
+    // RFC 2822 (`date -R`).
+    if let Ok(d) = DateTime::parse_from_rfc3339(t).or_else(|_| DateTime::parse_from_rfc2822(t)) {
         return Ok(d.with_timezone(&Utc));
     }
     if !t.is_empty() && t.len() <= 12 && t.bytes().all(|b| b.is_ascii_digit()) {
@@ -1007,7 +1013,7 @@ pub fn captured_at(text: &str) -> Result<DateTime<Utc>, ParseError> {
     Err(ParseError::at(
         1,
         format!(
-            "`{}` is not a time terminus understands (RFC 3339, `date` in UTC or with a numeric offset, or epoch seconds)",
+            "`{}` is not a time terminus understands (RFC 3339, `date -R`, `date` in UTC or with a numeric offset, or epoch seconds)",
             excerpt(t)
         ),
     ))

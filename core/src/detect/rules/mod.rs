@@ -221,3 +221,6 @@ fn assert_silent(rule: fn(&Cx) -> Option<Diagnosis>) {
 fn run(rule: fn(&Cx) -> Option<Diagnosis>, ev: &Evidence) -> Option<Diagnosis> {
     rule(&Cx::new(ev))
 }
+
+#[cfg(test)]
+mod crowd_tests;

@@ -99,6 +99,9 @@ fn capture_times_in_the_formats_users_write() {
         "Wed Dec 2 01:09:01 GMT 2026",
         "Wed Dec  2 03:09:01 +0200 2026",
         "1796173741",
+        "Wed, 02 Dec 2026 01:09:01 +0000",
+        "2026-12-02 01:09:01+00:00",
+        "2026-12-02T09:09:01+08:00",
     ] {
         assert_eq!(captured_at(text).ok(), Some(want), "{text:?}");
     }
@@ -140,4 +143,62 @@ fn yaml_errors_carry_their_line_and_short_excerpts() {
     let long = format!("kind: {}\n", "X".repeat(1 << 20));
     let e = pod(&long).unwrap_err();
     assert!(e.reason.len() < 200, "{}", e.reason.len());
+}
+
+fn kind_file(bundle: &str, name: &str) -> String {
+    read(&format!(
+        "{}/tests/fixtures/kind/{bundle}/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+}
+
+/// The same pod as `kubectl get pod -o yaml` printed it, re-printed as `-o json` would.
+fn as_json(yaml: &str) -> String {
+    let v: serde_json::Value = serde_yaml_ng::from_str(yaml).expect("YAML");
+    serde_json::to_string_pretty(&v).expect("JSON")
+}
+
+#[test]
+fn a_pod_as_json_or_as_a_list_of_one_reads_like_the_yaml() {
+    let yaml = kind_file("mount-held", "pod.yaml");
+    let from_yaml = pod(&yaml).expect("yaml");
+    let json = as_json(&yaml);
+    let from_json = pod(&json).expect("json");
+    let list = format!(
+        "apiVersion: v1\nkind: List\nmetadata:\n  resourceVersion: \"\"\nitems:\n- {}",
+        yaml.trim_end().replace('\n', "\n  ")
+    );
+    let from_list = pod(&list).expect("list");
+    for p in [&from_json, &from_list] {
+        assert_eq!(p.uid, from_yaml.uid);
+        assert_eq!(p.deletion_timestamp, from_yaml.deletion_timestamp);
+        assert_eq!(p.containers.len(), from_yaml.containers.len());
+        assert_eq!(p.containers[0].runtime.as_deref(), Some("containerd"));
+        let q = p
+            .deletion_quote
+            .as_ref()
+            .expect("a quoted deletionTimestamp");
+        assert!(q.text.contains("deletionTimestamp"), "{q:?}");
+    }
+    let two = format!("{{\"kind\": \"List\", \"items\": [{json}, {json}]}}");
+    let e = pod(&two).expect_err("two pods");
+    assert!(e.reason.contains("one pod"), "{e}");
+}
+
+#[test]
+fn events_as_json_keep_their_object_and_quote_their_message() {
+    let yaml = kind_file("mount-held", "events.yaml");
+    let from_yaml = events(&yaml).expect("yaml");
+    let json = as_json(&yaml);
+    let from_json = events(&json).expect("json");
+    assert_eq!(from_json.len(), from_yaml.len());
+    for (a, b) in from_yaml.iter().zip(&from_json) {
+        assert_eq!(a.object, b.object);
+        assert!(a.object.as_ref().is_some_and(|o| o.uid.is_some()), "{a:?}");
+        assert!(
+            b.quote.line > 0 && b.quote.text.contains("\"message\""),
+            "{:?}",
+            b.quote
+        );
+    }
 }
