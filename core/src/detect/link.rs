@@ -476,6 +476,15 @@ impl Link {
                 }
             }
         }
+        // A filesystem mounted inside the pod's volume directory is one of its volumes.
+        if let Some(uid) = &self.uid {
+            let dir = format!("/var/lib/kubelet/pods/{uid}/");
+            for row in rows.iter().filter(|r| r.mount.starts_with(&dir)) {
+                if !out.iter().any(|(r, _)| std::ptr::eq(*r, row)) {
+                    out.push((row, Tie::VolumeDir));
+                }
+            }
+        }
         out
     }
 

@@ -143,6 +143,30 @@ mod tests {
         }
     }
 
+    /// A full tmpfs counts only when it is this pod's volume; another pod's full emptyDir
+    /// on the same node holds none of this pod's state.
+    #[test]
+    fn only_the_pods_own_full_volume_counts() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kind/mount-held");
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect(name);
+        let uid = "9e094288-8e6e-491c-8037-57880aa07791";
+        let other = "0c3d7e52-77aa-4a1e-9d7b-5b0f1f7e2a10";
+        for (owner, expected) in [(other, None), (uid, Some(CauseId::DiskFull))] {
+            let mut ev = Evidence::default();
+            ev.ingest("pod.yaml", &read("pod.yaml"));
+            ev.ingest("captured-at", &read("captured-at"));
+            ev.ingest(
+                "df.txt",
+                &format!(
+                    "{}tmpfs 1024 1024 0 100% /var/lib/kubelet/pods/{owner}/volumes/kubernetes.io~empty-dir/cache\n",
+                    read("df.txt")
+                ),
+            );
+            assert_eq!(run(disk_full, &ev).map(|d| d.cause), expected, "{owner}");
+        }
+    }
+
     #[test]
     fn stays_silent_when_nothing_is_wrong() {
         assert_silent(disk_full);

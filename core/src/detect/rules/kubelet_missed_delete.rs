@@ -150,6 +150,39 @@ mod tests {
         );
     }
 
+    /// Kubelets of the dockershim era name the container, not the pod, when they kill
+    /// it; the container id ties the line, so the kill counts as kubelet acting.
+    #[test]
+    fn an_old_kill_line_by_container_id_shows_kubelet_acted() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/kind/kubelet-missed-delete");
+        let pod = std::fs::read_to_string(dir.join("pod.yaml"))
+            .expect("pod.yaml")
+            .replace("containerd://", "docker://");
+        let id = "59fdf496376c8e41b3742df4d14ea9264fb633fbd6fc31a7ce15d13e3f0c8097";
+        let kill = format!(
+            "Nov 28 12:32:08 node-1 kubelet[1290]: I1128 12:32:08.301845    1290 kubelet.go:1521] Killing container \"docker://{id}\" with 30 second grace period"
+        );
+        let mut ev = Evidence::default();
+        ev.ingest("pod.yaml", &pod);
+        ev.ingest("captured-at", "2026-11-28T12:32:37Z");
+        ev.ingest("kubelet.log", &format!("{kill}\n"));
+        assert_eq!(ev.kubelet_log.len(), 1, "the kill line is kept");
+        assert_eq!(run(kubelet_missed_delete, &ev), None);
+        // The same line about another container proves nothing for this pod.
+        let mut other = Evidence::default();
+        other.ingest("pod.yaml", &pod);
+        other.ingest("captured-at", "2026-11-28T12:32:37Z");
+        other.ingest(
+            "kubelet.log",
+            &format!("{}\n", kill.replace("59fdf4", "0a1b2c")),
+        );
+        assert_eq!(
+            run(kubelet_missed_delete, &other).map(|d| d.cause),
+            Some(CauseId::KubeletMissedDelete)
+        );
+    }
+
     #[test]
     fn stays_silent_when_nothing_is_wrong() {
         assert_silent(kubelet_missed_delete);
