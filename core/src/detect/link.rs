@@ -18,6 +18,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::LazyLock;
 
+#[cfg(test)]
+use chrono::Timelike;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use regex::Regex;
 
@@ -368,7 +370,8 @@ impl Link {
         if !self.known {
             return Some(Tie::Untied);
         }
-        if self.runtime.is_some_and(|rt| rt != Runtime::Containerd) {
+        // crictl speaks CRI: containerd's and CRI-O's, not dockershim-era docker's.
+        if self.runtime == Some(Runtime::Docker) {
             return None;
         }
         if let Some(tie) = self.container(&r.container_id) {
@@ -684,4 +687,130 @@ fn month_number(name: &str) -> Option<u32> {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     MONTHS.iter().position(|m| *m == name).map(|i| i as u32 + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn reference(s: &str) -> Link {
+        Link {
+            reference: Some(at(s)),
+            ..Link::default()
+        }
+    }
+
+    #[test]
+    fn line_times_in_the_shapes_nodes_write() {
+        let link = reference("2026-11-28T12:30:00Z");
+        let cases = [
+            (
+                r#"Nov 28 12:28:36 w containerd[161]: time="2026-11-28T12:28:36.43Z" level=warning"#,
+                "2026-11-28T12:28:36Z",
+                true,
+            ),
+            (
+                r#"time="2026-11-28T13:28:36.43+01:00" level=info"#,
+                "2026-11-28T12:28:36Z",
+                true,
+            ),
+            (
+                "2026-11-28T12:28:36+0000 w kubelet[237]: E1128 12:28:36.1 237 x.go:1] x",
+                "2026-11-28T12:28:36Z",
+                true,
+            ),
+            (
+                "Nov 28 12:28:50 w kubelet[237]: E1128 12:28:50.542967     237 log.go:32] x",
+                "2026-11-28T12:28:50Z",
+                false,
+            ),
+            (
+                "E1128 12:28:50.542967     237 log.go:32] x",
+                "2026-11-28T12:28:50Z",
+                false,
+            ),
+        ];
+        for (text, want, zoned) in cases {
+            let (t, z) = link
+                .line_time(text)
+                .unwrap_or_else(|| panic!("no time in {text}"));
+            assert_eq!((t.with_nanosecond(0), z), (Some(at(want)), zoned), "{text}");
+        }
+        assert_eq!(link.line_time("no time here"), None);
+    }
+
+    #[test]
+    fn a_december_line_read_in_january_is_last_years() {
+        let link = reference("2027-01-01T00:10:00Z");
+        let (t, _) = link
+            .line_time("Dec 31 23:59:00 w kubelet[1]: x")
+            .expect("a time");
+        assert_eq!(t, at("2026-12-31T23:59:00Z"));
+    }
+
+    #[test]
+    fn the_nodes_offset_comes_from_a_containerd_journal_line() {
+        let mut ev = Evidence::default();
+        ev.captured_at = Some(at("2026-11-28T05:00:00Z"));
+        // A node in UTC-5: the journal prints local time, containerd prints UTC.
+        ev.runtime_log = vec![Quote {
+            source: "runtime.log".into(),
+            line: 1,
+            text: r#"Nov 28 07:28:36 w containerd[161]: time="2026-11-28T12:28:36.437832616Z" level=warning msg="x""#.into(),
+        }];
+        assert_eq!(node_offset(&ev), Some(-5 * 3600));
+    }
+
+    #[test]
+    fn zoneless_lines_are_stale_only_far_before_the_deletion_when_the_zone_is_unknown() {
+        let link = Link {
+            known: true,
+            not_before: Some(at("2026-11-28T12:00:00Z")),
+            reference: Some(at("2026-11-28T12:30:00Z")),
+            ..Link::default()
+        };
+        // Six hours earlier on the clock could be a node six hours behind UTC.
+        assert!(!link.stale_line("Nov 28 06:00:00 w kubelet[1]: x"));
+        assert!(link.stale_line("Nov 27 06:00:00 w kubelet[1]: x"));
+        assert!(link.stale_line(r#"time="2026-11-28T11:00:00Z" msg=x"#));
+        assert!(!link.stale_line(r#"time="2026-11-28T12:05:00Z" msg=x"#));
+    }
+
+    #[test]
+    fn another_uid_on_the_line_unties_it_from_a_same_named_pod() {
+        let link = Link {
+            known: true,
+            uid: Some("9e094288-8e6e-491c-8037-57880aa07791".into()),
+            pod_ref: Some("ns/web-0".into()),
+            ..Link::default()
+        };
+        assert_eq!(
+            link.text_tie(r#""Killing container" pod="ns/web-0" podUID="9e094288-8e6e-491c-8037-57880aa07791""#),
+            Some(Tie::PodUid)
+        );
+        assert_eq!(
+            link.text_tie(r#""Killing container" pod="ns/web-0" podUID="11111111-2222-3333-4444-555555555555""#),
+            None
+        );
+        assert_eq!(
+            link.text_tie(r#""SyncLoop DELETE" source="api" pods=["ns/web-0"]"#),
+            Some(Tie::PodName("ns/web-0".into()))
+        );
+        assert_eq!(link.text_tie(r#"pods=["ns/web-01"]"#), None);
+    }
+
+    #[test]
+    fn ids_match_in_either_form_but_not_on_a_short_prefix() {
+        let full = "08e6bc10c07c969784f914092557afb5a7104dda4117e437d1c9d4d534c641fb";
+        assert!(same_id(full, "08e6bc10c07c9"));
+        assert!(same_id("08e6bc10c07c9", full));
+        assert!(!same_id(full, "08e6bc"));
+        assert!(!same_id(full, ""));
+    }
 }
