@@ -60,13 +60,25 @@ pub async fn api_evidence(client: &Client, target: &Target, dir: &Path) -> Resul
             write(dir, "pod.yaml", &yaml(&pod))?;
             Some(pod)
         }
-        Ok(None) => {
-            errors.push(format!(
-                "pod.yaml: pod {}/{} no longer exists",
-                target.namespace, target.pod
-            ));
-            None
-        }
+        Ok(None) => match successor(&pods, target).await {
+            Some(next) => {
+                errors.push(format!(
+                    "pod.yaml: pod {}/{} no longer exists; pod.yaml is {}, the pod its DaemonSet made in its place on the same node",
+                    target.namespace,
+                    target.pod,
+                    next.metadata.name.as_deref().unwrap_or("?")
+                ));
+                write(dir, "pod.yaml", &yaml(&next))?;
+                Some(next)
+            }
+            None => {
+                errors.push(format!(
+                    "pod.yaml: pod {}/{} no longer exists",
+                    target.namespace, target.pod
+                ));
+                None
+            }
+        },
         Err(e) => {
             errors.push(format!("pod.yaml: {e}"));
             None
@@ -120,6 +132,31 @@ pub async fn api_evidence(client: &Client, target: &Target, dir: &Path) -> Resul
         write(dir, "probe-errors.txt", &(errors.join("\n") + "\n"))?;
     }
     Ok(())
+}
+
+/// The pod a DaemonSet made in place of `target` on the same node (a churning DaemonSet
+/// replaces its pod every few seconds, so the pod observed stuck may be gone by the time
+/// evidence is gathered): same name stem (`<daemonset>-<suffix>`), owned by a DaemonSet,
+/// the newest. None for any other vanished pod.
+async fn successor(pods: &Api<Pod>, target: &Target) -> Option<Pod> {
+    let (stem, _) = target.pod.rsplit_once('-')?;
+    let list = pods.list(&ListParams::default()).await.ok()?;
+    list.items
+        .into_iter()
+        .filter(|p| {
+            let name = p.metadata.name.as_deref().unwrap_or("");
+            let owned = p
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "DaemonSet");
+            let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
+            owned
+                && name.rsplit_once('-').is_some_and(|(s, _)| s == stem)
+                && target.node.as_deref().is_none_or(|n| node == Some(n))
+        })
+        .max_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0))
 }
 
 /// Where the agent writes a bundle inside the node before it is copied out.
