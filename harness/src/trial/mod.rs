@@ -10,6 +10,6 @@ mod run;
 pub mod stage;
 
 pub use crowd::{Crowd, Member, Neighbour};
-pub use flow::{run_trial, TrialEnv, TrialRecord};
+pub use flow::{run_crowd_trial, run_trial, TrialEnv, TrialRecord};
 pub use outcome::{HarnessError, Outcome, TrialResult};
 pub use run::{Run, Timeline};
