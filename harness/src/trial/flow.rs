@@ -124,7 +124,7 @@ pub async fn run_crowd_trial(env: &TrialEnv, s: &Scenario, member: Member) -> Tr
 }
 
 async fn run(env: &TrialEnv, s: &Scenario, member: Option<&Member>) -> TrialRecord {
-    let timeline = Timeline::new(env.echo);
+    let timeline = Timeline::labelled(env.echo, &s.id);
     let dir = env.run.dir.join(&s.id);
     let mut record = TrialRecord::new(s, dir.clone());
     record.neighbours = member.map(Member::neighbours);
