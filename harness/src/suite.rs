@@ -452,6 +452,8 @@ impl Suite {
             .await
             .map_err(|e| format!("creating namespace {ns}: {e}"))?;
         let result = async {
+            crate::namespace::wait_service_account(&env.client, &ns, Duration::from_secs(60))
+                .await?;
             let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
             let pod: Pod = serde_json::from_value(serde_json::json!({
                 "apiVersion": "v1", "kind": "Pod",

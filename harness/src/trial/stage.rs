@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::Client;
 
@@ -98,7 +98,9 @@ pub async fn deploy(st: &Stage<'_>) -> Result<Target, Stop> {
         )
         .await
         .map_err(kube_err("creating the namespace"))?;
-    wait_default_service_account(st).await?;
+    // A busy control plane (a crowd makes six namespaces at once) may not have made the
+    // service account yet, and a refused pod is no verdict on the scenario.
+    crate::namespace::wait_service_account(client, ns, s.deadlines.ready).await?;
     let name = &st.workload;
     match s.workload.kind {
         WorkloadKind::Pod => {
@@ -138,29 +140,6 @@ pub async fn deploy(st: &Stage<'_>) -> Result<Target, Stop> {
         ),
     );
     Ok(target)
-}
-
-/// A pod is refused until its namespace's `default` service account exists, which the
-/// controller manager creates after the namespace: on a busy control plane (a crowd
-/// creates six namespaces at once) that can take seconds, and a refused pod is no
-/// verdict on the scenario.
-async fn wait_default_service_account(st: &Stage<'_>) -> Result<(), String> {
-    let accounts: Api<ServiceAccount> = Api::namespaced(st.client.clone(), &st.ns);
-    wait_for(
-        &format!("the default service account of namespace {}", st.ns),
-        st.s.deadlines.ready,
-        || {
-            let accounts = accounts.clone();
-            async move {
-                let found = accounts
-                    .get_opt("default")
-                    .await
-                    .map_err(kube_err("reading the default service account"))?;
-                Ok(found.map(|_| ()))
-            }
-        },
-    )
-    .await
 }
 
 /// Waits until the workload's pod runs every container; a timeout quotes the pod's last
