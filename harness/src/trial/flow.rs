@@ -217,7 +217,7 @@ fn result_of(stopped: Option<Stop>, leftovers: &[String]) -> TrialResult {
         (Some(Stop::Outcome(o)), None) => TrialResult::Outcome(o),
         (Some(Stop::Harness(e)), None) => TrialResult::HarnessError(e),
         (Some(stop), Some(left)) => {
-            let why = format!("{}; also left behind: {left}", stop.to_string());
+            let why = format!("{stop}; also left behind: {left}");
             match stop {
                 Stop::Outcome(o) => TrialResult::Outcome(with_reason(o, why)),
                 Stop::Harness(_) => TrialResult::HarnessError(HarnessError(why)),
@@ -393,7 +393,7 @@ async fn ask_detectors(
         ..DetectorContext::default()
     }
     .with_cluster(
-        &cx.env.kubeconfig.display().to_string(),
+        cx.env.kubeconfig.display().to_string(),
         &cx.stage.ns,
         &target.pod,
         Some(&cx.stage.node_name),

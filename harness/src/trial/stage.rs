@@ -319,7 +319,7 @@ async fn observe_pod(st: &Stage<'_>, name: &str) -> Result<(), Stop> {
     let (s, pods, timeline) = (st.s, &st.pods, st.timeline);
     match s.observe.pod {
         PodOutcome::GoesAway => {
-            crate::wait::pod_deleted(&st.client, &st.ns, name, s.deadlines.stuck)
+            crate::wait::pod_deleted(st.client, &st.ns, name, s.deadlines.stuck)
                 .await
                 .map_err(|e| Stop::after_deletion(e, Stop::not_reproduced))?;
             timeline.note(
