@@ -1,15 +1,42 @@
 //! Deleting a terminus namespace: pods still held by a finalizer are released first, so
 //! cleanup never waits on the fault it just recovered. Used by trials, drills and gc.
+//! And the wait a new namespace needs before it takes a pod.
 //!
 //! Architecture invariant: only namespaces terminus created are passed here (their names
 //! carry the run id); the wait has a deadline.
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::Client;
 use serde_json::json;
+
+/// Waits for the new namespace's `default` service account: the API refuses a pod until
+/// the controller manager has made it, seconds after the namespace on a busy control
+/// plane.
+pub async fn wait_service_account(
+    client: &Client,
+    ns: &str,
+    deadline: Duration,
+) -> Result<(), String> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    crate::wait::wait_for(
+        &format!("the default service account of namespace {ns}"),
+        deadline,
+        || {
+            let accounts = accounts.clone();
+            async move {
+                let found = accounts
+                    .get_opt("default")
+                    .await
+                    .map_err(|e| format!("reading the default service account: {e}"))?;
+                Ok(found.map(|_| ()))
+            }
+        },
+    )
+    .await
+}
 
 /// Deletes the namespace and waits for it to go; pods still held by a finalizer are
 /// released first, so cleanup never waits on the fault it just recovered.

@@ -1,9 +1,14 @@
 //! A scenario suite run: one cluster for the whole run, one trial per scenario, and the
-//! run's artefacts at the end (summary table, JUnit XML, scorecard). The cluster test
-//! (`cargo test --test scenarios`) is a thin libtest-mimic shell around this.
+//! run's artefacts at the end (summary table, JUnit XML, scorecard; `crowd.json` in a
+//! crowded run). The cluster test (`cargo test --test scenarios`) is a thin libtest-mimic
+//! shell around this.
+//!
+//! A run is crowded (the default) or quiet ([`Mode`]): crowded, the shared-node
+//! scenarios run together as one crowd ([`Suite::spawn_crowd`], `trial::crowd`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Node as KubeNode;
@@ -13,7 +18,7 @@ use crate::cluster::{self, Cluster, UpOptions};
 use crate::detectors::Detector;
 use crate::scenario::Scenario;
 use crate::scorecard::{Case, Scorecard};
-use crate::trial::{run_trial, Run, TrialEnv, TrialRecord};
+use crate::trial::{run_crowd_trial, run_trial, Crowd, Run, TrialEnv, TrialRecord};
 
 /// Environment variables a suite run reads.
 pub const CLUSTER_ENV: &str = "TERMINUS_CLUSTER";
@@ -22,6 +27,35 @@ pub const DETECTORS_ENV: &str = "TERMINUS_DETECTORS";
 /// `1`: every trial gets a cluster of its own, made and deleted around it (slow; for
 /// measuring what sharing one cluster saves).
 pub const PER_TRIAL_ENV: &str = "TERMINUS_CLUSTER_PER_TRIAL";
+/// `1`: a quiet run: every shared-node trial on its own, as before crowding.
+pub const QUIET_ENV: &str = "TERMINUS_QUIET";
+
+/// How the shared-node trials of a run meet each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// All shared-node scenarios stuck on the shared worker at once; each bundle holds
+    /// its neighbours' faults and the diagnosis must not name them.
+    Crowded,
+    /// Each trial on a node with nothing else stuck on it (`TERMINUS_QUIET=1`).
+    Quiet,
+}
+
+impl Mode {
+    pub fn from_env() -> Mode {
+        if std::env::var(QUIET_ENV).is_ok_and(|v| v == "1") {
+            Mode::Quiet
+        } else {
+            Mode::Crowded
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Crowded => "crowded",
+            Mode::Quiet => "quiet",
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
@@ -42,6 +76,7 @@ pub struct Suite {
     pub cluster: Cluster,
     pub started: Instant,
     pub cluster_time: Duration,
+    pub mode: Mode,
 }
 
 /// Where run artefacts go: `<workspace>/target/terminus/` (or `$CARGO_TARGET_DIR/terminus`).
@@ -134,6 +169,7 @@ impl Suite {
             cluster,
             started,
             cluster_time,
+            mode: Mode::from_env(),
         })
     }
 
@@ -141,10 +177,64 @@ impl Suite {
         run_trial(&self.env, scenario).await
     }
 
-    /// Writes the summary table, JUnit XML and scorecard; returns the summary text.
+    /// Starts every member of the crowd at once on the runtime (call inside it); each
+    /// member's record is then awaited with [`CrowdRun::record`].
+    pub fn spawn_crowd(&self, members: Vec<Scenario>) -> CrowdRun {
+        let crowd = Crowd::new(&members);
+        tracing::info!(
+            "crowd of {} on {}: {}",
+            members.len(),
+            self.env.shared_node,
+            crowd
+                .members()
+                .iter()
+                .map(|m| m.scenario.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        // After the last gate a member remedies, verifies and recovers: at most its
+        // clear and recover deadlines twice each (remedy + verify, fault + namespace).
+        let after_gates = members
+            .iter()
+            .map(|s| s.deadlines.clear * 2 + s.deadlines.recover * 2)
+            .max()
+            .unwrap_or_default();
+        let deadline = crowd.collected_by() + after_gates + Duration::from_secs(60);
+        let mut handles = HashMap::new();
+        for s in members {
+            let Some(member) = crowd.join(&s.id) else {
+                continue;
+            };
+            let env = Arc::clone(&self.env);
+            let id = s.id.clone();
+            handles.insert(
+                id,
+                tokio::spawn(async move { run_crowd_trial(&env, &s, member).await }),
+            );
+        }
+        CrowdRun {
+            handles: Mutex::new(handles),
+            started: Instant::now(),
+            deadline,
+        }
+    }
+
+    /// Writes the summary table, JUnit XML and scorecard (and `crowd.json` in a crowded
+    /// run); returns the summary text.
     pub fn finish(&self, records: &[TrialRecord]) -> std::io::Result<String> {
         let dir = &self.env.run.dir;
-        let summary = summary_table(records, self.started.elapsed(), self.cluster_time);
+        let mut summary = format!("{}\n", self.mode_line(records));
+        summary.push_str(&summary_table(
+            records,
+            self.started.elapsed(),
+            self.cluster_time,
+        ));
+        let members: Vec<&TrialRecord> =
+            records.iter().filter(|r| r.neighbours.is_some()).collect();
+        if !members.is_empty() {
+            summary.push_str(&crowd_table(&members));
+            std::fs::write(dir.join("crowd.json"), crowd_json(&self.env, &members))?;
+        }
         std::fs::write(dir.join("summary.txt"), &summary)?;
         std::fs::write(dir.join("junit.xml"), junit(&self.env.run.id, records))?;
         let mut card = Scorecard::new();
@@ -156,6 +246,17 @@ impl Suite {
         }
         std::fs::write(dir.join("scorecard.txt"), card.render_text())?;
         Ok(format!("{summary}\n{}", card.render_text()))
+    }
+
+    fn mode_line(&self, records: &[TrialRecord]) -> String {
+        let crowd = records.iter().filter(|r| r.neighbours.is_some()).count();
+        match self.mode {
+            Mode::Crowded => format!(
+                "mode: crowded: {crowd} shared-node trial(s) stuck together on {} ({QUIET_ENV}=1 for quiet)",
+                self.env.shared_node
+            ),
+            Mode::Quiet => format!("mode: quiet: each trial alone on its node ({QUIET_ENV}=1)"),
+        }
     }
 
     /// Deletes the cluster unless it is kept for the next run (`TERMINUS_KEEP_CLUSTER=1`).
@@ -203,6 +304,117 @@ pub fn summary_table(records: &[TrialRecord], total: Duration, cluster: Duration
     out
 }
 
+/// The crowd members' built-in diagnoses: precision is the share of the reported causes
+/// that are the trial's own; runner-ups a neighbour caused are marked.
+pub fn crowd_table(members: &[&TrialRecord]) -> String {
+    let mut out = format!(
+        "\n{:<28} {:<22} {:>9}  {}\n",
+        "CROWD MEMBER", "EXPECTED", "PRECISION", "REPORTED (built-in, above threshold)"
+    );
+    for r in members {
+        let neighbours = r.neighbours.as_deref().unwrap_or_default();
+        let reported: Vec<String> = r
+            .diagnoses
+            .iter()
+            .map(|(cause, confidence)| {
+                let mark = if *cause == r.expected {
+                    ""
+                } else if neighbours.iter().any(|n| n.cause == *cause) {
+                    " (neighbour)"
+                } else {
+                    " (other)"
+                };
+                format!("{cause} {confidence:.2}{mark}")
+            })
+            .collect();
+        out.push_str(&format!(
+            "{:<28} {:<22} {:>9}  {}\n",
+            r.scenario,
+            r.expected,
+            precision(r).map_or_else(|| "-".to_owned(), |p| format!("{p:.2}")),
+            if reported.is_empty() {
+                "none".to_owned()
+            } else {
+                reported.join(", ")
+            }
+        ));
+    }
+    out
+}
+
+/// The share of the reported causes that are the trial's own; None when nothing was.
+fn precision(r: &TrialRecord) -> Option<f64> {
+    let own = r.diagnoses.iter().filter(|(c, _)| *c == r.expected).count();
+    (!r.diagnoses.is_empty()).then(|| own as f64 / r.diagnoses.len() as f64)
+}
+
+/// `crowd.json`: per member, what it expected, what the built-in detector reported and
+/// who was stuck beside it: the input of a confusion matrix.
+fn crowd_json(env: &TrialEnv, members: &[&TrialRecord]) -> String {
+    let rows: Vec<serde_json::Value> = members
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "scenario": r.scenario,
+                "expected": r.expected,
+                "reported": r.diagnoses.iter().map(|(cause, confidence)| {
+                    serde_json::json!({ "cause": cause, "confidence": confidence })
+                }).collect::<Vec<_>>(),
+                "neighbours": r.neighbours,
+                "result": match &r.result {
+                    crate::trial::TrialResult::Outcome(o) => o.name(),
+                    crate::trial::TrialResult::HarnessError(_) => "harness-error",
+                },
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "run": env.run.id,
+        "node": env.shared_node,
+        "members": rows,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// The records of a crowd's members, as the libtest trials ask for them.
+pub struct CrowdRun {
+    handles: Mutex<HashMap<String, tokio::task::JoinHandle<TrialRecord>>>,
+    started: Instant,
+    /// How long after the start the last member may still be running.
+    deadline: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CrowdError {
+    #[error("{0} is not a member of the crowd (or its record was already taken)")]
+    NotAMember(String),
+    #[error("the crowd trial {0} ended without a record: {1}")]
+    Task(String, String),
+    #[error("timed out after {waited:?} waiting for the crowd trial {id} to end")]
+    Timeout { id: String, waited: Duration },
+}
+
+impl CrowdRun {
+    /// Waits for member `id`'s record (each is taken once).
+    pub async fn record(&self, id: &str) -> Result<TrialRecord, CrowdError> {
+        let handle = self
+            .handles
+            .lock()
+            .ok()
+            .and_then(|mut h| h.remove(id))
+            .ok_or_else(|| CrowdError::NotAMember(id.to_owned()))?;
+        let left = self.deadline.saturating_sub(self.started.elapsed());
+        match tokio::time::timeout(left, handle).await {
+            Ok(Ok(record)) => Ok(record),
+            Ok(Err(e)) => Err(CrowdError::Task(id.to_owned(), e.to_string())),
+            Err(_) => Err(CrowdError::Timeout {
+                id: id.to_owned(),
+                waited: self.started.elapsed(),
+            }),
+        }
+    }
+}
+
 fn junit(run_id: &str, records: &[TrialRecord]) -> String {
     use quick_junit::{Report, TestCase, TestSuite};
     let mut report = Report::new(format!("terminus {run_id}"));
@@ -240,6 +452,8 @@ impl Suite {
             .await
             .map_err(|e| format!("creating namespace {ns}: {e}"))?;
         let result = async {
+            crate::namespace::wait_service_account(&env.client, &ns, Duration::from_secs(60))
+                .await?;
             let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
             let pod: Pod = serde_json::from_value(serde_json::json!({
                 "apiVersion": "v1", "kind": "Pod",

@@ -2,22 +2,34 @@
 //! trial, on one kind cluster shared by the run. Listing (`--list`) reads the scenario
 //! files only and touches neither Docker nor kind. Zero scenarios is an error.
 //!
+//! Crowded by default: the selected `requires.node: shared` scenarios run as one crowd,
+//! all stuck on the shared worker at the same time (docs/scenarios.md, "Crowded and
+//! quiet runs"). The first crowd trial libtest invokes starts the whole crowd on the
+//! runtime; every crowd trial then waits for its own record. Dedicated-node trials run
+//! beside it as before.
+//!
 //! Environment: TERMINUS_CLUSTER (cluster name, default terminus-scenarios),
 //! TERMINUS_KEEP_CLUSTER=1 (keep it for the next run), TERMINUS_DETECTORS (comma-
-//! separated, default `builtin`), TERMINUS_NODE_IMAGE (see cluster.rs).
+//! separated, default `builtin`), TERMINUS_NODE_IMAGE (see cluster.rs),
+//! TERMINUS_QUIET=1 (quiet run: no crowd, each trial alone on its node),
+//! TERMINUS_CLUSTER_PER_TRIAL=1 (a cluster per trial; quiet).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Mutex, OnceLock};
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use terminus::scenario::{self, Scenario};
-use terminus::suite::Suite;
+use terminus::scenario::{self, NodeUse, Scenario};
+use terminus::suite::{CrowdRun, Mode, Suite};
 use terminus::trial::TrialRecord;
 
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 static SUITE: OnceLock<Result<Suite, String>> = OnceLock::new();
 static RECORDS: Mutex<Vec<TrialRecord>> = Mutex::new(Vec::new());
+/// The crowd's members: the shared-node scenarios libtest's selection keeps.
+static CROWD_MEMBERS: OnceLock<Vec<Scenario>> = OnceLock::new();
+/// The running crowd, started by the first crowd trial libtest invokes.
+static CROWD: OnceLock<CrowdRun> = OnceLock::new();
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     RUNTIME.get_or_init(|| {
@@ -67,19 +79,39 @@ fn install_interrupt_handler() {
     });
 }
 
-fn scenario_trial(path: PathBuf, scenario: Scenario) -> Trial {
+fn per_trial() -> bool {
+    std::env::var(terminus::suite::PER_TRIAL_ENV).is_ok_and(|v| v == "1")
+}
+
+/// This crowd member's record; the first call starts the whole crowd.
+fn crowd_record(suite: &'static Suite, scenario: &Scenario) -> Result<TrialRecord, Failed> {
+    let crowd = CROWD.get_or_init(|| {
+        let _inside = runtime().enter();
+        suite.spawn_crowd(CROWD_MEMBERS.get().cloned().unwrap_or_default())
+    });
+    eprintln!("terminus: trial {} (in the crowd)", scenario.id);
+    runtime()
+        .block_on(crowd.record(&scenario.id))
+        .map_err(|e| Failed::from(e.to_string()))
+}
+
+fn scenario_trial(path: PathBuf, scenario: Scenario, crowded: bool) -> Trial {
     let name = format!(
         "scenarios/{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("?")
     );
     let kind = scenario.cause.as_str();
     Trial::test(name, move || {
-        if std::env::var(terminus::suite::PER_TRIAL_ENV).is_ok_and(|v| v == "1") {
+        if per_trial() {
             return own_cluster_trial(&scenario);
         }
         let suite = suite()?;
-        eprintln!("terminus: trial {}", scenario.id);
-        let record = runtime().block_on(suite.trial(&scenario));
+        let record = if crowded {
+            crowd_record(suite, &scenario)?
+        } else {
+            eprintln!("terminus: trial {}", scenario.id);
+            runtime().block_on(suite.trial(&scenario))
+        };
         let failure = record.failure();
         let timeline =
             std::fs::read_to_string(record.artefacts.join("timeline.txt")).unwrap_or_default();
@@ -98,9 +130,11 @@ fn own_cluster_trial(scenario: &Scenario) -> Result<(), Failed> {
         .chars()
         .take(40)
         .collect();
-    let suite = runtime()
+    let mut suite = runtime()
         .block_on(Suite::setup_on(&name, true))
         .map_err(|e| Failed::from(format!("cannot set up cluster {name}: {e}")))?;
+    // Alone on its cluster: nothing to crowd it.
+    suite.mode = Mode::Quiet;
     let record = runtime().block_on(suite.trial(scenario));
     let summary = suite.finish(std::slice::from_ref(&record));
     let down = terminus::cluster::down(&name);
@@ -145,11 +179,27 @@ fn main() -> ExitCode {
             Ok(())
         },
     )];
-    trials.extend(
-        scenarios
-            .into_iter()
-            .map(|s| scenario_trial(s.file.clone(), s)),
-    );
+    let crowding = Mode::from_env() == Mode::Crowded && !per_trial();
+    let (mut crowd, mut others) = (Vec::new(), Vec::new());
+    let mut members = Vec::new();
+    for s in scenarios {
+        let shared = crowding && s.requires.node == NodeUse::Shared;
+        let trial = scenario_trial(s.file.clone(), s.clone(), shared);
+        if shared && !args.is_filtered_out(&trial) {
+            members.push(s);
+            crowd.push(trial);
+        } else {
+            others.push(trial);
+        }
+    }
+    let _ = CROWD_MEMBERS.set(members);
+    // The first crowd trial starts the crowd and holds a test thread until its own
+    // record; the dedicated-node trials come next so the other threads run them beside
+    // the crowd, and the remaining crowd trials, whose records are ready by then, last.
+    let mut crowd = crowd.into_iter();
+    trials.extend(crowd.next());
+    trials.extend(others);
+    trials.extend(crowd);
     let conclusion = libtest_mimic::run(&args, trials);
     if let Some(Ok(suite)) = SUITE.get() {
         let records = RECORDS.lock().map(|r| r.clone()).unwrap_or_default();

@@ -20,6 +20,7 @@ use kube::Client;
 use serde::Serialize;
 
 use super::clean;
+use super::crowd::{self, Gate, Member, Neighbour};
 use super::outcome::{HarnessError, Outcome, Stop, TrialResult};
 use super::remedy;
 use super::run::{Run, Timeline};
@@ -57,6 +58,11 @@ pub struct TrialRecord {
     /// What each detector answered, for the scorecard.
     #[serde(skip)]
     pub outcomes: Vec<(String, crate::scorecard::Outcome)>,
+    /// The built-in report's diagnoses (above its threshold), ranked: the crowd's
+    /// confusion shows in the runner-ups.
+    pub diagnoses: Vec<(CauseId, f64)>,
+    /// In a crowded run, the other members stuck beside this one; None in a quiet run.
+    pub neighbours: Option<Vec<Neighbour>>,
     pub time_to_stuck: Option<f64>,
     pub time_to_detect: Option<f64>,
     pub time_to_clear: Option<f64>,
@@ -78,6 +84,8 @@ impl TrialRecord {
             expected: s.cause,
             reported: Vec::new(),
             outcomes: Vec::new(),
+            diagnoses: Vec::new(),
+            neighbours: None,
             time_to_stuck: None,
             time_to_detect: None,
             time_to_clear: None,
@@ -96,15 +104,30 @@ type AppliedSlot = Arc<tokio::sync::Mutex<Option<Applied>>>;
 /// trial's own record and recover slot.
 struct TrialCx<'a> {
     env: &'a TrialEnv,
+    /// This trial's place in a crowd; None in a quiet run.
+    member: Option<&'a Member>,
     stage: Stage<'a>,
     record: &'a mut TrialRecord,
     applied: AppliedSlot,
 }
 
+/// A quiet trial: the scenario alone on its node (beside other quiet trials).
 pub async fn run_trial(env: &TrialEnv, s: &Scenario) -> TrialRecord {
-    let timeline = Timeline::new(env.echo);
+    run(env, s, None).await
+}
+
+/// A crowd member's trial: it waits at the crowd's gates and its built-in diagnosis
+/// must not name its neighbours' causes. `member` is dropped when the trial ends, which
+/// releases the gates whatever happened.
+pub async fn run_crowd_trial(env: &TrialEnv, s: &Scenario, member: Member) -> TrialRecord {
+    run(env, s, Some(&member)).await
+}
+
+async fn run(env: &TrialEnv, s: &Scenario, member: Option<&Member>) -> TrialRecord {
+    let timeline = Timeline::labelled(env.echo, &s.id);
     let dir = env.run.dir.join(&s.id);
     let mut record = TrialRecord::new(s, dir.clone());
+    record.neighbours = member.map(Member::neighbours);
     let _dedicated = match s.requires.node {
         NodeUse::Dedicated => Some(env.dedicated_lock.lock().await),
         NodeUse::Shared => None,
@@ -136,6 +159,7 @@ pub async fn run_trial(env: &TrialEnv, s: &Scenario) -> TrialRecord {
         &timeline,
         &mut record,
         applied.clone(),
+        member,
     ))
     .catch_unwind()
     .await;
@@ -153,6 +177,15 @@ pub async fn run_trial(env: &TrialEnv, s: &Scenario) -> TrialRecord {
     };
     if let Some(stop) = &stopped {
         timeline.note("failed", stop.to_string());
+    }
+    if let Some(member) = member {
+        // Whatever stopped this trial, its fault stays until every neighbour has its
+        // bundle: the neighbours' bundles are meant to hold it. A member that stopped
+        // early passes both gates here, so no one waits for it.
+        match member.arrive(Gate::Collected).await {
+            Ok(_) => {}
+            Err(e) => timeline.note("crowd", format!("recovering anyway: {e}")),
+        }
     }
     let leftovers = recover(env, s, &ns, &applied, &timeline).await;
     record.result = result_of(stopped, &leftovers);
@@ -184,7 +217,7 @@ fn result_of(stopped: Option<Stop>, leftovers: &[String]) -> TrialResult {
         (Some(Stop::Outcome(o)), None) => TrialResult::Outcome(o),
         (Some(Stop::Harness(e)), None) => TrialResult::HarnessError(e),
         (Some(stop), Some(left)) => {
-            let why = format!("{}; also left behind: {left}", stop.to_string());
+            let why = format!("{stop}; also left behind: {left}");
             match stop {
                 Stop::Outcome(o) => TrialResult::Outcome(with_reason(o, why)),
                 Stop::Harness(_) => TrialResult::HarnessError(HarnessError(why)),
@@ -242,10 +275,12 @@ async fn phases(
     timeline: &Timeline,
     record: &mut TrialRecord,
     applied: AppliedSlot,
+    member: Option<&Member>,
 ) -> Result<(), Stop> {
     let stage = Stage::connect(&env.client, s, timeline, place).await?;
     let mut cx = TrialCx {
         env,
+        member,
         stage,
         record,
         applied,
@@ -257,6 +292,7 @@ async fn phases(
     *cx.applied.lock().await = Some(fault);
     let observed = stage::observe(&cx.stage, running).await?;
     cx.record.time_to_stuck = Some(observed.time_to_stuck.as_secs_f64());
+    pass_gate(&cx, Gate::Stuck).await?;
     let target = observed.target;
     let (diagnosis, evidence) = detect(&mut cx, &target, &observed.since).await?;
     let remedy_started = cx.stage.timeline.elapsed();
@@ -290,7 +326,8 @@ async fn detect(
     .map_err(|e| format!("gathering evidence: {e}"))?;
     std::fs::write(bundle.join("expected-cause"), format!("{}\n", s.cause))
         .map_err(|e| e.to_string())?;
-    let wrong = ask_detectors(cx, target, &bundle).await?;
+    pass_gate(cx, Gate::Collected).await?;
+    let mut wrong = ask_detectors(cx, target, &bundle).await?;
     cx.record.time_to_detect = Some((cx.stage.timeline.elapsed() - detect_started).as_secs_f64());
     let evidence = crate::evidence::Evidence::load(&bundle);
     let diagnosis = crate::detect::diagnose(&evidence);
@@ -299,6 +336,21 @@ async fn detect(
         crate::report::to_text(&evidence, &diagnosis),
     )
     .map_err(|e| e.to_string())?;
+    cx.record.diagnoses = diagnosis
+        .diagnoses
+        .iter()
+        .map(|d| (d.cause, d.confidence))
+        .collect();
+    if let Some(member) = cx.member {
+        let builtin_asked = cx.env.detectors.contains(&Detector::Builtin);
+        for confusion in crowd::confusions(s.cause, &cx.record.diagnoses, &member.neighbours()) {
+            // The built-in detector's own answer already said it ranked another first.
+            if builtin_asked && matches!(confusion, crowd::Confusion::NotFirst { .. }) {
+                continue;
+            }
+            wrong.push(confusion.to_string());
+        }
+    }
     if !wrong.is_empty() {
         return Err(Stop::misdiagnosed(format!(
             "{} (bundle: {})",
@@ -307,6 +359,26 @@ async fn detect(
         )));
     }
     Ok((diagnosis, evidence))
+}
+
+/// In a crowd, waits at `gate` for the other members; a quiet trial passes at once.
+async fn pass_gate(cx: &TrialCx<'_>, gate: Gate) -> Result<(), Stop> {
+    let Some(member) = cx.member else {
+        return Ok(());
+    };
+    let waited = member.arrive(gate).await.map_err(|e| e.to_string())?;
+    cx.stage.timeline.note(
+        "crowd",
+        format!(
+            "waited {:.1}s for {}",
+            waited.as_secs_f64(),
+            match gate {
+                Gate::Stuck => "every neighbour to be stuck",
+                Gate::Collected => "every neighbour's bundle",
+            }
+        ),
+    );
+    Ok(())
 }
 
 /// Runs every detector on the bundle; returns what each got wrong.
@@ -321,7 +393,7 @@ async fn ask_detectors(
         ..DetectorContext::default()
     }
     .with_cluster(
-        &cx.env.kubeconfig.display().to_string(),
+        cx.env.kubeconfig.display().to_string(),
         &cx.stage.ns,
         &target.pod,
         Some(&cx.stage.node_name),

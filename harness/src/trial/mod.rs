@@ -2,12 +2,14 @@
 //! remedy, verify the node is clean — with the fault's recover on every path.
 
 mod clean;
+pub mod crowd;
 mod flow;
 mod outcome;
 mod remedy;
 mod run;
 pub mod stage;
 
-pub use flow::{run_trial, TrialEnv, TrialRecord};
+pub use crowd::{Crowd, Member, Neighbour};
+pub use flow::{run_crowd_trial, run_trial, TrialEnv, TrialRecord};
 pub use outcome::{HarnessError, Outcome, TrialResult};
 pub use run::{Run, Timeline};

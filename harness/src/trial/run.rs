@@ -41,14 +41,22 @@ pub struct Timeline {
     start: Instant,
     entries: Mutex<Vec<TimelineEntry>>,
     echo: bool,
+    /// Printed before each echoed line: trials running at once (a crowd) interleave.
+    label: String,
 }
 
 impl Timeline {
     pub fn new(echo: bool) -> Timeline {
+        Timeline::labelled(echo, "")
+    }
+
+    /// A timeline whose echoed lines begin with `label` (the scenario id).
+    pub fn labelled(echo: bool, label: &str) -> Timeline {
         Timeline {
             start: Instant::now(),
             entries: Mutex::new(Vec::new()),
             echo,
+            label: label.to_owned(),
         }
     }
 
@@ -63,7 +71,17 @@ impl Timeline {
             seen: seen.into(),
         };
         if self.echo {
-            tracing::info!("  [{:>6.1}s] {:<8} {}", entry.at, entry.phase, entry.seen);
+            tracing::info!(
+                "  {}[{:>6.1}s] {:<8} {}",
+                if self.label.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} ", self.label)
+                },
+                entry.at,
+                entry.phase,
+                entry.seen
+            );
         }
         if let Ok(mut entries) = self.entries.lock() {
             entries.push(entry);

@@ -98,6 +98,9 @@ pub async fn deploy(st: &Stage<'_>) -> Result<Target, Stop> {
         )
         .await
         .map_err(kube_err("creating the namespace"))?;
+    // A busy control plane (a crowd makes six namespaces at once) may not have made the
+    // service account yet, and a refused pod is no verdict on the scenario.
+    crate::namespace::wait_service_account(client, ns, s.deadlines.ready).await?;
     let name = &st.workload;
     match s.workload.kind {
         WorkloadKind::Pod => {
@@ -316,7 +319,7 @@ async fn observe_pod(st: &Stage<'_>, name: &str) -> Result<(), Stop> {
     let (s, pods, timeline) = (st.s, &st.pods, st.timeline);
     match s.observe.pod {
         PodOutcome::GoesAway => {
-            crate::wait::pod_deleted(&st.client, &st.ns, name, s.deadlines.stuck)
+            crate::wait::pod_deleted(st.client, &st.ns, name, s.deadlines.stuck)
                 .await
                 .map_err(|e| Stop::after_deletion(e, Stop::not_reproduced))?;
             timeline.note(
