@@ -29,7 +29,7 @@ use crate::cause::CauseId;
 use crate::detectors::{Detector, DetectorContext};
 use crate::fault::{self, Applied};
 use crate::probe::{self, Target};
-use crate::scenario::{NodeUse, Scenario, WorkloadKind};
+use crate::scenario::{NodeUse, PodOutcome, Scenario, WorkloadKind};
 use crate::wait::wait_for;
 
 /// What every trial of a run shares.
@@ -343,9 +343,20 @@ async fn detect(
         .collect();
     if let Some(member) = cx.member {
         let builtin_asked = cx.env.detectors.contains(&Detector::Builtin);
+        // A pod that is gone by design (the immutable-rootfs variant) leaves no pod.yaml to
+        // tie evidence to: its diagnosis is the node's, and the node honestly has its
+        // neighbours' causes too. Its own cause must still rank first.
+        let pod_gone = evidence.pod.is_none() && s.observe.pod == PodOutcome::GoesAway;
         for confusion in crowd::confusions(s.cause, &cx.record.diagnoses, &member.neighbours()) {
             // The built-in detector's own answer already said it ranked another first.
             if builtin_asked && matches!(confusion, crowd::Confusion::NotFirst { .. }) {
+                continue;
+            }
+            if pod_gone && matches!(confusion, crowd::Confusion::Neighbour { .. }) {
+                cx.stage.timeline.note(
+                    "crowd",
+                    format!("pod gone, node-wide diagnosis: {confusion}"),
+                );
                 continue;
             }
             wrong.push(confusion.to_string());
