@@ -756,14 +756,16 @@ mod tests {
 
     #[test]
     fn the_nodes_offset_comes_from_a_containerd_journal_line() {
-        let mut ev = Evidence::default();
-        ev.captured_at = Some(at("2026-11-28T05:00:00Z"));
         // A node in UTC-5: the journal prints local time, containerd prints UTC.
-        ev.runtime_log = vec![Quote {
-            source: "runtime.log".into(),
-            line: 1,
-            text: r#"Nov 28 07:28:36 w containerd[161]: time="2026-11-28T12:28:36.437832616Z" level=warning msg="x""#.into(),
-        }];
+        let ev = Evidence {
+            captured_at: Some(at("2026-11-28T05:00:00Z")),
+            runtime_log: vec![Quote {
+                source: "runtime.log".into(),
+                line: 1,
+                text: r#"Nov 28 07:28:36 w containerd[161]: time="2026-11-28T12:28:36.437832616Z" level=warning msg="x""#.into(),
+            }],
+            ..Evidence::default()
+        };
         assert_eq!(node_offset(&ev), Some(-5 * 3600));
     }
 
