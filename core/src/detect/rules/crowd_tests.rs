@@ -101,9 +101,7 @@ fn about_another_pod(relative: &str) -> Evidence {
 /// The bundle with every log line and event a day older.
 fn a_day_older(relative: &str) -> Evidence {
     let f = files(relative);
-    let captured = crate::evidence::Evidence { ..load(&f) }
-        .captured_at
-        .expect("captured-at");
+    let captured = load(&f).captured_at.expect("captured-at");
     let day = captured.date_naive();
     let before = day - chrono::Duration::days(1);
     let mut f = f;
