@@ -88,3 +88,57 @@ pub fn of(diagnoses: &[Diagnosis]) -> Vec<Step> {
     plan.extend(watch);
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cause::CauseId;
+    use crate::detect::{diagnose, StepKind};
+    use crate::evidence::{Evidence, BUNDLE_FILES};
+
+    /// The immutable-file-volume capture, its pod also holding a finalizer: two
+    /// independent holds, both reported, the plan clearing the node first.
+    #[test]
+    fn an_immutable_file_and_a_finalizer_are_both_cleared_node_first() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/kind/immutable-file-volume");
+        let mut ev = Evidence::default();
+        for (name, _) in BUNDLE_FILES {
+            let Ok(text) = std::fs::read_to_string(dir.join(name)) else {
+                continue;
+            };
+            let text = if name == "pod.yaml" {
+                assert!(text.contains("  deletionTimestamp:"), "pod.yaml shape");
+                text.replacen(
+                    "  deletionTimestamp:",
+                    "  finalizers:\n  - example.com/backup\n  deletionTimestamp:",
+                    1,
+                )
+            } else {
+                text
+            };
+            ev.ingest(name, &text);
+        }
+        let report = diagnose(&ev);
+        let causes: Vec<CauseId> = report.diagnoses.iter().map(|d| d.cause).collect();
+        assert_eq!(causes.first(), Some(&CauseId::ImmutableFile), "{causes:?}");
+        assert!(causes.contains(&CauseId::Finalizer), "{causes:?}");
+        let acts: Vec<&str> = report
+            .plan
+            .iter()
+            .filter(|s| s.kind == StepKind::Act)
+            .filter_map(|s| s.argv.as_ref().and_then(|a| a.first()).map(String::as_str))
+            .collect();
+        assert_eq!(acts, ["chattr", "kubectl"], "{:#?}", report.plan);
+        let last = report.plan.last().expect("a plan");
+        assert_eq!(last.description, "watch the pod go away");
+        let watches = report
+            .plan
+            .iter()
+            .filter(|s| s.description == "watch the pod go away")
+            .count();
+        assert_eq!(watches, 1);
+        let text = crate::report::to_text(&ev, &report);
+        assert!(text.contains("ALSO   finalizer"), "{text}");
+        assert!(text.contains("only when all 2 are cleared"), "{text}");
+    }
+}
