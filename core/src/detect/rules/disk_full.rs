@@ -29,8 +29,13 @@ pub(super) fn disk_full(cx: &Cx) -> Option<Diagnosis> {
     if enospc.is_empty() && full.is_empty() {
         return None;
     }
+    // df shows room on every filesystem holding the pod's state: the no-space errors
+    // were an episode that is over (it may have left a desync behind), not what holds
+    // the pod now.
+    let room_now = full.is_empty() && ev.has("df.txt") && !ev.df.is_empty();
     let confidence = match (enospc.is_empty(), full.is_empty()) {
         (false, false) => 0.95,
+        (false, true) if room_now => 0.45,
         (false, true) => 0.85,
         (true, false) => 0.6,
         (true, true) => unreachable!("returned above"),
@@ -70,6 +75,9 @@ pub(super) fn disk_full(cx: &Cx) -> Option<Diagnosis> {
     remedy.push(Step::say("free space on it (remove the filler, old images: `crictl rmi --prune`, logs); kubelet retries the kill by itself"));
     remedy.extend(watch_step(ev));
     let summary = match (&failed_path, full.first()) {
+        (Some(path), _) if room_now => format!(
+            "the runtime could not write {path} (no space left on device), but df shows room now: the episode is over"
+        ),
         (Some(path), _) => format!("the runtime cannot write {path}: no space left on device"),
         (None, Some((row, what))) => format!("{} has no {what} left", row.mount),
         (None, None) => "the runtime reports no space left on device".into(),

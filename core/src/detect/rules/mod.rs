@@ -90,6 +90,10 @@ const EXPLAINS_TIMEOUTS: [CauseId; 3] = [
     CauseId::MountHeld,
 ];
 
+/// A cause explains others' symptoms only on strong proof of its own: a no-space episode
+/// that is over (df shows room) explains nothing that holds the pod now.
+const EXPLAIN_MIN: f64 = 0.6;
+
 /// Every rule's diagnosis (unfiltered), and notes on symptoms one cause explained.
 pub fn all(ev: &Evidence) -> (Vec<Diagnosis>, Vec<String>) {
     let mut cx = Cx::new(ev);
@@ -106,7 +110,7 @@ pub fn all(ev: &Evidence) -> (Vec<Diagnosis>, Vec<String>) {
     .collect();
     cx.explained = first_tier
         .iter()
-        .filter(|d| d.confidence >= THRESHOLD && EXPLAINS_TIMEOUTS.contains(&d.cause))
+        .filter(|d| d.confidence >= EXPLAIN_MIN && EXPLAINS_TIMEOUTS.contains(&d.cause))
         .map(|d| d.cause)
         .collect();
     let mut notes = Vec::new();
