@@ -19,7 +19,19 @@ const RUN_DEADLINE: Duration = Duration::from_secs(120);
 /// leave no error text in the logs it greps (kubelet.log, runtime.log, events.yaml).
 /// A bundle added where it is also wrong must be listed here with its reason (or the
 /// detector taught), so the list stays the truth.
-const GREP_KNOWN_GAPS: [(&str, &str, &str); 6] = [
+const GREP_KNOWN_GAPS: [(&str, &str, &str); 10] = [
+    // Crowded bundles: the node's journal also holds the neighbours' immutable files, and
+    // grep has no notion of which pod a line is about (what the built-in's link.rs adds).
+    (
+        "crowded/daemonset-hash-churn",
+        "daemonset-hash-churn",
+        "immutable-file",
+    ),
+    ("crowded/finalizer", "finalizer", "immutable-file"),
+    ("crowded/mount-held", "mount-held", "immutable-file"),
+    // The desync was left by a no-space episode that is over: grep sees only the
+    // episode's "no space left on device" lines, not that df shows room now.
+    ("kind/runtime-desync", "runtime-desync", "disk-full"),
     // containerd logs nothing; only `ctr run`'s mkdir error in commands.txt and df show it.
     ("bundles/containerd-disk-full", "disk-full", "none"),
     // The desync shows only as `docker ps` and `ctr task ls` disagreeing.
@@ -226,6 +238,10 @@ fn builtin_passes_every_fixture_and_grep_detector_misses_only_its_known_gaps() {
             )
         })
         .collect();
+    // The gaps are listed by theme; the comparison is by bundle.
+    let (mut grep_wrong, mut expected_gaps) = (grep_wrong, expected_gaps);
+    grep_wrong.sort();
+    expected_gaps.sort();
     assert_eq!(
         grep_wrong, expected_gaps,
         "grep-detector's failures must be exactly its known gaps: for a new bundle it gets \
