@@ -726,12 +726,7 @@ async fn one_of_all(
     if let Some(node) = target.node.as_ref().and_then(|n| nodes.get(n)) {
         files.push(("node.yaml", node.clone()));
     }
-    let ds_owned = pod
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.kind == "DaemonSet");
+    let ds_owned = crate::pods::daemonset_owner(pod).is_some();
     let dir = root.join(format!("{namespace}.{name}"));
     let evidence = if write || ds_owned || *access != NodeAccess::None {
         std::fs::create_dir_all(&dir)

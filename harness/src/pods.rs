@@ -1,9 +1,21 @@
 //! Facts about a pod object that several modules need.
 //!
-//! Architecture invariant: one definition of a pod's container ids, used by trials,
+//! Architecture invariant: one definition of a pod's container ids and of its DaemonSet
+//! owner, used by trials,
 //! live diagnosis and drills alike.
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+/// The DaemonSet that owns the pod, if one does: its pods are replaced by design, so
+/// probes gather the owner's revisions and look for a replacement when the pod is gone.
+pub fn daemonset_owner(pod: &Pod) -> Option<&OwnerReference> {
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "DaemonSet")
+}
 
 /// The ids of a pod's containers (init, regular and ephemeral), without the runtime
 /// prefix (`containerd://`), as the node's runtime and its logs name them.

@@ -105,14 +105,7 @@ pub async fn api_evidence(client: &Client, target: &Target, dir: &Path) -> Resul
             Err(e) => errors.push(format!("node.yaml: {e}")),
         }
     }
-    let owner = pod.as_ref().and_then(|p| {
-        p.metadata
-            .owner_references
-            .as_ref()?
-            .iter()
-            .find(|o| o.kind == "DaemonSet")
-            .cloned()
-    });
+    let owner = pod.as_ref().and_then(crate::pods::daemonset_owner).cloned();
     if let Some(owner) = owner {
         let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), &target.namespace);
         match daemonsets.get(&owner.name).await {
@@ -145,14 +138,8 @@ async fn successor(pods: &Api<Pod>, target: &Target) -> Option<Pod> {
         .into_iter()
         .filter(|p| {
             let name = p.metadata.name.as_deref().unwrap_or("");
-            let owned = p
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.kind == "DaemonSet");
             let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
-            owned
+            crate::pods::daemonset_owner(p).is_some()
                 && name.rsplit_once('-').is_some_and(|(s, _)| s == stem)
                 && target.node.as_deref().is_none_or(|n| node == Some(n))
         })
