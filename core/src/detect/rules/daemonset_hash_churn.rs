@@ -48,14 +48,18 @@ pub(super) fn daemonset_hash_churn(cx: &Cx) -> Option<Diagnosis> {
         .iter()
         .rev()
         .take(3)
-        .map(|r| proof(&r.quote, &owned))
+        .map(|r| Proof::new(&r.quote, &owned))
         .collect();
     evidence.extend(
         owner
             .and_then(|o| o.generation_quote.as_ref())
-            .map(|q| proof(q, &owned)),
+            .map(|q| Proof::new(q, &owned)),
     );
-    evidence.extend(pod.deletion_quote.iter().map(|q| proof(q, &Tie::PodObject)));
+    evidence.extend(
+        pod.deletion_quote
+            .iter()
+            .map(|q| Proof::new(q, &Tie::PodObject)),
+    );
     let writers: BTreeSet<&str> = owner
         .map(|o| {
             o.managers

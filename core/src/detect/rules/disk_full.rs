@@ -40,20 +40,22 @@ pub(super) fn disk_full(cx: &Cx) -> Option<Diagnosis> {
         (true, false) => 0.6,
         (true, true) => unreachable!("returned above"),
     };
-    let mut evidence: Vec<Proof> = enospc.iter().take(3).map(|(q, t)| proof(q, t)).collect();
-    evidence.extend(full.iter().map(|(r, _, t)| proof(&r.quote, t)));
+    let mut evidence: Vec<Proof> = enospc
+        .iter()
+        .take(3)
+        .map(|(q, t)| Proof::new(q, t))
+        .collect();
+    evidence.extend(full.iter().map(|(r, _, t)| Proof::new(&r.quote, t)));
     evidence.extend(
         ev.events
             .iter()
             .filter(|e| e.reason == "Killing" && e.count > 1)
-            .filter_map(|e| Some(proof(&e.quote, &cx.link.event(e)?)))
+            .filter_map(|e| Some(Proof::new(&e.quote, &cx.link.event(e)?)))
             .take(1),
     );
-    let full: Vec<(&crate::evidence::DfRow, &str)> =
-        full.iter().map(|(r, w, _)| (*r, *w)).collect();
     let failed_path = named.first().cloned();
     let mut remedy = Vec::new();
-    for (row, what) in &full {
+    for (row, what, _) in &full {
         remedy.push(Step::look(
             format!(
                 "{} is full ({} {what} left on {}); find what fills it",
@@ -79,7 +81,7 @@ pub(super) fn disk_full(cx: &Cx) -> Option<Diagnosis> {
             "the runtime could not write {path} (no space left on device), but df shows room now: the episode is over"
         ),
         (Some(path), _) => format!("the runtime cannot write {path}: no space left on device"),
-        (None, Some((row, what))) => format!("{} has no {what} left", row.mount),
+        (None, Some((row, what, _))) => format!("{} has no {what} left", row.mount),
         (None, None) => "the runtime reports no space left on device".into(),
     };
     diagnosis(CauseId::DiskFull, confidence, summary, evidence, remedy)

@@ -34,13 +34,13 @@ pub(super) fn finalizer(cx: &Cx) -> Option<Diagnosis> {
     let mut evidence: Vec<Proof> = pod
         .deletion_quote
         .iter()
-        .map(|q| proof(q, &Tie::PodObject))
+        .map(|q| Proof::new(q, &Tie::PodObject))
         .collect();
     evidence.extend(
         pod.finalizers
             .iter()
             .filter_map(|(_, q)| q.as_ref())
-            .map(|q| proof(q, &Tie::PodObject)),
+            .map(|q| Proof::new(q, &Tie::PodObject)),
     );
     let mut remedy = vec![Step::say(format!(
         "find the controller that owns {} and why it has not finished; if it is gone for good, remove the finalizer",

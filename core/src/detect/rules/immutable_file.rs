@@ -18,7 +18,7 @@ pub(super) fn immutable_file(cx: &Cx) -> Option<Diagnosis> {
             hit = true;
         }
         if hit && evidence.len() < 3 {
-            evidence.push(proof(q, &tie));
+            evidence.push(Proof::new(q, &tie));
         }
     }
     let from_logs = !paths.is_empty();
@@ -44,12 +44,11 @@ pub(super) fn immutable_file(cx: &Cx) -> Option<Diagnosis> {
         .collect();
     for (e, tie) in &flagged {
         paths.insert(e.path.clone());
-        evidence.push(proof(&e.quote, tie));
+        evidence.push(Proof::new(&e.quote, tie));
     }
     if paths.is_empty() {
         return None;
     }
-    let flagged: Vec<_> = flagged.into_iter().map(|(e, _)| e).collect();
     let confidence = match (from_logs, !flagged.is_empty()) {
         (true, true) => 0.97,
         (true, false) => 0.9,
@@ -60,7 +59,7 @@ pub(super) fn immutable_file(cx: &Cx) -> Option<Diagnosis> {
     let targets: Vec<&String> = if flagged.is_empty() {
         paths.iter().collect()
     } else {
-        flagged.iter().map(|e| &e.path).collect()
+        flagged.iter().map(|(e, _)| &e.path).collect()
     };
     let mut remedy: Vec<Step> = targets
         .iter()

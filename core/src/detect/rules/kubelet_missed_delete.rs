@@ -50,16 +50,16 @@ pub(super) fn kubelet_missed_delete(cx: &Cx) -> Option<Diagnosis> {
     let mut evidence: Vec<Proof> = pod
         .deletion_quote
         .iter()
-        .map(|q| proof(q, &Tie::PodObject))
+        .map(|q| Proof::new(q, &Tie::PodObject))
         .collect();
-    evidence.extend(crictl_running.iter().map(|(q, t)| proof(q, t)));
-    evidence.extend(stopped.iter().map(|p| proof(&p.quote, &kubelet_tie)));
+    evidence.extend(crictl_running.iter().map(|(q, t)| Proof::new(q, t)));
+    evidence.extend(stopped.iter().map(|p| Proof::new(&p.quote, &kubelet_tie)));
     if node_unknown {
         evidence.extend(
             ev.node
                 .as_ref()
                 .and_then(|n| n.ready_quote.as_ref())
-                .map(|q| proof(q, &node_tie)),
+                .map(|q| Proof::new(q, &node_tie)),
         );
     }
     let node = node_name(ev);
@@ -118,15 +118,13 @@ fn kubelet_acted(cx: &Cx) -> bool {
         "SyncLoop (DELETE",
     ];
     let ev = cx.ev;
-    let pod_name = ev.pod.as_ref().map(|p| p.name.as_str()).unwrap_or("");
     ev.events
         .iter()
         .any(|e| e.reason == "Killing" && cx.link.event(e).is_some())
         || ev.kubelet_log.iter().any(|q| {
             kill_words.iter().any(|w| q.text.contains(w))
                 && !cx.link.stale_line(&q.text)
-                && (cx.link.text_tie(&q.text).is_some()
-                    || (!cx.link.known && q.text.contains(pod_name)))
+                && cx.link.text_tie(&q.text).is_some()
         })
 }
 

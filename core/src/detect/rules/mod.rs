@@ -48,29 +48,36 @@ pub(super) struct Cx<'e> {
     pub ev: &'e Evidence,
     pub link: Link,
     pub explained: Vec<CauseId>,
+    /// The log lines and event messages tied to the pod, with their tie: worked out once
+    /// (time parsing and id matching over every kept line), read by every rule.
+    tied: Vec<(&'e Quote, Tie)>,
 }
 
 impl<'e> Cx<'e> {
     pub fn new(ev: &'e Evidence) -> Cx<'e> {
+        let link = Link::new(ev);
+        let tied = ev
+            .kubelet_log
+            .iter()
+            .chain(ev.runtime_log.iter())
+            .filter_map(|q| Some((q, link.line(q)?)))
+            .chain(
+                ev.events
+                    .iter()
+                    .filter_map(|e| Some((&e.quote, link.event(e)?))),
+            )
+            .collect();
         Cx {
             ev,
-            link: Link::new(ev),
+            link,
             explained: Vec::new(),
+            tied,
         }
     }
 
     /// Log lines (kubelet's, the runtime's, event messages) tied to the pod, with their tie.
     pub fn lines(&self) -> impl Iterator<Item = (&'e Quote, Tie)> + '_ {
-        let ev = self.ev;
-        ev.kubelet_log
-            .iter()
-            .chain(ev.runtime_log.iter())
-            .filter_map(|q| Some((q, self.link.line(q)?)))
-            .chain(
-                ev.events
-                    .iter()
-                    .filter_map(|e| Some((&e.quote, self.link.event(e)?))),
-            )
+        self.tied.iter().map(|(q, t)| (*q, t.clone()))
     }
 
     /// The tied lines holding `needle`.
@@ -143,11 +150,6 @@ fn diagnosis(
         evidence,
         remedy,
     })
-}
-
-/// A quoted line with its tie.
-fn proof(q: &Quote, tie: &Tie) -> Proof {
-    Proof::new(q, tie)
 }
 
 fn pod_ref(ev: &Evidence) -> Option<(String, String)> {

@@ -49,15 +49,15 @@ pub(super) fn mount_held(cx: &Cx) -> Option<Diagnosis> {
         (false, true) => 0.85,
         _ => 0.6,
     };
-    let mut evidence: Vec<Proof> = busy.iter().take(3).map(|(q, t)| proof(q, t)).collect();
+    let mut evidence: Vec<Proof> = busy.iter().take(3).map(|(q, t)| Proof::new(q, t)).collect();
     let mut remedy = Vec::new();
     for (pid, (mount, ps, quote)) in &holders {
         let what = match cx.link.path(mount) {
             Some(Tie::Untied) | None => Tie::Holder(mount.clone()),
             Some(tie) => Tie::Holder(format!("{mount}, which {tie}")),
         };
-        evidence.push(proof(quote, &what));
-        evidence.extend(ps.iter().map(|p| proof(&p.quote, &what)));
+        evidence.push(Proof::new(quote, &what));
+        evidence.extend(ps.iter().map(|p| Proof::new(&p.quote, &what)));
         remedy.push(Step::look(
             format!(
                 "pid {pid}{} holds {mount}; see what it is",

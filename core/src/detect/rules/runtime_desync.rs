@@ -45,7 +45,7 @@ pub(super) fn runtime_desync(cx: &Cx) -> Option<Diagnosis> {
     evidence.extend(
         cx.lines_with("detected running containers after a successful KillPod")
             .take(1)
-            .map(|(q, t)| proof(q, &t)),
+            .map(|(q, t)| Proof::new(q, &t)),
     );
     let disk_episode = ev
         .log_lines()
@@ -92,8 +92,8 @@ fn docker_without_task(cx: &Cx, evidence: &mut Vec<Proof>, remedy: &mut Vec<Step
         if t.is_some_and(task_alive) {
             continue;
         }
-        evidence.push(proof(&row.quote, &tie));
-        evidence.extend(t.map(|t| proof(&t.quote, &tie)));
+        evidence.push(Proof::new(&row.quote, &tie));
+        evidence.extend(t.map(|t| Proof::new(&t.quote, &tie)));
         remedy.push(Step::act_on_node(
             format!(
                 "docker says {} is {}, containerd {}; remove it",
@@ -120,8 +120,8 @@ fn cri_without_task(cx: &Cx, evidence: &mut Vec<Proof>, remedy: &mut Vec<Step>) 
         if t.is_some_and(task_alive) {
             continue;
         }
-        evidence.push(proof(&row.quote, &tie));
-        evidence.extend(t.map(|t| proof(&t.quote, &tie)));
+        evidence.push(Proof::new(&row.quote, &tie));
+        evidence.extend(t.map(|t| Proof::new(&t.quote, &tie)));
         stale = true;
         // Seen on containerd 1.6: `crictl stop` answers OK (no task to signal) and
         // `crictl rm` refuses with "is running, please stop it first", so neither clears

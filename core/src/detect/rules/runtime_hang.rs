@@ -46,9 +46,13 @@ pub(super) fn runtime_hang(cx: &Cx) -> Option<Diagnosis> {
     if !unknown.is_empty() {
         confidence += 0.05;
     }
-    let mut evidence: Vec<Proof> = lines.iter().take(3).map(|(q, t)| proof(q, t)).collect();
-    evidence.extend(stopped.iter().map(|(p, t)| proof(&p.quote, t)));
-    evidence.extend(unknown.iter().map(|(k, t)| proof(&k.quote, t)));
+    let mut evidence: Vec<Proof> = lines
+        .iter()
+        .take(3)
+        .map(|(q, t)| Proof::new(q, t))
+        .collect();
+    evidence.extend(stopped.iter().map(|(p, t)| Proof::new(&p.quote, t)));
+    evidence.extend(unknown.iter().map(|(k, t)| Proof::new(&k.quote, t)));
     let stopped: Vec<&PsEntry> = stopped.into_iter().map(|(p, _)| p).collect();
     let mut remedy = Vec::new();
     for p in &stopped {
