@@ -94,11 +94,7 @@ fn body_text(evidence: &Evidence, report: &Report) -> String {
     );
     let _ = writeln!(out, "       {}", first.summary);
     let _ = writeln!(out);
-    for (i, q) in first.evidence.iter().enumerate() {
-        let label = if i == 0 { "PROOF" } else { "     " };
-        let _ = writeln!(out, "{label}  {}:{}  {}", q.source, q.line, q.text.trim());
-        let _ = writeln!(out, "         ({})", q.tie);
-    }
+    proofs(&mut out, "PROOF", &first.evidence);
     let co = crate::detect::plan::co_causes(&report.diagnoses);
     for d in &co {
         let _ = writeln!(
@@ -108,10 +104,7 @@ fn body_text(evidence: &Evidence, report: &Report) -> String {
             d.confidence * 100.0,
             d.summary
         );
-        for q in &d.evidence {
-            let _ = writeln!(out, "       {}:{}  {}", q.source, q.line, q.text.trim());
-            let _ = writeln!(out, "         ({})", q.tie);
-        }
+        proofs(&mut out, "     ", &d.evidence);
     }
     let _ = writeln!(out);
     for (i, step) in report.plan.iter().enumerate() {
@@ -139,4 +132,14 @@ fn body_text(evidence: &Evidence, report: &Report) -> String {
         }
     }
     out
+}
+
+/// Quoted lines, each with what ties it to the pod on the line below; `label` heads
+/// the first.
+fn proofs(out: &mut String, label: &str, evidence: &[crate::detect::Proof]) {
+    for (i, q) in evidence.iter().enumerate() {
+        let label = if i == 0 { label } else { "     " };
+        let _ = writeln!(out, "{label}  {}:{}  {}", q.source, q.line, q.text.trim());
+        let _ = writeln!(out, "         ({})", q.tie);
+    }
 }

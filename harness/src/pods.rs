@@ -1,8 +1,7 @@
 //! Facts about a pod object that several modules need.
 //!
 //! Architecture invariant: one definition of a pod's container ids and of its DaemonSet
-//! owner, used by trials,
-//! live diagnosis and drills alike.
+//! owner, used by trials, probes, live diagnosis and drills alike.
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
