@@ -245,6 +245,19 @@ pub enum Confusion {
     },
 }
 
+impl Confusion {
+    /// Whether it fails the member's trial. A member whose pod is gone by design (the
+    /// immutable-rootfs variant, `observe.pod: goes-away`) leaves no pod.yaml to tie
+    /// evidence to: its diagnosis is the node's, and the node does hold its neighbours'
+    /// causes, so only "own cause first" holds it.
+    pub fn fails(&self, pod_tied: bool) -> bool {
+        match self {
+            Confusion::NotFirst { .. } => true,
+            Confusion::Neighbour { .. } => pod_tied,
+        }
+    }
+}
+
 impl std::fmt::Display for Confusion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -415,6 +428,21 @@ mod tests {
         // A cause no neighbour has is not the crowd's business.
         let other: CauseId = "disk-full".parse().expect("cause");
         assert!(confusions(own, &[(own, 0.9), (other, 0.4)], &neighbours).is_empty());
+    }
+
+    #[test]
+    fn a_gone_pod_is_held_to_its_own_cause_first_only() {
+        let own: CauseId = "immutable-file".parse().expect("cause");
+        let held: CauseId = "mount-held".parse().expect("cause");
+        let neighbours = [n("mount-held", "mount-held")];
+        let found = confusions(own, &[(own, 0.97), (held, 0.85)], &neighbours);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].fails(true));
+        assert!(!found[0].fails(false));
+        let wrong_first = confusions(own, &[(held, 0.97), (own, 0.85)], &neighbours);
+        assert!(wrong_first
+            .iter()
+            .any(|c| matches!(c, Confusion::NotFirst { .. }) && c.fails(false)));
     }
 
     #[test]

@@ -343,16 +343,13 @@ async fn detect(
         .collect();
     if let Some(member) = cx.member {
         let builtin_asked = cx.env.detectors.contains(&Detector::Builtin);
-        // A pod that is gone by design (the immutable-rootfs variant) leaves no pod.yaml to
-        // tie evidence to: its diagnosis is the node's, and the node honestly has its
-        // neighbours' causes too. Its own cause must still rank first.
-        let pod_gone = evidence.pod.is_none() && s.observe.pod == PodOutcome::GoesAway;
+        let pod_tied = !(evidence.pod.is_none() && s.observe.pod == PodOutcome::GoesAway);
         for confusion in crowd::confusions(s.cause, &cx.record.diagnoses, &member.neighbours()) {
             // The built-in detector's own answer already said it ranked another first.
             if builtin_asked && matches!(confusion, crowd::Confusion::NotFirst { .. }) {
                 continue;
             }
-            if pod_gone && matches!(confusion, crowd::Confusion::Neighbour { .. }) {
+            if !confusion.fails(pod_tied) {
                 cx.stage.timeline.note(
                     "crowd",
                     format!("pod gone, node-wide diagnosis: {confusion}"),
