@@ -237,11 +237,10 @@ impl PodFacts {
     }
 }
 
-/// `kubectl get pod -o yaml` or `-o json`, or a v1 List holding exactly one pod
-/// (`kubectl get pods -o yaml` in a namespace with one pod, or with a selector).
-pub fn pod(text: &str) -> Result<PodFacts, ParseError> {
-    let doc = yaml(text, "Pod")?;
-    let v = match str_at(&doc, "kind").as_deref() {
+/// The pod object of a `kubectl get pod` document: the document itself, or the only
+/// item of a List.
+fn one_pod(doc: Value) -> Result<Value, ParseError> {
+    Ok(match str_at(&doc, "kind").as_deref() {
         Some("List" | "PodList") => {
             let items = list_items(&doc, "a List of one pod")?;
             match items.as_slice() {
@@ -259,7 +258,13 @@ pub fn pod(text: &str) -> Result<PodFacts, ParseError> {
         }
         Some("Pod") | None => doc,
         Some(other) => return Err(format!("kind is {}, not Pod", excerpt(other)).into()),
-    };
+    })
+}
+
+/// `kubectl get pod -o yaml` or `-o json`, or a v1 List holding exactly one pod
+/// (`kubectl get pods -o yaml` in a namespace with one pod, or with a selector).
+pub fn pod(text: &str) -> Result<PodFacts, ParseError> {
+    let v = one_pod(yaml(text, "Pod")?)?;
     let name = str_at(&v, "metadata.name").ok_or("no metadata.name")?;
     let finalizers = at(&v, "metadata.finalizers")
         .and_then(Value::as_sequence)

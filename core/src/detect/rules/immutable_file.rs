@@ -1,6 +1,7 @@
 //! The `immutable-file` rule: what proves this cause, and the remedy filled in from the evidence.
 
 use super::*;
+use crate::evidence::LsattrEntry;
 
 static EPERM_PATH: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:unlinkat|unlink|remove|rmdir|rename)\s+(/[^:\n]+?):\s*operation not permitted")
@@ -22,26 +23,7 @@ pub(super) fn immutable_file(cx: &Cx) -> Option<Diagnosis> {
         }
     }
     let from_logs = !paths.is_empty();
-    // A flagged file counts when it is the pod's (its volume directory, its containers'
-    // layers) or lies on a path a tied failure named.
-    let flagged: Vec<_> = ev
-        .lsattr
-        .iter()
-        .filter(|e| e.immutable())
-        .filter_map(|e| {
-            let tie = cx.link.path(&e.path).or_else(|| {
-                paths
-                    .iter()
-                    .find(|p| {
-                        e.path == **p
-                            || e.path.starts_with(&format!("{p}/"))
-                            || p.starts_with(&format!("{}/", e.path))
-                    })
-                    .map(|p| Tie::NamedPath(p.clone()))
-            })?;
-            Some((e, tie))
-        })
-        .collect();
+    let flagged = flagged_files(cx, &paths);
     for (e, tie) in &flagged {
         paths.insert(e.path.clone());
         evidence.push(Proof::new(&e.quote, tie));
@@ -113,6 +95,29 @@ pub(super) fn immutable_file(cx: &Cx) -> Option<Diagnosis> {
         evidence,
         remedy,
     )
+}
+
+/// lsattr's immutable entries that count for the pod: its own (its volume directory,
+/// its containers' layers) or on a path a tied failure named.
+fn flagged_files<'e>(cx: &Cx<'e>, paths: &BTreeSet<String>) -> Vec<(&'e LsattrEntry, Tie)> {
+    cx.ev
+        .lsattr
+        .iter()
+        .filter(|e| e.immutable())
+        .filter_map(|e| {
+            let tie = cx.link.path(&e.path).or_else(|| {
+                paths
+                    .iter()
+                    .find(|p| {
+                        e.path == **p
+                            || e.path.starts_with(&format!("{p}/"))
+                            || p.starts_with(&format!("{}/", e.path))
+                    })
+                    .map(|p| Tie::NamedPath(p.clone()))
+            })?;
+            Some((e, tie))
+        })
+        .collect()
 }
 
 #[cfg(test)]
