@@ -51,6 +51,20 @@ pub enum Cmd {
     HoldMount(HoldMountArgs),
     /// Kill the mount holders of a run.
     Release(ReleaseArgs),
+    /// Stop kubelet or containerd with systemd (recorded first; gc starts it again).
+    StopUnit {
+        #[arg(long, value_parser = ["kubelet", "containerd"])]
+        unit: String,
+        #[arg(long, env = "TERMINUS_RUN")]
+        run: String,
+    },
+    /// Put a directory on a size-limited tmpfs (content copied in), or restore it.
+    Tmpfs {
+        #[command(subcommand)]
+        op: TmpfsOp,
+    },
+    /// What of terminus is left on this node, as JSON; exit 1 when anything is.
+    Leftovers,
     /// `grep -H ID /proc/*/mountinfo`.
     Mountinfo { id: String },
     /// Processes whose cwd/root/fd/mounts point inside PATH, as JSON.
@@ -85,6 +99,27 @@ pub enum Cmd {
     FillDaemon(FillDaemonArgs),
     #[command(name = "__hold", hide = true)]
     HoldDaemon(HoldDaemonArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TmpfsOp {
+    /// Record, then mount a tmpfs (source `terminus-tmpfs-RUN`) over DIR with DIR's content.
+    Mount {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Size in bytes (suffixes K, M, G allowed).
+        #[arg(long, value_parser = size_arg)]
+        size: u64,
+        #[arg(long)]
+        inodes: u64,
+        #[arg(long, env = "TERMINUS_RUN")]
+        run: String,
+    },
+    /// Copy the run's tmpfs content back onto the directory underneath and unmount it.
+    Restore {
+        #[arg(long, env = "TERMINUS_RUN")]
+        run: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,5 +1,6 @@
-//! `gc`: undo everything a run's ledger records, plus any resident daemon of the run
-//! found in /proc. Idempotent: what is already undone is skipped; what fails stays in
+//! `gc`: undo everything a run's ledger records (thawing processes, starting stopped
+//! units, killing holders and fillers, restoring a tmpfs'd directory, clearing flags),
+//! plus any resident daemon of the run found in /proc. Idempotent: what is already undone is skipped; what fails stays in
 //! the ledger for the next attempt.
 //!
 //! Architecture invariant: gc undoes only what the ledger names, plus the agent's own
@@ -22,6 +23,8 @@ use crate::fill;
 use crate::hold;
 use crate::ledger::Store;
 use crate::procfs;
+use crate::tmpfs;
+use crate::unit;
 
 /// Undoes one entry. Ok(message) when the entry can be dropped from the ledger.
 fn undo(run: &str, e: &Entry) -> std::result::Result<String, String> {
@@ -46,6 +49,8 @@ fn undo(run: &str, e: &Entry) -> std::result::Result<String, String> {
             bind_target,
             ..
         } => stop_holder(path, pid.zip(*start_ticks), bind_target.as_deref()),
+        Entry::Stopped { unit, .. } => unit::start(unit),
+        Entry::Tmpfs { dir, source, .. } => tmpfs::restore_entry(run, dir, source),
     }
 }
 
@@ -135,13 +140,16 @@ fn stop_holder(
     })
 }
 
-/// Thaw first (a frozen runtime blocks everything else), then holders, fillers, flags.
+/// Thaw first (a frozen runtime blocks everything else), then start stopped units,
+/// then holders, fillers, the tmpfs they filled (only once they stopped writing), flags.
 fn priority(e: &Entry) -> u8 {
     match e {
         Entry::Freeze { .. } => 0,
-        Entry::Hold { .. } => 1,
-        Entry::Fill { .. } => 2,
-        Entry::Immutable { .. } => 3,
+        Entry::Stopped { .. } => 1,
+        Entry::Hold { .. } => 2,
+        Entry::Fill { .. } => 3,
+        Entry::Tmpfs { .. } => 4,
+        Entry::Immutable { .. } => 5,
     }
 }
 

@@ -19,6 +19,7 @@
 mod attrs;
 mod cli;
 mod collect;
+mod command;
 mod daemon;
 mod df;
 mod error;
@@ -28,10 +29,14 @@ mod gc;
 mod hold;
 mod immutable;
 mod ledger;
+mod leftovers;
+mod mounts;
 mod procfs;
 mod ps;
 mod sys;
 mod timefmt;
+mod tmpfs;
+mod unit;
 
 use std::io::Write;
 use std::path::Path;
@@ -41,7 +46,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Serialize;
 
-use cli::{Cli, Cmd, ImmutableOp};
+use cli::{Cli, Cmd, ImmutableOp, TmpfsOp};
 use error::{AgentError, Result};
 use ledger::{validate_run, Store};
 
@@ -94,6 +99,42 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Thaw(a) => thaw(&store, &a),
         Cmd::HoldMount(a) => hold_mount(&store, &a),
         Cmd::Release(a) => release(&store, &a),
+        Cmd::StopUnit { unit, run } => {
+            validate_run(&run)?;
+            print_json(&unit::stop(&store, &run, &unit)?);
+            Ok(DONE)
+        }
+        Cmd::Tmpfs {
+            op:
+                TmpfsOp::Mount {
+                    dir,
+                    size,
+                    inodes,
+                    run,
+                },
+        } => {
+            validate_run(&run)?;
+            let args = tmpfs::MountArgs {
+                run: &run,
+                dir: &dir,
+                size_bytes: size,
+                inodes,
+            };
+            print_json(&tmpfs::mount_over(&store, &args)?);
+            Ok(DONE)
+        }
+        Cmd::Tmpfs {
+            op: TmpfsOp::Restore { run },
+        } => {
+            validate_run(&run)?;
+            print_json(&tmpfs::restore(&store, &run)?);
+            Ok(DONE)
+        }
+        Cmd::Leftovers => {
+            let found = leftovers::check(&store);
+            print_json(&found);
+            Ok(if found.clean { DONE } else { 1 })
+        }
         Cmd::Mountinfo { id } => mountinfo(&id),
         Cmd::Holders { path, runtime_pid } => holders(&path, runtime_pid),
         Cmd::Ps => {

@@ -23,8 +23,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// The ledger format version written into every ledger.
-pub const VERSION: u32 = 1;
+/// The ledger format version written into every ledger. 2 added [`Entry::Stopped`] and
+/// [`Entry::Tmpfs`]; a version-1 ledger reads as it is.
+pub const VERSION: u32 = 2;
 
 /// What a filler takes until none is left: blocks or inodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +113,82 @@ pub enum Entry {
         bind_target: Option<PathBuf>,
         at: i64,
     },
+    /// A systemd unit (kubelet, containerd) stopped with `systemctl stop`.
+    Stopped { unit: String, at: i64 },
+    /// A size-limited tmpfs, mount source `source`, bound over `dir` with dir's content
+    /// copied in. Undone by copying its content (without fillers) back onto the directory
+    /// underneath, then unmounting it.
+    Tmpfs {
+        dir: PathBuf,
+        source: String,
+        at: i64,
+    },
+}
+
+/// What `terminus-agent leftovers` found of terminus on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leftovers {
+    /// Nothing found.
+    pub clean: bool,
+    pub items: Vec<Leftover>,
+}
+
+/// One thing of terminus's (or one a fault caused) still on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leftover {
+    pub kind: LeftoverKind,
+    /// The path, unit, pid or mount, as a person would look it up.
+    pub what: String,
+}
+
+/// The kinds of leftover the agent checks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeftoverKind {
+    /// A run's ledger is still in the state directory.
+    Ledger,
+    /// One of the agent's daemons (filler, holder) is alive.
+    Daemon,
+    /// A process is stopped (state T: SIGSTOP).
+    StoppedProcess,
+    /// kubelet or containerd is not active.
+    InactiveUnit,
+    /// A mount terminus made (source `terminus-*`, or under `/run/terminus-*`).
+    Mount,
+    /// A file under the kubelet's or containerd's directories with the immutable or
+    /// append-only flag.
+    Immutable,
+    /// A directory terminus made (`/run/terminus-*`, a filler's `.terminus-fill-*`).
+    Path,
+}
+
+impl LeftoverKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeftoverKind::Ledger => "ledger",
+            LeftoverKind::Daemon => "daemon",
+            LeftoverKind::StoppedProcess => "stopped-process",
+            LeftoverKind::InactiveUnit => "inactive-unit",
+            LeftoverKind::Mount => "mount",
+            LeftoverKind::Immutable => "immutable",
+            LeftoverKind::Path => "path",
+        }
+    }
+}
+
+impl fmt::Display for LeftoverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Leftovers {
+    pub fn new(items: Vec<Leftover>) -> Self {
+        Leftovers {
+            clean: items.is_empty(),
+            items,
+        }
+    }
 }
 
 /// Every fault of one run, in the order they were recorded.
@@ -216,6 +293,15 @@ mod tests {
                     bind_target: Some("/run/terminus-hold-r-1".into()),
                     at: 4,
                 },
+                Entry::Stopped {
+                    unit: "kubelet".into(),
+                    at: 5,
+                },
+                Entry::Tmpfs {
+                    dir: "/var/lib/containerd/io.containerd.grpc.v1.cri".into(),
+                    source: "terminus-cri-r-1".into(),
+                    at: 6,
+                },
             ],
         }
     }
@@ -235,6 +321,32 @@ mod tests {
         assert_eq!(v["entries"][2]["mode"], "inodes");
         assert_eq!(v["entries"][3]["via"], "bind");
         assert_eq!(v["entries"][2]["pid"], serde_json::Value::Null);
+        assert_eq!(v["entries"][4]["kind"], "stopped");
+        assert_eq!(v["entries"][4]["unit"], "kubelet");
+        assert_eq!(v["entries"][5]["kind"], "tmpfs");
+        assert_eq!(v["entries"][5]["source"], "terminus-cri-r-1");
+    }
+
+    #[test]
+    fn a_version_1_ledger_still_reads() {
+        let text = r#"{"version":1,"run":"a","entries":[{"kind":"immutable","path":"/a","at":5}]}"#;
+        assert_eq!(Ledger::from_json(text).expect("v1").entries.len(), 1);
+    }
+
+    #[test]
+    fn leftovers_wire_shape() {
+        let found = Leftovers::new(vec![Leftover {
+            kind: LeftoverKind::InactiveUnit,
+            what: "kubelet (inactive)".into(),
+        }]);
+        let v = serde_json::to_value(&found).expect("json");
+        assert_eq!(v["clean"], false);
+        assert_eq!(v["items"][0]["kind"], "inactive-unit");
+        assert_eq!(
+            serde_json::to_value(LeftoverKind::StoppedProcess).expect("json"),
+            LeftoverKind::StoppedProcess.as_str()
+        );
+        assert!(Leftovers::new(Vec::new()).clean);
     }
 
     #[test]
