@@ -148,20 +148,34 @@ enum Command {
         #[arg(long, default_value = "scenarios", env = "TERMINUS_SCENARIOS")]
         scenarios: PathBuf,
     },
+    /// Run scenario trials on a kind cluster, one after another (each alone on its node,
+    /// as a quiet cluster-tier run), and print the summary. The cluster is kept.
+    Trial {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// The kind cluster (created with 2 workers, or reused).
+        #[arg(long, default_value = "terminus-scenarios", env = "TERMINUS_CLUSTER")]
+        cluster: String,
+    },
     /// kind clusters for trials: up (create or reuse), down, status, list (harness/src/cluster.rs).
     Cluster {
         #[command(subcommand)]
         command: terminus::cluster::ClusterCommand,
     },
     /// Remove what killed runs left behind: node faults (immutable flags, frozen
-    /// processes, fillers, mount holders) in every cluster terminus created, then the
-    /// clusters themselves (or only terminus's namespaces with --keep-clusters).
+    /// processes, stopped units, fillers, mount holders, tmpfs) in every cluster terminus
+    /// created, then the clusters themselves. With --keep-clusters: free terminus's pods
+    /// of their finalizers, delete its namespaces, then check that nothing is left (exit
+    /// 1 naming what is).
     Gc {
         #[arg(long)]
         keep_clusters: bool,
         /// Only this cluster (default: every cluster terminus created).
         #[arg(long, value_name = "NAME")]
         cluster: Option<String>,
+        /// With --keep-clusters: how long to wait for pods, namespaces and nodes to be clean.
+        #[arg(long, value_name = "DURATION", default_value = "180s", value_parser = parse_timeout)]
+        wait: std::time::Duration,
     },
     /// Score detectors over bundles whose cause is known, and print the scorecard.
     Score {
@@ -324,10 +338,12 @@ fn main() -> ExitCode {
                 Ok(e.exit_code())
             }
         },
+        Command::Trial { files, cluster } => run_async(trials(files, cluster)),
         Command::Gc {
             keep_clusters,
             cluster,
-        } => gc(keep_clusters, cluster.as_deref()),
+            wait,
+        } => gc(keep_clusters, cluster.as_deref(), wait),
         Command::Score {
             bundles,
             detectors,
@@ -556,9 +572,14 @@ async fn remedy_in(
         return Ok(EXIT_NOTHING);
     };
     outln!("\nre-checked: {} still holds; applying", current.cause);
-    match terminus::live::apply_remedy(live.kubeconfig.as_deref(), &again, &evidence2, current)
-        .await
-    {
+    // The remedy creates nothing to clean up (the agent pods are gone by now): Ctrl-C
+    // only has to stop it and say where it stopped. Without this, tokio keeps SIGINT
+    // from ending the process once a collect has listened for it.
+    let applied = tokio::select! {
+        r = terminus::live::apply_remedy(live.kubeconfig.as_deref(), &again, &evidence2, current) => r,
+        _ = tokio::signal::ctrl_c() => return Ok(interrupted_remedy(pod, live)),
+    };
+    match applied {
         Ok(ran) => {
             for line in ran {
                 outln!("  {line}");
@@ -566,7 +587,11 @@ async fn remedy_in(
         }
         Err(e) => return Ok(live_fail(e)),
     }
-    match terminus::live::wait_gone(client, &again.target, wait).await {
+    let gone = tokio::select! {
+        r = terminus::live::wait_gone(client, &again.target, wait) => r,
+        _ = tokio::signal::ctrl_c() => return Ok(interrupted_remedy(pod, live)),
+    };
+    match gone {
         Ok(()) => {
             outln!("pod {}/{pod} is gone", live.namespace);
             Ok(EXIT_FOUND)
@@ -578,7 +603,66 @@ async fn remedy_in(
     }
 }
 
-fn gc(keep_clusters: bool, only: Option<&str>) -> Printed {
+/// The exit code of a shell's Ctrl-C.
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn interrupted_remedy(pod: &str, live: &LiveArgs) -> u8 {
+    eprintln!(
+        "interrupted: the remedy's steps that had started may have run, none after; see where the pod stands with `terminus diagnose {pod} -n {}`",
+        live.namespace
+    );
+    EXIT_INTERRUPTED
+}
+
+/// `terminus trial`: exit 0 when every trial passed, 1 when one failed, 3 when the
+/// harness broke (a scenario file is checked first: 2 when one is invalid).
+async fn trials(files: Vec<PathBuf>, cluster: String) -> Printed {
+    let mut scenarios = Vec::new();
+    for file in &files {
+        match scenario::load_file(file) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(EXIT_BAD_INPUT);
+            }
+        }
+    }
+    let mut suite = match terminus::suite::Suite::setup_on(&cluster, true).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot set up cluster {cluster}: {e}");
+            return Ok(EXIT_INFRA);
+        }
+    };
+    suite.mode = terminus::suite::Mode::Quiet;
+    let mut records = Vec::new();
+    for s in &scenarios {
+        tracing::info!("trial {}", s.id);
+        records.push(suite.trial(s).await);
+    }
+    match suite.finish(&records) {
+        Ok(summary) => outln!("{summary}\nartefacts: {}", suite.env.run.dir.display()),
+        Err(e) => eprintln!("error: writing the run's artefacts: {e}"),
+    }
+    let broken = records
+        .iter()
+        .any(|r| matches!(r.result, terminus::trial::TrialResult::HarnessError(_)));
+    let failed: Vec<_> = records.iter().filter_map(|r| r.failure()).collect();
+    for why in &failed {
+        eprintln!("failed: {why}");
+    }
+    Ok(if broken {
+        EXIT_INFRA
+    } else if failed.is_empty() {
+        EXIT_FOUND
+    } else {
+        EXIT_TRIAL_FAILED
+    })
+}
+
+/// Exit 0: clean; 1: something is left (named on stderr); 3: something could not be
+/// undone or checked.
+fn gc(keep_clusters: bool, only: Option<&str>, wait: std::time::Duration) -> Printed {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -589,21 +673,26 @@ fn gc(keep_clusters: bool, only: Option<&str>) -> Printed {
             return Ok(EXIT_INFRA);
         }
     };
-    let report = runtime.block_on(terminus::gc::gc_all(keep_clusters, only));
+    let report = runtime.block_on(terminus::gc::gc_all(keep_clusters, only, wait));
     // Errors first: they must reach stderr even if stdout is closed part-way.
     for error in &report.errors {
         eprintln!("error: {error}");
     }
+    for left in &report.left {
+        eprintln!("left: {left}");
+    }
     for action in &report.actions {
         outln!("{action}");
     }
-    if report.actions.is_empty() && report.errors.is_empty() {
+    if report.actions.is_empty() && report.clean() {
         outln!("nothing to collect: no cluster terminus created is left");
     }
-    Ok(if report.errors.is_empty() {
-        EXIT_FOUND
-    } else {
+    Ok(if !report.errors.is_empty() {
         EXIT_INFRA
+    } else if !report.left.is_empty() {
+        EXIT_NOTHING
+    } else {
+        EXIT_FOUND
     })
 }
 

@@ -87,11 +87,15 @@ pub fn artefacts_root() -> PathBuf {
     }
 }
 
+/// The suite's cluster: `$TERMINUS_CLUSTER`, else `terminus-scenarios`.
+pub fn cluster_name() -> String {
+    std::env::var(CLUSTER_ENV).unwrap_or_else(|_| "terminus-scenarios".into())
+}
+
 impl Suite {
     /// Brings the cluster up (or reuses it), picks the nodes, parses the detectors.
     pub async fn setup(echo: bool) -> Result<Suite, SuiteError> {
-        let name = std::env::var(CLUSTER_ENV).unwrap_or_else(|_| "terminus-scenarios".into());
-        Suite::setup_on(&name, echo).await
+        Suite::setup_on(&cluster_name(), echo).await
     }
 
     /// Like [`Suite::setup`], on the cluster `name`.

@@ -43,13 +43,11 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 /// The shared suite, set up by whichever trial runs first.
 fn suite() -> Result<&'static Suite, Failed> {
     let suite = SUITE.get_or_init(|| {
-        let r = runtime()
+        // Before setup: Ctrl-C while the cluster is made still removes it.
+        install_interrupt_handler();
+        runtime()
             .block_on(Suite::setup(true))
-            .map_err(|e| e.to_string());
-        if r.is_ok() {
-            install_interrupt_handler();
-        }
-        r
+            .map_err(|e| e.to_string())
     });
     suite
         .as_ref()
@@ -65,15 +63,29 @@ fn install_interrupt_handler() {
         }
         eprintln!("\nterminus: interrupted; recovering faults and removing what this run made");
         if let Some(Ok(suite)) = SUITE.get() {
-            let mut report = terminus::gc::GcReport::default();
-            terminus::gc::clean_nodes(&suite.cluster.name, Some(&suite.env.run.id), &mut report)
-                .await;
-            terminus::gc::clean_namespaces(&suite.env.client, Some(&suite.env.run.id), &mut report)
-                .await;
-            for line in report.actions.iter().chain(report.errors.iter()) {
+            use terminus::gc::{self, GcReport, Scope};
+            let mut report = GcReport::default();
+            let (name, client) = (&suite.cluster.name, Some(&suite.env.client));
+            let scope = Scope::Run(&suite.env.run.id);
+            gc::sweep(name, client, scope, &mut report).await;
+            gc::verify(name, client, scope, gc::VERIFY_DEADLINE, &mut report).await;
+            for line in &report.actions {
                 eprintln!("  {line}");
             }
+            for line in &report.errors {
+                eprintln!("  error: {line}");
+            }
+            for line in &report.left {
+                eprintln!("  left: {line}");
+            }
             let _ = suite.teardown();
+        } else if !std::env::var(terminus::suite::KEEP_ENV).is_ok_and(|v| v == "1") {
+            // Interrupted while the cluster was being made: kind died of the same
+            // Ctrl-C; remove what it left (only a cluster with terminus's record).
+            let name = terminus::suite::cluster_name();
+            if let Err(e) = terminus::cluster::down(&name) {
+                eprintln!("  cluster {name}: {e}");
+            }
         }
         std::process::exit(130);
     });

@@ -136,7 +136,13 @@ async fn create(kind: &Path, opts: &UpOptions, started: Instant) -> Result<Clust
     std::fs::write(&config_path, config).map_err(io_err(&config_path))?;
     Record::new(name, image.image(), opts.workers).write(&record)?;
     if let Err(e) = kind_create(kind, name, &config_path, &image) {
-        // kind removes the half-made cluster itself (no --retain); drop our record too.
+        // kind removes a half-made cluster itself when a step fails (no --retain), but
+        // not when it is killed (Ctrl-C reaches kind too): delete what it left, then
+        // our record, so no node outlives the record that makes it ours.
+        if let Err(also) = delete_cluster(kind, name) {
+            warn!("removing the half-made cluster {name}: {also}");
+            return Err(e);
+        }
         let _ = std::fs::remove_dir_all(&record);
         return Err(e);
     }

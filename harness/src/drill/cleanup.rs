@@ -1,5 +1,6 @@
 //! Cleanup of a drill from its state file: the fault's own record when it was saved,
-//! else the ledger and finalizer names saved before the fault acted.
+//! else gc's sweep of the drill's run (its ledgers and labelled namespace), which the
+//! fault wrote before it acted.
 //!
 //! Architecture invariant: cleanup is idempotent: what is already gone (a pod, its
 //! finalizer, a namespace, the state file) counts as cleaned up.
@@ -10,7 +11,6 @@ use kube::Client;
 
 use super::state::{state_path, DrillState};
 use crate::fault::{self, Applied};
-use crate::node::{Node, AGENT_PATH};
 
 /// Recover the fault, delete the namespace, remove the state file. Idempotent.
 pub(super) async fn cleanup(client: &Client, mut state: DrillState) -> Result<(), String> {
@@ -46,43 +46,22 @@ async fn recover_record(client: &Client, applied: Applied, errors: &mut Vec<Stri
     }
 }
 
-/// Undo a fault whose record never reached the state file (apply was interrupted): by
-/// the ledger and finalizer names saved before it acted.
+/// Undo a fault whose record never reached the state file (apply was interrupted):
+/// through what was recorded before it acted, as `terminus gc` does after a kill: the
+/// agent ledgers named after the drill, the finalizers of the pods in its namespace
+/// (labelled with the drill's id).
 async fn recover_from_names(client: &Client, state: &DrillState, errors: &mut Vec<String>) {
-    if let Some(name) = &state.finalizer {
-        let applied = Applied::Finalizer {
-            namespace: state.namespace.clone(),
-            pod: state.pod.clone(),
-            name: name.clone(),
-        };
-        match fault::recover(client, applied).await {
-            Ok(msg) => tracing::info!("{msg}"),
-            Err(fault::FaultError::Kube(kube::Error::Api(e))) if e.code == 404 => {}
-            Err(e) => errors.push(format!("removing finalizer {name}: {e}")),
-        }
+    use crate::gc::{self, GcReport, Scope};
+    let mut report = GcReport::default();
+    gc::sweep(
+        &state.cluster,
+        Some(client),
+        Scope::Run(&state.namespace),
+        &mut report,
+    )
+    .await;
+    for done in &report.actions {
+        tracing::info!("{done}");
     }
-    if let Some(ledger) = &state.ledger {
-        match Node::connect(&state.node).await {
-            Err(e) => errors.push(e.to_string()),
-            Ok(node) => {
-                let installed = node
-                    .exec_raw(&["test", "-x", AGENT_PATH], Duration::from_secs(10))
-                    .await
-                    .is_ok_and(|o| o.code == 0);
-                if installed || state.kubelet_stopped {
-                    let applied = Applied::NodeLedger {
-                        node: node.name.clone(),
-                        ledger: ledger.clone(),
-                        what: state.scenario.clone(),
-                        kubelet_stopped: state.kubelet_stopped,
-                        debris: Vec::new(),
-                    };
-                    match fault::recover(client, applied).await {
-                        Ok(msg) => tracing::info!("{msg}"),
-                        Err(e) => errors.push(format!("recovering ledger {ledger}: {e}")),
-                    }
-                }
-            }
-        }
-    }
+    errors.extend(report.errors);
 }

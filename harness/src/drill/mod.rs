@@ -26,7 +26,7 @@ use kube::Client;
 
 use crate::cause::CauseId;
 use crate::cluster::{self, Cluster, UpOptions};
-use crate::scenario::{self, FaultSpec, KubeletStop, NodeUse, PodOutcome, Scenario, WorkloadKind};
+use crate::scenario::{self, FaultSpec, NodeUse, PodOutcome, Scenario, WorkloadKind};
 use crate::trial::stage::{self, Stage, StagePlace};
 use crate::trial::Timeline;
 use cleanup::cleanup;
@@ -249,12 +249,18 @@ pub async fn start(
     cause: Option<CauseId>,
     scenarios_dir: &Path,
 ) -> Result<Started, DrillError> {
+    // Ctrl-C while the cluster is made: kind, in the same process group, dies of it and
+    // `cluster::up` removes what it left; nothing of the drill exists yet.
+    let prepared = tokio::select! {
+        r = prepare(cluster_name, cause, scenarios_dir) => r?,
+        _ = tokio::signal::ctrl_c() => return Err(DrillError::Interrupted),
+    };
     let Prepared {
         cluster,
         client,
         scenario: s,
         state,
-    } = prepare(cluster_name, cause, scenarios_dir).await?;
+    } = prepared;
     tracing::info!(
         "setting up the drill on cluster {} (this takes up to a minute or two)…",
         state.cluster
@@ -351,12 +357,6 @@ fn new_state(cluster: &str, s: &Scenario, node: String) -> DrillState {
             FaultSpec::Finalizer { name } => Some(name.clone()),
             _ => None,
         },
-        kubelet_stopped: matches!(
-            s.fault,
-            FaultSpec::StopKubelet {
-                how: KubeletStop::Stop
-            }
-        ),
         started_at: chrono::Utc::now(),
         deleted_at: None,
         applied: None,
@@ -561,7 +561,6 @@ mod tests {
             node: "terminus-drill-worker".into(),
             ledger: None,
             finalizer: Some("terminus.dev/hold".into()),
-            kubelet_stopped: false,
             started_at: chrono::DateTime::from_timestamp(1_000_000, 0).unwrap(),
             deleted_at: Some(chrono::DateTime::from_timestamp(1_000_060, 0).unwrap()),
             applied: None,

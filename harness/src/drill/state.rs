@@ -25,8 +25,6 @@ pub struct DrillState {
     pub ledger: Option<String>,
     /// The finalizer that holds the pod (finalizer drills).
     pub finalizer: Option<String>,
-    /// `systemctl stop kubelet` drills restart kubelet on recover.
-    pub kubelet_stopped: bool,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub deleted_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The fault's own record, saved as soon as `apply` returns it: cleanup undoes
@@ -49,7 +47,6 @@ impl DrillState {
             node: self.node.clone(),
             ledger: self.ledger.clone(),
             finalizer: self.finalizer.clone(),
-            kubelet_stopped: self.kubelet_stopped,
             started_at: self.started_at,
             deleted_at: self.deleted_at,
             applied: None,

@@ -38,13 +38,6 @@ pub enum FaultError {
          deleted task's exit (crictl shows Exited); use `how: lost-exit`"
     )]
     DeleteTaskStaysInSync,
-    /// The CRI state dir was restored but the agent could not stop the ledger's fillers.
-    #[error("agent gc --run {ledger}: {error}; {restored}")]
-    FillersNotStopped {
-        ledger: String,
-        error: NodeError,
-        restored: String,
-    },
     /// A step of apply failed and apply undid what it had done.
     #[error("{error} (undone: {undone})")]
     Undone {

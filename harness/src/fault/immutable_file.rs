@@ -35,7 +35,6 @@ pub(super) async fn apply(
     Ok(node_ledger::record(
         cx,
         format!("immutable flag on {file}"),
-        false,
         debris_of(location, &file),
     ))
 }

@@ -7,16 +7,17 @@
 //! Kinds that leave the same kind of trace share its recover: the agent-ledger faults
 //! (immutable-file, freeze-runtime, stop-kubelet, hold-mount) recover through
 //! [`node_ledger`], the CRI-state faults (fill-disk, desync-runtime) through
-//! [`cri_state`]; what a kind adds on top (starting kubelet, resyncing the CRI) lives in
-//! the kind's own module.
+//! [`cri_state`]; what a kind adds on top (resyncing the CRI) lives in the kind's own
+//! module.
 //!
 //! Architecture invariant: `recover` touches only what its record names, and is
 //! idempotent: safe after a remedy already cleared the fault, safe twice, safe on a
 //! record read back from disk.
 //! Architecture invariant: every node fault goes through the node agent, which writes it
 //! to its ledger inside the node before it acts, so `terminus gc` can undo it after the
-//! harness was killed; the one exception, the CRI state tmpfs (the agent only keeps it
-//! full), is named by its mount source so gc finds it all the same.
+//! harness was killed: immutable flags, frozen processes, a stopped kubelet, fillers,
+//! mount holders and the CRI state dir's tmpfs alike. API faults live in terminus's
+//! labelled namespaces, where gc frees every pod of its finalizers.
 //! Architecture invariant: ledger keys are per trial: recovering one trial never touches
 //! another trial's faults on a shared node.
 //! Architecture invariant: faults never touch the host: they act through the API or
@@ -47,7 +48,6 @@ use crate::probe::Target;
 use crate::scenario::FaultSpec;
 
 pub use affinity_churn::ChurnWriter;
-pub use cri_state::restore_leftover_cri_tmpfs;
 pub use error::FaultError;
 
 /// Everything a fault needs to know about where it acts.
@@ -90,7 +90,6 @@ pub enum Applied {
         node: String,
         ledger: String,
         what: String,
-        kubelet_stopped: bool,
         /// Paths the fault made debris of: the node is clean only once they are gone.
         debris: Vec<String>,
     },
@@ -165,18 +164,9 @@ pub async fn recover(client: &Client, applied: Applied) -> Result<String, FaultE
             pod,
             name,
         } => finalizer::recover(client, &namespace, &pod, &name).await,
-        Applied::NodeLedger {
-            node,
-            ledger,
-            kubelet_stopped,
-            ..
-        } => {
+        Applied::NodeLedger { node, ledger, .. } => {
             let node = Node::connect(&node).await?;
-            let done = node_ledger::recover(&node, &ledger).await?;
-            if kubelet_stopped {
-                stop_kubelet::recover(&node).await?;
-            }
-            Ok(done)
+            node_ledger::recover(&node, &ledger).await
         }
         Applied::CriStateTmpfs {
             node,
@@ -215,7 +205,6 @@ mod tests {
                 node: "terminus-worker".into(),
                 ledger: "run1-immutable".into(),
                 what: "immutable flag on /x".into(),
-                kubelet_stopped: true,
                 debris: vec!["/x".into()],
             },
             Applied::CriStateTmpfs {

@@ -1,5 +1,6 @@
 //! The record and recover shared by the faults the node agent keeps in its ledger
-//! (immutable-file, freeze-runtime, stop-kubelet, hold-mount).
+//! (immutable-file, freeze-runtime, stop-kubelet, hold-mount): the agent's gc of the
+//! record's ledger undoes all of them, a stopped kubelet included.
 //!
 //! Architecture invariant: recover runs `agent gc --run <ledger>` for exactly the
 //! record's ledger, so it never touches another trial's faults on the same node.
@@ -15,21 +16,15 @@ pub(super) const AGENT_STEP: Duration = Duration::from_secs(30);
 
 /// The record of a ledgered fault on the context's node.
 pub(super) fn applied(cx: &FaultContext<'_>, what: String) -> Applied {
-    record(cx, what, false, Vec::new())
+    record(cx, what, Vec::new())
 }
 
-/// The record of a ledgered fault that also stopped kubelet or leaves debris.
-pub(super) fn record(
-    cx: &FaultContext<'_>,
-    what: String,
-    kubelet_stopped: bool,
-    debris: Vec<String>,
-) -> Applied {
+/// The record of a ledgered fault that leaves debris.
+pub(super) fn record(cx: &FaultContext<'_>, what: String, debris: Vec<String>) -> Applied {
     Applied::NodeLedger {
         node: cx.node.name.clone(),
         ledger: cx.ledger.to_owned(),
         what,
-        kubelet_stopped,
         debris,
     }
 }

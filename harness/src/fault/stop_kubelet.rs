@@ -1,45 +1,32 @@
-//! The stop-kubelet fault: kubelet frozen (SIGSTOP, ledgered by the agent) or stopped
-//! with systemd, so it misses the pod's deletion.
+//! The stop-kubelet fault: kubelet frozen (SIGSTOP) or stopped with systemd, so it
+//! misses the pod's deletion. Both through the agent, which ledgers either before it
+//! acts: its gc thaws or starts kubelet again, after a kill too.
 //!
-//! Architecture invariant: a stopped kubelet is named in the record
-//! (`kubelet_stopped`), and only such a record makes recover start kubelet again.
+//! Architecture invariant: kubelet is never stopped except by the agent's `stop-unit`
+//! (so never without its ledger entry).
 
-use std::time::Duration;
-
-use crate::node::Node;
 use crate::scenario::KubeletStop;
 
 use super::node_ledger::{self, AGENT_STEP};
 use super::{Applied, FaultContext, FaultError};
 
+/// `systemctl stop kubelet` waits for kubelet to exit: give it more than a freeze.
+const STOP_STEP: std::time::Duration = std::time::Duration::from_secs(100);
+
 pub(super) async fn apply(cx: &FaultContext<'_>, how: KubeletStop) -> Result<Applied, FaultError> {
     cx.node.install_agent().await?;
-    match how {
-        KubeletStop::Freeze => {
-            let out = node_ledger::agent_ledgered(cx, &["freeze", "--name", "kubelet"], AGENT_STEP)
-                .await?;
-            Ok(node_ledger::applied(
-                cx,
-                format!("SIGSTOP kubelet: {}", out.trim()),
-            ))
-        }
-        KubeletStop::Stop => {
-            cx.node
-                .exec(&["systemctl", "stop", "kubelet"], Duration::from_secs(60))
-                .await?;
-            Ok(node_ledger::record(
-                cx,
-                "systemctl stop kubelet".into(),
-                true,
-                Vec::new(),
-            ))
-        }
-    }
-}
-
-/// Starts kubelet again (a no-op for systemd when it runs already).
-pub(super) async fn recover(node: &Node) -> Result<(), FaultError> {
-    node.exec(&["systemctl", "start", "kubelet"], Duration::from_secs(60))
-        .await?;
-    Ok(())
+    let (args, step, what): (&[&str], _, _) = match how {
+        KubeletStop::Freeze => (
+            &["freeze", "--name", "kubelet"],
+            AGENT_STEP,
+            "SIGSTOP kubelet",
+        ),
+        KubeletStop::Stop => (
+            &["stop-unit", "--unit", "kubelet"],
+            STOP_STEP,
+            "systemctl stop kubelet",
+        ),
+    };
+    let out = node_ledger::agent_ledgered(cx, args, step).await?;
+    Ok(node_ledger::applied(cx, format!("{what}: {}", out.trim())))
 }

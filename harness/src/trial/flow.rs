@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use super::clean;
 use super::crowd::{self, Gate, Member, Neighbour};
+use super::kill::{self, KillPoint};
 use super::outcome::{HarnessError, Outcome, Stop, TrialResult};
 use super::remedy;
 use super::run::{Run, Timeline};
@@ -286,10 +287,12 @@ async fn phases(
         applied,
     };
     let running = stage::deploy(&cx.stage).await?;
+    kill::reached(KillPoint::AfterWorkload, &s.id, timeline);
     let fault = stage::induce(&cx.stage, &running).await?;
     let debris = fault.debris();
     // Recorded at once: recover finds it whatever happens next.
     *cx.applied.lock().await = Some(fault);
+    kill::reached(KillPoint::AfterFault, &s.id, timeline);
     let observed = stage::observe(&cx.stage, running).await?;
     cx.record.time_to_stuck = Some(observed.time_to_stuck.as_secs_f64());
     pass_gate(&cx, Gate::Stuck).await?;
@@ -326,6 +329,7 @@ async fn detect(
     .map_err(|e| format!("gathering evidence: {e}"))?;
     std::fs::write(bundle.join("expected-cause"), format!("{}\n", s.cause))
         .map_err(|e| e.to_string())?;
+    kill::reached(KillPoint::DuringDetect, &s.id, cx.stage.timeline);
     pass_gate(cx, Gate::Collected).await?;
     let mut wrong = ask_detectors(cx, target, &bundle).await?;
     cx.record.time_to_detect = Some((cx.stage.timeline.elapsed() - detect_started).as_secs_f64());

@@ -4,6 +4,7 @@
 mod clean;
 pub mod crowd;
 mod flow;
+pub mod kill;
 mod outcome;
 mod remedy;
 mod run;

@@ -13,6 +13,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::Client;
 use serde_json::json;
 
+use super::kill::{self, KillPoint};
 use super::run::Timeline;
 use crate::detect::Diagnosis;
 use crate::node::Node;
@@ -44,10 +45,12 @@ pub async fn apply(
                 .await
                 .map_err(|e| format!("freeing the disk: {e}"))?;
             timeline.note("remedy", format!("removed the filler: {}", out.trim()));
+            kill::reached(KillPoint::DuringRemedy, &s.id, timeline);
             return Ok(());
         }
         Remedy::UseNodeSelector => {
             use_node_selector(places.client, &target.namespace, s, timeline).await?;
+            kill::reached(KillPoint::DuringRemedy, &s.id, timeline);
             return Ok(());
         }
         _ => {}
@@ -56,7 +59,9 @@ pub async fn apply(
         .await
         .map_err(|e| e.to_string())?;
     crate::remedy::run_act_steps(diagnosis, evidence, node, &control_plane, &|line| {
-        timeline.note("remedy", line)
+        timeline.note("remedy", line);
+        // After the first step's line: the remedy is under way, not finished.
+        kill::reached(KillPoint::DuringRemedy, &s.id, timeline);
     })
     .await
 }

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::Client;
 
+use super::kill::{self, KillPoint};
 use super::outcome::Stop;
 use super::run::Timeline;
 use crate::fault::{self, Applied, FaultContext};
@@ -241,10 +242,16 @@ pub async fn observe(st: &Stage<'_>, running: Target) -> Result<Observed, Stop> 
                     running.pod, s.workload.grace_period
                 ),
             );
+            kill::reached(KillPoint::AfterDelete, &s.id, st.timeline);
             observe_pod(st, &running.pod).await?;
             running
         }
-        WorkloadKind::DaemonSet => observe_churn(st).await?,
+        WorkloadKind::DaemonSet => {
+            let churning = observe_churn(st).await?;
+            // A DaemonSet is never deleted: its pods being replaced is the deletion.
+            kill::reached(KillPoint::AfterDelete, &s.id, st.timeline);
+            churning
+        }
     };
     // Journals from the trial's start only: a shared node's log holds other trials' errors.
     let since = (chrono::Utc::now()
