@@ -316,6 +316,8 @@ pub async fn verify(
     let nodes = connect_nodes(cluster_name, &mut scratch).await;
     report.errors.append(&mut scratch.errors);
     let what = format!("nothing of terminus's left in cluster {cluster_name}");
+    // The items as found, for the report: the wait's own text joins them.
+    let last_seen = std::sync::Mutex::new(Vec::new());
     let waited = crate::wait::until(&what, deadline, || async {
         let mut left = Vec::new();
         if let Some(client) = client {
@@ -326,17 +328,22 @@ pub async fn verify(
         for node in &nodes {
             left.extend(node_leftovers(node).await);
         }
-        Ok::<_, String>(if left.is_empty() {
+        let seen = left.join("; ");
+        let done = left.is_empty();
+        if let Ok(mut last) = last_seen.lock() {
+            *last = left;
+        }
+        Ok::<_, String>(if done {
             Check::Done(())
         } else {
-            Check::Pending(left.join("; "))
+            Check::Pending(seen)
         })
     })
     .await;
     match waited {
         Ok(()) => report.actions.push(format!("checked: {what}")),
-        Err(WaitError::Timeout(t)) => {
-            report.left = t.last.split("; ").map(str::to_owned).collect();
+        Err(WaitError::Timeout(_)) => {
+            report.left = last_seen.into_inner().unwrap_or_default();
         }
         Err(WaitError::Check(e)) => report.errors.push(e),
     }
