@@ -5,6 +5,9 @@
 //! show) put to one detector. Its grade is PASS when the detector reported the expected
 //! cause (`none` included), FAIL when it reported another, ERROR when the detector did
 //! not answer at all (a [`DetectorFailure`]); FAIL and ERROR both count against it.
+//! A trial that was not run (a scenario whose `requires` the cluster does not meet) is
+//! recorded with [`Scorecard::skip`] and its reason: listed and counted as skipped, put
+//! to no detector, neither a pass nor a failure.
 //!
 //! ```
 //! use terminus_core::answer::Answer;
@@ -212,10 +215,20 @@ impl DetectorScore {
     }
 }
 
-/// Per detector, for each trial, expected vs reported.
+/// A trial that was not run, and why (`requires.containerd "<2" but the node runs
+/// containerd 2.1.9`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    #[serde(flatten)]
+    pub case: Case,
+    pub reason: String,
+}
+
+/// Per detector, for each trial, expected vs reported; and the trials not run.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Scorecard {
     detectors: Vec<DetectorScore>,
+    skipped: Vec<Skipped>,
 }
 
 impl Scorecard {
@@ -238,8 +251,22 @@ impl Scorecard {
         }
     }
 
+    /// Records a trial that was not run: no detector was asked, so it is neither a pass
+    /// nor a failure.
+    pub fn skip(&mut self, case: &Case, reason: impl Into<String>) {
+        self.skipped.push(Skipped {
+            case: case.clone(),
+            reason: reason.into(),
+        });
+    }
+
     pub fn detectors(&self) -> &[DetectorScore] {
         &self.detectors
+    }
+
+    /// The trials not run, in the order recorded.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
     }
 
     pub fn trial_count(&self) -> usize {
@@ -255,31 +282,40 @@ impl Scorecard {
     }
 
     /// Every trial passed. False for an empty scorecard: a run that tried nothing
-    /// proves nothing.
+    /// proves nothing (skipped trials were not tried).
     pub fn all_passed(&self) -> bool {
         self.trial_count() > 0 && self.failures() == 0
     }
 
     /// A table per detector (PASS/FAIL/ERROR, expected vs reported), its confusion
-    /// matrix and accuracy, and a closing summary line.
+    /// matrix and accuracy, the skipped trials with their reasons, and a closing summary
+    /// line.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         for score in &self.detectors {
             render_detector(&mut out, score);
             out.push('\n');
         }
+        render_skipped(&mut out, &self.skipped);
         let total = self.trial_count();
         let failures = self.failures();
         let errors: usize = self.detectors.iter().map(|d| d.count(Grade::Error)).sum();
         let detectors = plural(self.detectors.len(), "detector");
+        let skipped = match self.skipped.len() {
+            0 => String::new(),
+            n => format!("; {n} skipped"),
+        };
         if total == 0 {
-            let _ = writeln!(out, "NO TRIALS  nothing was scored");
+            let _ = writeln!(out, "NO TRIALS  nothing was scored{skipped}");
         } else if failures == 0 {
-            let _ = writeln!(out, "ALL PASSED  {total} of {total} trials ({detectors})");
+            let _ = writeln!(
+                out,
+                "ALL PASSED  {total} of {total} trials ({detectors}){skipped}"
+            );
         } else {
             let _ = writeln!(
                 out,
-                "FAILED  {failures} of {total} trials did not pass ({detectors}): {} wrong cause, {}",
+                "FAILED  {failures} of {total} trials did not pass ({detectors}): {} wrong cause, {}{skipped}",
                 failures - errors,
                 plural(errors, "detector failure"),
             );
@@ -295,6 +331,7 @@ impl Scorecard {
             trials: self.trial_count(),
             failures: self.failures(),
             detectors: self.detectors.iter().map(JsonDetector::from).collect(),
+            skipped: self.skipped.clone(),
         };
         serde_json::to_string_pretty(&doc)
             .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize the scorecard: {e}\"}}"))
@@ -348,6 +385,34 @@ pub fn visible(text: &str) -> String {
         }
     }
     shown
+}
+
+/// `skipped N trials (not run: ...)`, then one row per trial with its reason.
+fn render_skipped(out: &mut String, skipped: &[Skipped]) {
+    if skipped.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "skipped {} (not run: the cluster does not meet its requirements)",
+        plural(skipped.len(), "trial")
+    );
+    let _ = writeln!(out);
+    let rows: Vec<(String, String)> = skipped
+        .iter()
+        .map(|s| (visible(&s.case.id), visible(&s.reason)))
+        .collect();
+    let width = rows
+        .iter()
+        .map(|(id, _)| id.chars().count())
+        .chain(["TRIAL".len()])
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(out, "  {:<width$}  REASON", "TRIAL");
+    for (id, reason) in &rows {
+        let _ = writeln!(out, "  {id:<width$}  {reason}");
+    }
+    let _ = writeln!(out);
 }
 
 fn render_detector(out: &mut String, score: &DetectorScore) {
@@ -486,6 +551,9 @@ struct JsonScorecard {
     trials: usize,
     failures: usize,
     detectors: Vec<JsonDetector>,
+    /// Left out when nothing was skipped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    skipped: Vec<Skipped>,
 }
 
 #[derive(Serialize)]
@@ -723,6 +791,45 @@ mod tests {
         let mut card = Scorecard::new();
         card.record("builtin", &Case::new("x", None), said(None, 0.0));
         assert!(card.all_passed());
+    }
+
+    #[test]
+    fn skipped_trials_are_listed_with_their_reason_and_neither_pass_nor_fail() {
+        let reason = r#"requires.containerd "<2" but the node runs containerd 2.1.9"#;
+        let mut card = mixed();
+        let before = (card.trial_count(), card.failures());
+        card.skip(
+            &Case::new("runtime-desync", Some(CauseId::RuntimeDesync)),
+            reason,
+        );
+        assert_eq!((card.trial_count(), card.failures()), before);
+        let text = card.render_text();
+        assert!(text.contains("skipped 1 trial (not run:"), "{text}");
+        assert!(
+            text.contains(&format!("  runtime-desync  {reason}")),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with("; 1 skipped"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&card.to_json()).expect("JSON");
+        assert_eq!(json["skipped"][0]["id"], "runtime-desync");
+        assert_eq!(json["skipped"][0]["expected"], "runtime-desync");
+        assert_eq!(json["skipped"][0]["reason"], reason);
+
+        // Only skips: nothing was tried, so nothing passed.
+        let mut only = Scorecard::new();
+        only.skip(&Case::new("a\nPASS forged", None), "needs\x1b[2K docker");
+        assert!(!only.all_passed());
+        let text = only.render_text();
+        assert!(
+            text.contains("NO TRIALS  nothing was scored; 1 skipped"),
+            "{text}"
+        );
+        assert!(
+            !text.contains('\x1b') && text.contains(r"a\nPASS forged"),
+            "{text}"
+        );
+        // Without skips the JSON has no `skipped` key (schema v1 unchanged).
+        assert!(!mixed().to_json().contains("\"skipped\""));
     }
 
     #[test]

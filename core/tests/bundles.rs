@@ -1,6 +1,8 @@
 //! Every evidence bundle under `fixtures/` is diagnosed and must name the cause in its
 //! `expected-cause` file (`none` for bundles where nothing is wrong). The rendered
 //! report is snapshotted, so a change in wording or ranking shows up in review.
+//! `fixtures/cells/<cell>/` holds the bundles of each version cell's cluster-tier run
+//! (`ci/matrix --capture`): the same rules on every cell's kubelet and containerd text.
 
 use std::path::{Path, PathBuf};
 
@@ -21,8 +23,30 @@ fn bundles() -> Vec<PathBuf> {
             }
         }
     }
+    for cell in std::fs::read_dir(root.join("cells"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for e in std::fs::read_dir(cell.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if e.path().join("expected-cause").is_file() {
+                out.push(e.path());
+            }
+        }
+    }
     out.sort();
     out
+}
+
+/// The version cell of a bundle under `fixtures/cells/<cell>/`, if it is one.
+fn cell_of(dir: &Path) -> Option<String> {
+    let parent = dir.parent()?;
+    let grand = parent.parent()?;
+    (grand.file_name()? == "cells").then(|| parent.file_name()?.to_str().map(str::to_owned))?
 }
 
 /// The causes of the other members of a crowded capture's crowd.
@@ -116,7 +140,9 @@ fn every_bundle_is_diagnosed_as_expected() {
             .parent()
             .and_then(|p| p.file_name())
             .is_some_and(|g| g == "crowded");
-        settings.set_snapshot_suffix(if in_crowd {
+        settings.set_snapshot_suffix(if let Some(cell) = cell_of(dir) {
+            format!("cell-{cell}-{name}")
+        } else if in_crowd {
             format!("crowded-{name}")
         } else {
             name.clone()

@@ -734,7 +734,7 @@ mod tests {
             std::fs::read_to_string(&stat).is_ok_and(|s| {
                 // The state is the first field after the parenthesised command name.
                 s.rsplit_once(')')
-                    .is_some_and(|(_, rest)| rest.trim_start().chars().next() != Some('Z'))
+                    .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
             })
         };
         crate::wait::until_blocking(

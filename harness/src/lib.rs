@@ -5,6 +5,7 @@
 //! ([`evidence`] reads bundles; cluster and node probes feed the same [`evidence::Evidence`]).
 //! ARCHITECTURE.md at the repository root has the map.
 
+pub mod cell;
 pub mod cluster;
 pub mod corpus;
 pub mod detectors;
@@ -13,6 +14,7 @@ pub mod fault;
 pub mod gc;
 pub mod live;
 pub mod logging;
+pub mod matrix;
 pub mod namespace;
 pub mod node;
 pub mod pods;

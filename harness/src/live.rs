@@ -190,9 +190,16 @@ pub async fn collect(
         Some(n) if *access == NodeAccess::Auto => kind_node(n).await,
         _ => None,
     };
-    probe::collect(client, None, &target, dir, &since)
-        .await
-        .map_err(|e| LiveError::Infra(format!("gathering API evidence: {e}")))?;
+    probe::collect(
+        client,
+        None,
+        &target,
+        dir,
+        &since,
+        &probe::Progress::default(),
+    )
+    .await
+    .map_err(|e| LiveError::Infra(format!("gathering API evidence: {e}")))?;
     let node_note = match (access, &target.node) {
         (NodeAccess::None, _) => {
             "API evidence only (node half skipped: --api-only, or --all without --node-evidence)"
@@ -203,7 +210,7 @@ pub async fn collect(
             let node = kind.as_ref().expect("checked");
             tokio::time::timeout(
                 Duration::from_secs(150),
-                probe::node_evidence(node, &target, dir, &since),
+                probe::node_evidence(node, &target, dir, &since, &probe::Progress::default()),
             )
             .await
             .map_err(|_| {

@@ -177,6 +177,13 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "180s", value_parser = parse_timeout)]
         wait: std::time::Duration,
     },
+    /// Print the version matrix (scenario × cell → pass / fail / skipped) from the cell
+    /// directories ci/matrix fills (target/terminus/matrix/CELL/: junit.xml, wall-seconds).
+    /// Exit 1 when a trial failed or a cell left no readable JUnit file.
+    Matrix {
+        #[arg(required = true, value_name = "CELL_DIR")]
+        dirs: Vec<PathBuf>,
+    },
     /// Score detectors over bundles whose cause is known, and print the scorecard.
     Score {
         /// Searched recursively: every directory holding an `expected-cause` file is a bundle.
@@ -344,6 +351,7 @@ fn main() -> ExitCode {
             cluster,
             wait,
         } => gc(keep_clusters, cluster.as_deref(), wait),
+        Command::Matrix { dirs } => matrix(&dirs),
         Command::Score {
             bundles,
             detectors,
@@ -614,8 +622,9 @@ fn interrupted_remedy(pod: &str, live: &LiveArgs) -> u8 {
     EXIT_INTERRUPTED
 }
 
-/// `terminus trial`: exit 0 when every trial passed, 1 when one failed, 3 when the
-/// harness broke (a scenario file is checked first: 2 when one is invalid).
+/// `terminus trial`: exit 0 when every trial passed or was skipped (its node does not
+/// meet its `requires`; printed with the reason), 1 when one failed, 3 when the harness
+/// broke (a scenario file is checked first: 2 when one is invalid).
 async fn trials(files: Vec<PathBuf>, cluster: String) -> Printed {
     let mut scenarios = Vec::new();
     for file in &files {
@@ -647,6 +656,11 @@ async fn trials(files: Vec<PathBuf>, cluster: String) -> Printed {
     let broken = records
         .iter()
         .any(|r| matches!(r.result, terminus::trial::TrialResult::HarnessError(_)));
+    for r in &records {
+        if let Some(unmet) = r.result.skipped() {
+            eprintln!("skipped: {}: {unmet}", r.scenario);
+        }
+    }
     let failed: Vec<_> = records.iter().filter_map(|r| r.failure()).collect();
     for why in &failed {
         eprintln!("failed: {why}");
@@ -730,8 +744,13 @@ fn list(dir: &Path) -> Printed {
 fn check(files: &[PathBuf]) -> Printed {
     let mut bad = 0;
     for file in files {
-        match scenario::load_file(file) {
-            Ok(s) => outln!("ok     {} ({}, cause {})", file.display(), s.id, s.cause),
+        match scenario::check_file(file) {
+            Ok((s, warnings)) => {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+                outln!("ok     {} ({}, cause {})", file.display(), s.id, s.cause)
+            }
             Err(e) => {
                 bad += 1;
                 eprintln!("error: {e}");
@@ -782,6 +801,29 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
         Ok(d) => Ok(d),
         Err(e) => Err(format!("{e} (write e.g. 30s, 2m, 500ms)")),
     }
+}
+
+/// `terminus matrix`: one column per cell directory, named after the directory.
+fn matrix(dirs: &[PathBuf]) -> Printed {
+    use terminus::matrix::{Column, Matrix};
+    let mut m = Matrix::default();
+    for dir in dirs {
+        let cell = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let wall = std::fs::read_to_string(dir.join("wall-seconds"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs);
+        let junit = dir.join("junit.xml");
+        m.columns.push(match std::fs::read_to_string(&junit) {
+            Ok(xml) => Column::from_junit(&cell, &junit.display().to_string(), &xml, wall),
+            Err(e) => Column::missing(&cell, format!("{}: {e}", junit.display()), wall),
+        });
+    }
+    out!("{}", m.render());
+    Ok(if m.passed() { 0 } else { EXIT_TRIAL_FAILED })
 }
 
 fn score(

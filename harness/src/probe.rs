@@ -8,7 +8,8 @@
 //! Architecture invariant: probes only read; nothing here changes the cluster or a node.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Event, Node as KubeNode, Pod};
@@ -146,6 +147,27 @@ async fn successor(pods: &Api<Pod>, target: &Target) -> Option<Pod> {
         .max_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0))
 }
 
+/// What a bundle's gathering is doing now: a caller whose deadline runs out says which
+/// step it was waiting for, and for how long (a timeout names what it waited for).
+#[derive(Clone, Default)]
+pub struct Progress(Arc<Mutex<Option<(&'static str, Instant)>>>);
+
+impl Progress {
+    fn step(&self, what: &'static str) {
+        if let Ok(mut p) = self.0.lock() {
+            *p = Some((what, Instant::now()));
+        }
+    }
+
+    /// E.g. "the agent's collect on the node (for 21.4s)"; "not started" before any step.
+    pub fn describe(&self) -> String {
+        match self.0.lock().ok().and_then(|p| *p) {
+            Some((what, since)) => format!("{what} (for {:.1}s)", since.elapsed().as_secs_f64()),
+            None => "not started".to_owned(),
+        }
+    }
+}
+
 /// Where the agent writes a bundle inside the node before it is copied out.
 const NODE_BUNDLE_DIR: &str = "/var/lib/terminus-agent/bundle";
 
@@ -156,7 +178,9 @@ pub async fn node_evidence(
     target: &Target,
     dir: &Path,
     since: &str,
+    progress: &Progress,
 ) -> Result<(), ProbeError> {
+    progress.step("installing the agent on the node");
     node.install_agent().await?;
     let out = format!("{NODE_BUNDLE_DIR}/{}-{}", target.namespace, target.pod);
     let mut args = vec![
@@ -175,7 +199,9 @@ pub async fn node_evidence(
         args.push(uid.clone());
     }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    progress.step("the agent's collect on the node (journals, crictl, ctr, lsattr, mounts)");
     node.agent(&argv, Duration::from_secs(120)).await?;
+    progress.step("copying the node half out of the node");
     for (name, bytes) in node.download_dir(&out).await? {
         let path = dir.join(&name);
         std::fs::write(&path, bytes).map_err(|source| ProbeError::Write { path, source })?;
@@ -191,6 +217,7 @@ pub async fn node_evidence(
             .map(|id| format!(" -e {id}"))
             .collect();
         let script = format!("ls -l /proc/[0-9]*/cwd /proc/[0-9]*/root /proc/[0-9]*/fd/* 2>/dev/null | grep -F{patterns} || true");
+        progress.step("looking in /proc for processes holding the container");
         let refs = node
             .exec(&["sh", "-c", &script], Duration::from_secs(60))
             .await?;
@@ -199,13 +226,15 @@ pub async fn node_evidence(
     Ok(())
 }
 
-/// Writes a whole bundle: `captured-at` first (the detector's clock), then both halves.
+/// Writes a whole bundle: `captured-at` first (the detector's clock), then both halves;
+/// `progress` names the step under way.
 pub async fn collect(
     client: &Client,
     node: Option<&Node>,
     target: &Target,
     dir: &Path,
     since: &str,
+    progress: &Progress,
 ) -> Result<(), ProbeError> {
     std::fs::create_dir_all(dir).map_err(|source| ProbeError::Write {
         path: dir.to_path_buf(),
@@ -219,9 +248,30 @@ pub async fn collect(
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ),
     )?;
+    progress.step("the API half (pod, node, events, owners)");
     api_evidence(client, target, dir).await?;
     if let Some(node) = node {
-        node_evidence(node, target, dir, since).await?;
+        node_evidence(node, target, dir, since, progress).await?;
     }
+    progress.step("done");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Progress;
+
+    #[test]
+    fn progress_names_the_step_under_way() {
+        let p = Progress::default();
+        assert_eq!(p.describe(), "not started");
+        let shared = p.clone();
+        shared.step("the agent's collect on the node");
+        let d = p.describe();
+        assert!(
+            d.starts_with("the agent's collect on the node (for "),
+            "{d}"
+        );
+        assert!(d.ends_with("s)"), "{d}");
+    }
 }

@@ -5,8 +5,14 @@
 //!
 //! A run is crowded (the default) or quiet ([`Mode`]): crowded, the shared-node
 //! scenarios run together as one crowd ([`Suite::spawn_crowd`], `trial::crowd`).
+//!
+//! Once the cluster is up, setup reads every node's facts (`status.nodeInfo`: kubelet,
+//! container runtime and kernel versions). A trial whose node does not meet its
+//! scenario's `requires` is skipped with the reason ([`crate::scenario::Unmet`]): a
+//! `skipped` row in the summary, `<skipped message=...>` in JUnit, a skipped line in the
+//! scorecard; it joins no crowd.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,7 +22,7 @@ use kube::api::{Api, ListParams};
 
 use crate::cluster::{self, Cluster, UpOptions};
 use crate::detectors::Detector;
-use crate::scenario::Scenario;
+use crate::scenario::{NodeFacts, Scenario};
 use crate::scorecard::{Case, Scorecard};
 use crate::trial::{run_crowd_trial, run_trial, Crowd, Run, TrialEnv, TrialRecord};
 
@@ -120,10 +126,12 @@ impl Suite {
         let cluster_time = started.elapsed();
         let client = cluster.client().await?;
         let nodes: Api<KubeNode> = Api::all(client.clone());
-        let mut names: Vec<(bool, String)> = nodes
-            .list(&ListParams::default())
-            .await?
-            .items
+        let listed = nodes.list(&ListParams::default()).await?.items;
+        let facts: BTreeMap<String, NodeFacts> = listed
+            .iter()
+            .map(|n| (n.metadata.name.clone().unwrap_or_default(), node_facts(n)))
+            .collect();
+        let mut names: Vec<(bool, String)> = listed
             .into_iter()
             .map(|n| {
                 let cp = n
@@ -157,6 +165,16 @@ impl Suite {
             workers[1],
             run.dir.display()
         );
+        for worker in &workers[..2] {
+            if let Some(f) = facts.get(worker) {
+                tracing::info!(
+                    "node {worker}: Kubernetes {}, {}, kernel {}",
+                    f.kubelet,
+                    f.runtime,
+                    f.kernel
+                );
+            }
+        }
         let env = TrialEnv {
             run,
             client,
@@ -167,6 +185,7 @@ impl Suite {
             control_plane,
             detectors,
             echo,
+            facts,
         };
         Ok(Suite {
             env: Arc::new(env),
@@ -182,8 +201,23 @@ impl Suite {
     }
 
     /// Starts every member of the crowd at once on the runtime (call inside it); each
-    /// member's record is then awaited with [`CrowdRun::record`].
+    /// member's record is then awaited with [`CrowdRun::record`]. A member whose node
+    /// does not meet its `requires` is not started: its record is a skip, and the others
+    /// neither wait for it nor count it as a neighbour.
     pub fn spawn_crowd(&self, members: Vec<Scenario>) -> CrowdRun {
+        let mut skipped = HashMap::new();
+        let members: Vec<Scenario> = members
+            .into_iter()
+            .filter(|s| match self.env.unmet(s) {
+                None => true,
+                Some(unmet) => {
+                    tracing::info!("{}: skipped: {unmet}", s.id);
+                    let dir = self.env.run.dir.join(&s.id);
+                    skipped.insert(s.id.clone(), TrialRecord::skipped(s, unmet, dir));
+                    false
+                }
+            })
+            .collect();
         let crowd = Crowd::new(&members);
         tracing::info!(
             "crowd of {} on {}: {}",
@@ -218,6 +252,7 @@ impl Suite {
         }
         CrowdRun {
             handles: Mutex::new(handles),
+            skipped: Mutex::new(skipped),
             started: Instant::now(),
             deadline,
         }
@@ -244,6 +279,9 @@ impl Suite {
         let mut card = Scorecard::new();
         for r in records {
             let case = Case::new(&r.scenario, Some(r.expected));
+            if let Some(unmet) = r.result.skipped() {
+                card.skip(&case, unmet.to_string());
+            }
             for (detector, outcome) in &r.outcomes {
                 card.record(detector, &case, outcome.clone());
             }
@@ -294,9 +332,10 @@ pub fn summary_table(records: &[TrialRecord], total: Duration, cluster: Duration
             secs(r.time_to_detect),
             secs(r.time_to_clear),
             r.total,
-            match &r.failure() {
-                None => "pass".to_owned(),
-                Some(why) => format!("FAIL: {why}"),
+            match (r.result.skipped(), r.failure()) {
+                (Some(unmet), _) => format!("skipped: {unmet}"),
+                (None, None) => "pass".to_owned(),
+                (None, Some(why)) => format!("FAIL: {why}"),
             }
         ));
     }
@@ -383,6 +422,8 @@ fn crowd_json(env: &TrialEnv, members: &[&TrialRecord]) -> String {
 /// The records of a crowd's members, as the libtest trials ask for them.
 pub struct CrowdRun {
     handles: Mutex<HashMap<String, tokio::task::JoinHandle<TrialRecord>>>,
+    /// The records of the members not started (their `requires` is not met).
+    skipped: Mutex<HashMap<String, TrialRecord>>,
     started: Instant,
     /// How long after the start the last member may still be running.
     deadline: Duration,
@@ -401,6 +442,9 @@ pub enum CrowdError {
 impl CrowdRun {
     /// Waits for member `id`'s record (each is taken once).
     pub async fn record(&self, id: &str) -> Result<TrialRecord, CrowdError> {
+        if let Some(record) = self.skipped.lock().ok().and_then(|mut s| s.remove(id)) {
+            return Ok(record);
+        }
         let handle = self
             .handles
             .lock()
@@ -416,6 +460,19 @@ impl CrowdRun {
                 waited: self.started.elapsed(),
             }),
         }
+    }
+}
+
+/// What a node reports about itself; empty strings where it reports nothing (a
+/// requirement on those is then unmet, never met by default).
+fn node_facts(node: &KubeNode) -> NodeFacts {
+    let info = node.status.as_ref().and_then(|s| s.node_info.as_ref());
+    NodeFacts {
+        kubelet: info.map(|i| i.kubelet_version.clone()).unwrap_or_default(),
+        runtime: info
+            .map(|i| i.container_runtime_version.clone())
+            .unwrap_or_default(),
+        kernel: info.map(|i| i.kernel_version.clone()).unwrap_or_default(),
     }
 }
 
@@ -490,5 +547,126 @@ impl Suite {
         .await;
         let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{self, NodeFacts};
+
+    fn scenario_requiring(containerd: &str) -> Scenario {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/runtime-desync.yaml");
+        let source = std::fs::read_to_string(&path).expect("a shipped scenario");
+        let source = source.replace(
+            "  kubernetes: \">=1.30\"\n",
+            &format!("  kubernetes: \">=1.30\"\n  containerd: \"{containerd}\"\n"),
+        );
+        scenario::parse(&path, &source).expect("valid")
+    }
+
+    /// A worker of the default cell (k1.37-cd2.1) as the API shows it: the kernel is
+    /// this machine's; the ids `status.nodeInfo` requires are left empty.
+    const NODE: &str = r#"
+apiVersion: v1
+kind: Node
+metadata:
+  name: terminus-scenarios-worker2
+status:
+  nodeInfo:
+    architecture: amd64
+    bootID: ""
+    containerRuntimeVersion: containerd://2.1.9
+    kernelVersion: 6.18.44-fc-v669
+    kubeProxyVersion: ""
+    kubeletVersion: v1.37.2
+    machineID: ""
+    operatingSystem: linux
+    osImage: Debian GNU/Linux forky/sid
+    systemUUID: ""
+"#;
+
+    fn skipped_record() -> TrialRecord {
+        let node: KubeNode = serde_yaml_ng::from_str(NODE).expect("a node");
+        let facts = node_facts(&node);
+        assert_eq!(
+            facts,
+            NodeFacts {
+                kubelet: "v1.37.2".into(),
+                runtime: "containerd://2.1.9".into(),
+                kernel: "6.18.44-fc-v669".into(),
+            }
+        );
+        let s = scenario_requiring("<2");
+        let unmet = s
+            .requires
+            .check(&facts)
+            .expect_err("containerd 2.1.9 is not <2");
+        TrialRecord::skipped(&s, unmet, PathBuf::from("/nonexistent"))
+    }
+
+    #[test]
+    fn junit_says_skipped_with_the_reason_escaped() {
+        let xml = junit("r1", &[skipped_record()]);
+        assert!(
+            xml.contains(
+                r#"<skipped message="requires.containerd &quot;&lt;2&quot; but the node runs containerd 2.1.9"/>"#
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"name="scenarios/runtime-desync.yaml""#),
+            "{xml}"
+        );
+        assert!(
+            !xml.contains("<failure") && !xml.contains("<error"),
+            "{xml}"
+        );
+        // And it reads back as a skip with the same reason (what `terminus matrix` does).
+        let report = quick_junit::Report::deserialize_from_str(&xml).expect("valid JUnit");
+        let case = &report.test_suites[0].test_cases[0];
+        match &case.status {
+            quick_junit::TestCaseStatus::Skipped { message, .. } => assert_eq!(
+                message.as_deref(),
+                Some(r#"requires.containerd "<2" but the node runs containerd 2.1.9"#)
+            ),
+            other => panic!("not a skip: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_summary_row_says_skipped_and_why() {
+        let table = summary_table(&[skipped_record()], Duration::ZERO, Duration::ZERO);
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("runtime-desync"))
+            .expect("a row");
+        assert!(
+            row.ends_with(
+                r#"skipped: requires.containerd "<2" but the node runs containerd 2.1.9"#
+            ),
+            "{table}"
+        );
+        assert!(!row.contains("pass") && !row.contains("FAIL"), "{row}");
+    }
+
+    #[test]
+    fn a_node_that_reports_nothing_meets_no_version_range() {
+        let node: KubeNode =
+            serde_yaml_ng::from_str("apiVersion: v1\nkind: Node\nmetadata:\n  name: n\n")
+                .expect("a node");
+        let facts = node_facts(&node);
+        assert_eq!(facts, NodeFacts::default());
+        let unmet = scenario_requiring(">=1")
+            .requires
+            .check(&facts)
+            .expect_err("unmet");
+        assert_eq!(unmet.requirement, scenario::Requirement::Runtime);
+        // The same range is met by the node that reports containerd 2.1.9.
+        let node: KubeNode = serde_yaml_ng::from_str(NODE).expect("a node");
+        assert_eq!(
+            scenario_requiring(">=2").requires.check(&node_facts(&node)),
+            Ok(())
+        );
     }
 }

@@ -9,8 +9,8 @@
 //! (`terminus-kill`, deleted at the end unless TERMINUS_KEEP_CLUSTER=1). Cases run one
 //! at a time: gc sweeps the whole cluster.
 //!
-//! Selection: by default one case per fault kind (and the `how: stop` variant of
-//! stop-kubelet), each at a phase picked from `TERMINUS_KILL_SEED` (printed; default:
+//! Selection: by default one case per fault kind (stop-kubelet twice: `how: freeze` and
+//! `how: stop` clean up differently), each at a phase picked from `TERMINUS_KILL_SEED` (printed; default:
 //! the clock), so a failure replays with the same seed. `TERMINUS_KILL_ALL=1`: every
 //! scenario at every phase (docs/scenarios.md, "The kill tier").
 
@@ -56,13 +56,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let variants = match write_variants(&scenarios) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: writing the kill tier's scenario variants: {e}");
-            return ExitCode::from(3);
-        }
-    };
     let seed = std::env::var(SEED_ENV)
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -72,7 +65,7 @@ fn main() -> ExitCode {
                 .map_or(0, |d| d.as_secs())
         });
     let all = std::env::var(ALL_ENV).is_ok_and(|v| v == "1");
-    let cases = select(&scenarios, &variants, seed, all);
+    let cases = select(&scenarios, seed, all);
     eprintln!(
         "terminus kill tier: {} case(s), {SEED_ENV}={seed}{}",
         cases.len(),
@@ -99,47 +92,28 @@ fn main() -> ExitCode {
     conclusion.exit_code()
 }
 
-/// Scenario files that differ from a shipped one only in a fault parameter no shipped
-/// scenario uses but whose cleanup differs: stop-kubelet with `how: stop` (a systemd
-/// unit to start again, not a process to thaw).
-fn write_variants(scenarios: &[Scenario]) -> std::io::Result<Vec<(PathBuf, String)>> {
-    let dir = terminus::suite::artefacts_root().join("kill-scenarios");
-    std::fs::create_dir_all(&dir)?;
-    let mut out = Vec::new();
-    for s in scenarios {
-        if let FaultSpec::StopKubelet {
-            how: KubeletStop::Freeze,
-        } = s.fault
-        {
-            let text = std::fs::read_to_string(&s.file)?;
-            let id = format!("{}-stopped", s.id);
-            let variant = text
-                .replace("how: freeze", "how: stop")
-                .replace(&format!("id: {}", s.id), &format!("id: {id}"));
-            let file = dir.join(format!("{id}.yaml"));
-            std::fs::write(&file, variant)?;
-            out.push((file, id));
-        }
+/// Which cases the default selection keeps one of: a fault kind, split where its
+/// cleanup differs (stop-kubelet's `how: stop` is a systemd unit to start again, not a
+/// process to thaw).
+fn cleanup_class(s: &Scenario) -> String {
+    match s.fault {
+        FaultSpec::StopKubelet {
+            how: KubeletStop::Stop,
+        } => format!("{}/stop", s.fault.kind()),
+        _ => s.fault.kind().to_owned(),
     }
-    Ok(out)
 }
 
-/// Every scenario (and variant) at every point, or one of each fault kind at a point the
-/// seed picks.
-fn select(
-    scenarios: &[Scenario],
-    variants: &[(PathBuf, String)],
-    seed: u64,
-    all: bool,
-) -> Vec<Case> {
+/// Every scenario at every point, or one of each cleanup class at a point the seed
+/// picks.
+fn select(scenarios: &[Scenario], seed: u64, all: bool) -> Vec<Case> {
     let mut picked: Vec<(PathBuf, String)> = Vec::new();
-    let mut kinds = BTreeSet::new();
+    let mut classes = BTreeSet::new();
     for s in scenarios {
-        if all || kinds.insert(s.fault.kind()) {
+        if all || classes.insert(cleanup_class(s)) {
             picked.push((s.file.clone(), s.id.clone()));
         }
     }
-    picked.extend(variants.iter().cloned());
     let mut cases = Vec::new();
     for (i, (file, scenario)) in picked.into_iter().enumerate() {
         let points: Vec<KillPoint> = if all {

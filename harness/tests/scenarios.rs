@@ -8,6 +8,11 @@
 //! runtime; every crowd trial then waits for its own record. Dedicated-node trials run
 //! beside it as before.
 //!
+//! A trial whose node does not meet its scenario's `requires` (checked once the cluster
+//! is up, against the facts its nodes report) is reported by libtest as `ignored
+//! (REASON)` (a runtime ignore, so `--list` still touches no cluster), by the run's
+//! summary, JUnit (`<skipped message=...>`) and scorecard as skipped with the reason.
+//!
 //! Environment: TERMINUS_CLUSTER (cluster name, default terminus-scenarios),
 //! TERMINUS_KEEP_CLUSTER=1 (keep it for the next run), TERMINUS_DETECTORS (comma-
 //! separated, default `builtin`), TERMINUS_NODE_IMAGE (see cluster.rs),
@@ -18,7 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Mutex, OnceLock};
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use terminus::scenario::{self, NodeUse, Scenario};
 use terminus::suite::{CrowdRun, Mode, Suite};
 use terminus::trial::TrialRecord;
@@ -113,7 +118,7 @@ fn scenario_trial(path: PathBuf, scenario: Scenario, crowded: bool) -> Trial {
         path.file_name().and_then(|n| n.to_str()).unwrap_or("?")
     );
     let kind = scenario.cause.as_str();
-    Trial::test(name, move || {
+    Trial::ignorable_test(name, move || {
         if per_trial() {
             return own_cluster_trial(&scenario);
         }
@@ -125,19 +130,28 @@ fn scenario_trial(path: PathBuf, scenario: Scenario, crowded: bool) -> Trial {
             runtime().block_on(suite.trial(&scenario))
         };
         let failure = record.failure();
+        let skipped = skip_line(&record);
         let timeline =
             std::fs::read_to_string(record.artefacts.join("timeline.txt")).unwrap_or_default();
         RECORDS.lock().map(|mut r| r.push(record)).ok();
-        match failure {
-            None => Ok(()),
-            Some(why) => Err(format!("{why}\n\ntimeline:\n{timeline}").into()),
+        match (skipped, failure) {
+            (Some(reason), _) => Ok(Completion::ignored_with(reason)),
+            (None, None) => Ok(Completion::Completed),
+            (None, Some(why)) => Err(format!("{why}\n\ntimeline:\n{timeline}").into()),
         }
     })
     .with_kind(kind)
 }
 
+/// For a skipped trial: prints the console's line and returns the reason libtest shows.
+fn skip_line(record: &TrialRecord) -> Option<String> {
+    let unmet = record.result.skipped()?;
+    eprintln!("terminus: trial {} skipped: {unmet}", record.scenario);
+    Some(unmet.to_string())
+}
+
 /// A trial on a cluster of its own, created before and deleted after it.
-fn own_cluster_trial(scenario: &Scenario) -> Result<(), Failed> {
+fn own_cluster_trial(scenario: &Scenario) -> Result<Completion, Failed> {
     let name: String = format!("terminus-t-{}", scenario.id)
         .chars()
         .take(40)
@@ -159,9 +173,10 @@ fn own_cluster_trial(scenario: &Scenario) -> Result<(), Failed> {
         eprintln!("{text}");
     }
     down.map_err(|e| Failed::from(format!("deleting cluster {name}: {e}")))?;
-    match record.failure() {
-        None => Ok(()),
-        Some(why) => Err(why.into()),
+    match (skip_line(&record), record.failure()) {
+        (Some(reason), _) => Ok(Completion::ignored_with(reason)),
+        (None, None) => Ok(Completion::Completed),
+        (None, Some(why)) => Err(why.into()),
     }
 }
 

@@ -443,7 +443,11 @@ mod tests {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let len = (seed >> 33) as usize % 3000;
-            let word = if seed % 7 == 0 { "Killing" } else { "plain" };
+            let word = if seed.is_multiple_of(7) {
+                "Killing"
+            } else {
+                "plain"
+            };
             text.push_str(word);
             text.push_str(&"y".repeat(len));
             text.push('\n');

@@ -53,6 +53,16 @@ pub enum Runtime {
     Docker,
 }
 
+impl Runtime {
+    /// As scenario files and `containerRuntimeVersion` (`containerd://…`) spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Containerd => "containerd",
+            Runtime::Docker => "docker",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeUse {
     /// Runs beside other trials on a shared worker.
@@ -65,6 +75,9 @@ pub enum NodeUse {
 pub struct Requirements {
     pub runtimes: Vec<Runtime>,
     pub kubernetes: Option<VersionReq>,
+    /// The node's containerd (its CRI runtime version); a node on another runtime does
+    /// not meet it.
+    pub containerd: Option<VersionReq>,
     pub kernel: Option<VersionReq>,
     pub node: NodeUse,
 }
@@ -349,6 +362,18 @@ pub fn load_file(file: &Path) -> Result<Scenario, ScenarioError> {
     parse(file, &source)
 }
 
+/// Loads one file like [`load_file`], with the warnings of `scenarios check`: outcomes
+/// its fault cannot give on the kernels it admits (`facts.rs`).
+pub fn check_file(file: &Path) -> Result<(Scenario, Vec<ScenarioError>), ScenarioError> {
+    let source = read_source(file, None).map_err(ScenarioError::bounded)?;
+    let scenario = parse(file, &source)?;
+    let warnings = super::facts::warnings(&scenario, &source)
+        .into_iter()
+        .map(ScenarioError::bounded)
+        .collect();
+    Ok((scenario, warnings))
+}
+
 /// Parses and validates one scenario. `file` is only used to name the file in errors.
 pub fn parse(file: &Path, source: &str) -> Result<Scenario, ScenarioError> {
     parse_source(file, source).map_err(ScenarioError::bounded)
@@ -611,6 +636,7 @@ impl Validator<'_> {
         Ok(Requirements {
             runtimes,
             kubernetes: self.version_req("requires.kubernetes", &raw.kubernetes)?,
+            containerd: self.version_req("requires.containerd", &raw.containerd)?,
             kernel: self.version_req("requires.kernel", &raw.kernel)?,
             node: match raw.node.as_deref() {
                 None => NodeUse::Shared,

@@ -45,6 +45,8 @@ pub struct RawRequires {
     #[serde(default, deserialize_with = "present")]
     pub kubernetes: Option<Text>,
     #[serde(default, deserialize_with = "present")]
+    pub containerd: Option<Text>,
+    #[serde(default, deserialize_with = "present")]
     pub kernel: Option<Text>,
     #[serde(default, deserialize_with = "present")]
     pub node: Option<Text>,

@@ -6,16 +6,21 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::KIND_VERSION;
-
 /// What went wrong, worded for the person at the terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error(
-        "kind not found: {detail}. Install it with `GOBIN=/usr/local/bin go install sigs.k8s.io/kind@{KIND_VERSION}` \
+        "kind not found: {detail}. Install it with `GOBIN=/usr/local/bin go install sigs.k8s.io/kind@{version}` \
          (or run ci/bootstrap), or set KIND=/path/to/kind"
     )]
-    KindMissing { detail: String },
+    KindMissing { detail: String, version: String },
+    #[error("{0}")]
+    Cell(#[from] crate::cell::CellError),
+    #[error(
+        "node image {image} of cell {cell} is not in the local docker image store; build it with \
+         `images/kind-node/build --cell {cell}` (or `ci/matrix --cell {cell}`), or set TERMINUS_NODE_IMAGE"
+    )]
+    CellImageMissing { cell: String, image: String },
     #[error("docker not found on PATH (or not answering): {0}. Run ci/bootstrap to install and start it")]
     DockerMissing(String),
     #[error("invalid cluster name {name:?}: {why}")]

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use super::error::{ClusterError, Result};
 use super::tools::{docker_binary, run};
-use super::{DEFAULT_OFFLINE_IMAGE, IMAGE_ENV, OFFLINE_IMAGE_REPO};
+use super::{IMAGE_ENV, OFFLINE_IMAGE_REPO};
 
 /// The node image a new cluster will use, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,9 +49,10 @@ impl fmt::Display for NodeImage {
     }
 }
 
-/// Picks the node image: `flag`, else `$TERMINUS_NODE_IMAGE`, else a local
-/// `terminus/kind-node:*` image (preferring [`DEFAULT_OFFLINE_IMAGE`], then the highest
-/// version), else kind's default.
+/// Picks the node image: `flag`, else `$TERMINUS_NODE_IMAGE`, else the cell's image
+/// (ci/cells; `TERMINUS_CELL` or the default cell) when it is in the local image store.
+/// A cell named by `TERMINUS_CELL` whose image is missing is an error; for the default
+/// cell the highest local `terminus/kind-node:*` serves instead, else kind's default.
 pub fn choose_node_image(flag: Option<&str>) -> Result<NodeImage> {
     if let Some(image) = flag.filter(|s| !s.is_empty()) {
         return Ok(NodeImage::Explicit {
@@ -67,6 +68,7 @@ pub fn choose_node_image(flag: Option<&str>) -> Result<NodeImage> {
             });
         }
     }
+    let (cell, named) = crate::cell::selected()?;
     let docker = docker_binary()?;
     let listed = run(Command::new(docker).args([
         "image",
@@ -76,15 +78,23 @@ pub fn choose_node_image(flag: Option<&str>) -> Result<NodeImage> {
         OFFLINE_IMAGE_REPO,
     ]))
     .map_err(|e| ClusterError::DockerMissing(e.to_string()))?;
-    Ok(pick_offline(listed.lines()).map_or(NodeImage::KindDefault, NodeImage::Offline))
+    let wanted = cell.image();
+    if named && !listed.lines().any(|l| l.trim() == wanted) {
+        return Err(ClusterError::CellImageMissing {
+            cell: cell.name,
+            image: wanted,
+        });
+    }
+    Ok(pick_offline(&wanted, listed.lines()).map_or(NodeImage::KindDefault, NodeImage::Offline))
 }
 
-/// From `repo:tag` lines, the preferred offline image.
-pub fn pick_offline<'a>(tags: impl IntoIterator<Item = &'a str>) -> Option<String> {
+/// From `repo:tag` lines, the preferred offline image: `wanted` if listed, else the
+/// highest version.
+pub fn pick_offline<'a>(wanted: &str, tags: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let mut found: Vec<(semver::Version, String)> = Vec::new();
     for t in tags {
         let t = t.trim();
-        if t == DEFAULT_OFFLINE_IMAGE {
+        if t == wanted {
             return Some(t.to_string());
         }
         if let Some(v) = t
@@ -105,20 +115,24 @@ mod tests {
 
     #[test]
     fn offline_image_preference() {
+        let wanted = "terminus/kind-node:v1.34.4-trixie";
         assert_eq!(
-            pick_offline(["terminus/kind-node:v1.35.4", DEFAULT_OFFLINE_IMAGE]).as_deref(),
-            Some(DEFAULT_OFFLINE_IMAGE)
+            pick_offline(wanted, ["terminus/kind-node:v1.37.2-forky", wanted]).as_deref(),
+            Some(wanted)
         );
         assert_eq!(
-            pick_offline([
-                "terminus/kind-node:v1.34.2",
-                "terminus/kind-node:v1.35.4",
-                "terminus/kind-node:<none>"
-            ])
+            pick_offline(
+                wanted,
+                [
+                    "terminus/kind-node:v1.34.2",
+                    "terminus/kind-node:v1.35.4-forky",
+                    "terminus/kind-node:<none>"
+                ]
+            )
             .as_deref(),
-            Some("terminus/kind-node:v1.35.4")
+            Some("terminus/kind-node:v1.35.4-forky")
         );
-        assert_eq!(pick_offline(["kindest/node:v1.34.0"]), None);
+        assert_eq!(pick_offline(wanted, ["kindest/node:v1.34.0"]), None);
     }
 
     #[test]

@@ -58,11 +58,7 @@ pub const KIND_ENV: &str = "KIND";
 pub const STATE_ENV: &str = "TERMINUS_STATE_DIR";
 /// Repository of the offline node images built by `images/kind-node/build`.
 pub const OFFLINE_IMAGE_REPO: &str = "terminus/kind-node";
-/// The offline image preferred when several versions are present (CI builds this one).
-pub const DEFAULT_OFFLINE_IMAGE: &str = "terminus/kind-node:v1.34.4";
 /// Where each node of a terminus cluster mounts its record directory.
 pub const OWNER_MOUNT: &str = "/terminus/owner";
 /// Kubernetes node label set on every node terminus creates.
 pub const NODE_LABEL: &str = "terminus.dev/managed";
-/// The kind version terminus is tested with.
-pub const KIND_VERSION: &str = "v0.30.0";

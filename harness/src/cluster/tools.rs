@@ -23,8 +23,10 @@ fn search_path(name: &str) -> Option<PathBuf> {
         .find(|p| is_executable(p))
 }
 
-/// The kind binary: `$KIND` when set, else `kind` on `PATH`.
+/// The kind binary: `$KIND` when set, else the cell's `kind-vX.Y.Z` on `PATH` (what
+/// ci/bootstrap installs for every cell of ci/cells), else `kind` on `PATH`.
 pub fn kind_binary() -> Result<PathBuf> {
+    let (cell, _) = crate::cell::selected()?;
     match std::env::var_os(KIND_ENV) {
         Some(v) if !v.is_empty() => {
             let p = PathBuf::from(&v);
@@ -38,12 +40,16 @@ pub fn kind_binary() -> Result<PathBuf> {
             } else {
                 Err(ClusterError::KindMissing {
                     detail: format!("KIND={} is not an executable file", p.display()),
+                    version: cell.kind,
                 })
             }
         }
-        _ => search_path("kind").ok_or_else(|| ClusterError::KindMissing {
-            detail: "no `kind` on PATH".into(),
-        }),
+        _ => search_path(&cell.kind_binary_name())
+            .or_else(|| search_path("kind"))
+            .ok_or_else(|| ClusterError::KindMissing {
+                detail: format!("neither `{}` nor `kind` on PATH", cell.kind_binary_name()),
+                version: cell.kind,
+            }),
     }
 }
 

@@ -6,12 +6,15 @@
 //!
 //! Each phase is a function over one [`TrialCx`]: deploy, induce, observe, detect,
 //! remedy, verify; then recover. A phase stops the trial with a typed [`Stop`]: a verdict
-//! ([`Outcome`]) or a harness error.
+//! ([`Outcome`]) or a harness error. Before any phase, the scenario's `requires` is
+//! checked against the facts of the node the trial would use ([`TrialEnv::unmet`]); a
+//! trial whose node does not meet them is skipped, with that reason, and touches nothing.
 //!
 //! Architecture invariant: recover runs whatever happens after the fault was applied: a
 //! failed assertion, a timeout, or a panic (caught here). Ctrl-C is handled by the caller
 //! (the suite), which owns the process and runs the agent's gc for the run.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -30,7 +33,7 @@ use crate::cause::CauseId;
 use crate::detectors::{Detector, DetectorContext};
 use crate::fault::{self, Applied};
 use crate::probe::{self, Target};
-use crate::scenario::{NodeUse, PodOutcome, Scenario, WorkloadKind};
+use crate::scenario::{NodeFacts, NodeUse, PodOutcome, Scenario, Unmet, WorkloadKind};
 use crate::wait::wait_for;
 
 /// What every trial of a run shares.
@@ -47,6 +50,30 @@ pub struct TrialEnv {
     pub control_plane: String,
     pub detectors: Vec<Detector>,
     pub echo: bool,
+    /// What each node reports (`status.nodeInfo`), by node name: what `requires` is
+    /// checked against.
+    pub facts: BTreeMap<String, NodeFacts>,
+}
+
+impl TrialEnv {
+    /// The node a trial of this scenario runs on.
+    pub fn node_for(&self, s: &Scenario) -> &str {
+        match s.requires.node {
+            NodeUse::Dedicated => &self.dedicated_node,
+            NodeUse::Shared => &self.shared_node,
+        }
+    }
+
+    /// The scenario's first requirement its node does not meet; None when it may run. A
+    /// node without facts reports nothing, so a requirement on it is unmet.
+    pub fn unmet(&self, s: &Scenario) -> Option<Unmet> {
+        let facts = self
+            .facts
+            .get(self.node_for(s))
+            .cloned()
+            .unwrap_or_default();
+        s.requires.check(&facts).err()
+    }
 }
 
 /// The result of one trial, for the summary table, JUnit and the scorecard.
@@ -77,6 +104,14 @@ impl TrialRecord {
     /// None when the trial passed (or was skipped); otherwise why not, for the console.
     pub fn failure(&self) -> Option<String> {
         self.result.failure()
+    }
+
+    /// A trial that was not run: its node does not meet the scenario's `requires`.
+    pub fn skipped(s: &Scenario, unmet: Unmet, artefacts: PathBuf) -> TrialRecord {
+        TrialRecord {
+            result: TrialResult::Outcome(Outcome::Skipped(unmet)),
+            ..TrialRecord::new(s, artefacts)
+        }
     }
 
     fn new(s: &Scenario, artefacts: PathBuf) -> TrialRecord {
@@ -127,16 +162,23 @@ pub async fn run_crowd_trial(env: &TrialEnv, s: &Scenario, member: Member) -> Tr
 async fn run(env: &TrialEnv, s: &Scenario, member: Option<&Member>) -> TrialRecord {
     let timeline = Timeline::labelled(env.echo, &s.id);
     let dir = env.run.dir.join(&s.id);
+    if let Some(unmet) = env.unmet(s) {
+        timeline.note("skipped", format!("on node {}: {unmet}", env.node_for(s)));
+        let record = TrialRecord::skipped(s, unmet, dir.clone());
+        let _ = timeline.write(&dir);
+        let _ = std::fs::write(
+            dir.join("record.json"),
+            serde_json::to_string_pretty(&record).unwrap_or_default(),
+        );
+        return record;
+    }
     let mut record = TrialRecord::new(s, dir.clone());
     record.neighbours = member.map(Member::neighbours);
     let _dedicated = match s.requires.node {
         NodeUse::Dedicated => Some(env.dedicated_lock.lock().await),
         NodeUse::Shared => None,
     };
-    let node_name = match s.requires.node {
-        NodeUse::Dedicated => env.dedicated_node.clone(),
-        NodeUse::Shared => env.shared_node.clone(),
-    };
+    let node_name = env.node_for(s).to_owned();
     // Namespaces are unique per run: a stuck namespace of a killed run never blocks a new one.
     let ns = format!("{}-{}", s.id, env.run.id);
     let ns = ns[..ns.len().min(63)].trim_end_matches('-').to_owned();
@@ -234,7 +276,9 @@ fn with_reason(o: Outcome, why: String) -> Outcome {
         Outcome::Misdiagnosed(_) => Outcome::Misdiagnosed(why),
         Outcome::RemedyFailed(_) => Outcome::RemedyFailed(why),
         Outcome::LeftUnclean(_) => Outcome::LeftUnclean(why),
-        Outcome::Skipped(_) => Outcome::Skipped(why),
+        // A skip touches nothing, so nothing of it is left; were something left, that
+        // is what the trial's verdict must say.
+        Outcome::Skipped(_) => Outcome::LeftUnclean(why),
     }
 }
 
@@ -315,15 +359,24 @@ async fn detect(
     let s = cx.stage.s;
     let detect_started = cx.stage.timeline.elapsed();
     let bundle = cx.record.artefacts.join("bundle");
+    let progress = probe::Progress::default();
     tokio::time::timeout(
         s.deadlines.detect,
-        probe::collect(&cx.env.client, Some(&cx.stage.node), target, &bundle, since),
+        probe::collect(
+            &cx.env.client,
+            Some(&cx.stage.node),
+            target,
+            &bundle,
+            since,
+            &progress,
+        ),
     )
     .await
     .map_err(|_| {
         format!(
-            "gathering evidence did not finish within {:?}",
-            s.deadlines.detect
+            "gathering evidence did not finish within {:?} (deadlines.detect); it was at: {}",
+            s.deadlines.detect,
+            progress.describe()
         )
     })?
     .map_err(|e| format!("gathering evidence: {e}"))?;

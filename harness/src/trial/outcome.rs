@@ -5,8 +5,12 @@
 //! Architecture invariant: a trial outcome is never an infrastructure error and vice
 //! versa. "The fault did not reproduce" is an [`Outcome`]; "docker does not answer" is a
 //! [`HarnessError`]. JUnit shows the first kind as `<failure>`, the second as `<error>`.
+//! A skip keeps its reason typed ([`Unmet`]: the field, the range, what the node runs),
+//! so no reader matches a message to tell a skip from a failure.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+
+use crate::scenario::Unmet;
 
 /// A verdict on the scenario: what the cluster, the detector and the remedy did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,8 +27,13 @@ pub enum Outcome {
     RemedyFailed(String),
     /// Something of the trial was left on the node or in the cluster.
     LeftUnclean(String),
-    /// The trial was not run (its requirements do not hold here).
-    Skipped(String),
+    /// The trial was not run: the node it would use does not meet the scenario's
+    /// `requires` (serialised as the reason's text).
+    Skipped(#[serde(serialize_with = "as_text")] Unmet),
+}
+
+fn as_text<S: Serializer>(unmet: &Unmet, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(unmet)
 }
 
 /// The harness could not run the trial: cluster, Docker, API or file errors, a panic.
@@ -42,14 +51,14 @@ pub enum TrialResult {
 
 impl Outcome {
     /// The reason of anything but a pass.
-    pub fn why(&self) -> Option<&str> {
+    pub fn why(&self) -> Option<String> {
         match self {
             Outcome::Passed => None,
             Outcome::NotReproduced(w)
             | Outcome::Misdiagnosed(w)
             | Outcome::RemedyFailed(w)
-            | Outcome::LeftUnclean(w)
-            | Outcome::Skipped(w) => Some(w),
+            | Outcome::LeftUnclean(w) => Some(w.clone()),
+            Outcome::Skipped(unmet) => Some(unmet.to_string()),
         }
     }
 
@@ -71,20 +80,28 @@ impl TrialResult {
     pub fn failure(&self) -> Option<String> {
         match self {
             TrialResult::Outcome(Outcome::Passed | Outcome::Skipped(_)) => None,
-            TrialResult::Outcome(o) => o.why().map(str::to_owned),
+            TrialResult::Outcome(o) => o.why(),
             TrialResult::HarnessError(e) => Some(format!("harness error: {e}")),
         }
     }
 
-    /// The JUnit status: success, skipped, `<failure>` for a verdict, `<error>` for the
-    /// harness.
+    /// Why the trial was not run, when it was skipped.
+    pub fn skipped(&self) -> Option<&Unmet> {
+        match self {
+            TrialResult::Outcome(Outcome::Skipped(unmet)) => Some(unmet),
+            _ => None,
+        }
+    }
+
+    /// The JUnit status: success, `<skipped message=REASON>`, `<failure>` for a verdict,
+    /// `<error>` for the harness.
     pub fn junit_status(&self) -> quick_junit::TestCaseStatus {
         use quick_junit::{NonSuccessKind, TestCaseStatus};
         let (kind, message) = match self {
             TrialResult::Outcome(Outcome::Passed) => return TestCaseStatus::success(),
-            TrialResult::Outcome(Outcome::Skipped(why)) => {
+            TrialResult::Outcome(Outcome::Skipped(unmet)) => {
                 let mut s = TestCaseStatus::skipped();
-                s.set_message(why.clone());
+                s.set_message(unmet.to_string());
                 return s;
             }
             TrialResult::Outcome(o) => (
@@ -123,7 +140,7 @@ impl From<&str> for Stop {
 impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Stop::Outcome(o) => f.write_str(o.why().unwrap_or_default()),
+            Stop::Outcome(o) => f.write_str(&o.why().unwrap_or_default()),
             Stop::Harness(e) => f.write_str(&e.0),
         }
     }
@@ -178,12 +195,38 @@ mod tests {
         assert!(xml.contains("<error") && !xml.contains("<failure"), "{xml}");
     }
 
+    pub(crate) fn containerd_below_2() -> Unmet {
+        use crate::scenario::{Found, Requirement};
+        Unmet {
+            requirement: Requirement::Containerd,
+            required: "<2".into(),
+            found: Found::Runs("containerd 2.1.9".into()),
+        }
+    }
+
     #[test]
     fn skips_and_passes_are_not_failures() {
-        let skipped = TrialResult::Outcome(Outcome::Skipped("needs containerd 2".into()));
+        let skipped = TrialResult::Outcome(Outcome::Skipped(containerd_below_2()));
         assert_eq!(skipped.failure(), None);
-        assert!(junit_xml(&skipped).contains("<skipped"));
+        assert_eq!(skipped.skipped(), Some(&containerd_below_2()));
+        let xml = junit_xml(&skipped);
+        assert!(
+            xml.contains(r#"<skipped message="requires.containerd &quot;&lt;2&quot; but the node runs containerd 2.1.9"/>"#),
+            "{xml}"
+        );
+        assert!(
+            !xml.contains("<failure") && !xml.contains("<error"),
+            "{xml}"
+        );
         assert_eq!(TrialResult::Outcome(Outcome::Passed).failure(), None);
+        assert_eq!(TrialResult::Outcome(Outcome::Passed).skipped(), None);
+        // record.json keeps the reason as text, like every other outcome's.
+        let json = serde_json::to_value(&skipped).expect("serialises");
+        assert_eq!(json["outcome"]["outcome"], "skipped");
+        assert_eq!(
+            json["outcome"]["why"],
+            r#"requires.containerd "<2" but the node runs containerd 2.1.9"#
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::*;
 pub(super) fn runtime_desync(cx: &Cx) -> Option<Diagnosis> {
     let ev = cx.ev;
     if !ev.has("ctr-tasks.txt") {
-        return None;
+        return runtime_unanswered(cx);
     }
     let mut evidence = Vec::new();
     let mut remedy = Vec::new();
@@ -29,21 +29,19 @@ pub(super) fn runtime_desync(cx: &Cx) -> Option<Diagnosis> {
         ));
     }
     if cri_stale {
-        remedy.push(Step::act_on_node(
-            "restart containerd: on start its CRI plugin re-reads containerd's task list and marks \
-             containers without a task exited (running containers keep running in their shims)",
-            ["systemctl", "restart", "containerd"],
-        ));
+        remedy.push(restart_containerd());
     }
-    remedy.push(Step::say(if docker {
-        "long term: check for an earlier disk-full episode; run containerd directly (no dockerd)"
+    remedy.push(if docker {
+        Step::say(
+            "long term: check for an earlier disk-full episode; run containerd directly (no dockerd)",
+        )
     } else {
-        "long term: check for an earlier disk-full episode on the runtime's data; keep it from filling"
-    }));
+        keep_runtime_data_from_filling()
+    });
     remedy.extend(watch_step(ev));
     // kubelet's side of the split view: the kill "succeeded", the container still runs.
     evidence.extend(
-        cx.lines_with("detected running containers after a successful KillPod")
+        cx.lines_with(KUBELET_SPLIT)
             .take(1)
             .map(|(q, t)| Proof::new(q, &t)),
     );
@@ -60,6 +58,49 @@ pub(super) fn runtime_desync(cx: &Cx) -> Option<Diagnosis> {
         }
     );
     diagnosis(CauseId::RuntimeDesync, 0.9, summary, evidence, remedy)
+}
+
+/// kubelet's side of the split view: the kill "succeeded", the container still runs.
+const KUBELET_SPLIT: &str = "detected running containers after a successful KillPod";
+
+/// crictl and ctr were asked but gave no answer (their files hold the agent's timeout
+/// note: a containerd busy with its exit retries, seen on containerd 2.1.9 under load):
+/// kubelet's own line, tied to the pod, is then the only witness of the split view.
+/// Weaker than the tools' word, and silent when another cause explains a stale CRI
+/// record (a disk full now, a held mount, an immutable file).
+fn runtime_unanswered(cx: &Cx) -> Option<Diagnosis> {
+    let ev = cx.ev;
+    let asked = ev.problems().iter().any(|p| p.file == "ctr-tasks.txt");
+    if !asked || !cx.explained.is_empty() {
+        return None;
+    }
+    let (quote, tie) = cx.lines_with(KUBELET_SPLIT).next()?;
+    let mut remedy = vec![restart_containerd(), keep_runtime_data_from_filling()];
+    remedy.extend(watch_step(ev));
+    diagnosis(
+        CauseId::RuntimeDesync,
+        0.6,
+        "kubelet reports the pod's container still running after a successful kill; crictl and \
+         ctr did not answer within their deadline, so containerd's own view is unknown"
+            .to_owned(),
+        vec![Proof::new(quote, &tie)],
+        remedy,
+    )
+}
+
+/// The CRI's stale record is cleared only by its restore on restart.
+fn restart_containerd() -> Step {
+    Step::act_on_node(
+        "restart containerd: on start its CRI plugin re-reads containerd's task list and marks \
+         containers without a task exited (running containers keep running in their shims)",
+        ["systemctl", "restart", "containerd"],
+    )
+}
+
+fn keep_runtime_data_from_filling() -> Step {
+    Step::say(
+        "long term: check for an earlier disk-full episode on the runtime's data; keep it from filling",
+    )
 }
 
 /// containerd's task for a container id (either may be the short form).
@@ -150,6 +191,18 @@ mod tests {
         let (_, argv) = d.remedy.iter().find_map(|s| s.action()).expect("an act");
         assert_eq!(&argv[..3], ["docker", "rm", "-f"]);
         assert!(ev.docker_ps.iter().any(|r| r.id == argv[3]), "{argv:?}");
+    }
+
+    #[test]
+    fn kubelet_alone_names_the_desync_when_crictl_and_ctr_timed_out() {
+        let ev = fixture("kind/runtime-desync-tools-timed-out");
+        assert!(!ev.has("ctr-tasks.txt"), "the capture's ctr timed out");
+        let d = run(runtime_desync, &ev).expect("a diagnosis");
+        assert_eq!(d.cause, CauseId::RuntimeDesync);
+        assert!(d.confidence < 0.9, "weaker than the tools' word");
+        assert!(d.evidence[0].text.contains(KUBELET_SPLIT));
+        let (_, argv) = d.remedy.iter().find_map(|s| s.action()).expect("an act");
+        assert_eq!(argv, ["systemctl", "restart", "containerd"]);
     }
 
     #[test]
