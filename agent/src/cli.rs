@@ -67,6 +67,12 @@ pub enum Cmd {
     Leftovers,
     /// `grep -H ID /proc/*/mountinfo`.
     Mountinfo { id: String },
+    /// Container layers still mounted in a mount namespace other than the runtime's
+    /// after the runtime let go of them (`grep -H` lines; `--json` for details).
+    LeakedMounts {
+        #[arg(long)]
+        json: bool,
+    },
     /// Processes whose cwd/root/fd/mounts point inside PATH, as JSON.
     Holders {
         path: PathBuf,

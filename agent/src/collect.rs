@@ -340,11 +340,18 @@ fn write_file(out: &Path, name: &str, text: &str) -> FileReport {
     }
 }
 
-/// `mountinfo ID` for each container id, concatenated.
+/// `mountinfo ID` for each container id, then the container layers leaked into other
+/// mount namespaces (which name no container id: a departed pod's leak shows only so),
+/// each line once.
 fn mountinfo(container_ids: &[String]) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let lines = container_ids
+        .iter()
+        .flat_map(|id| hold::grep_mountinfo(id))
+        .chain(crate::leaks::find().into_iter().map(|l| l.line));
     let mut text = String::new();
-    for id in container_ids {
-        for l in hold::grep_mountinfo(id) {
+    for l in lines {
+        if seen.insert(l.clone()) {
             text.push_str(&l);
             text.push('\n');
         }

@@ -28,6 +28,7 @@ mod freeze;
 mod gc;
 mod hold;
 mod immutable;
+mod leaks;
 mod ledger;
 mod leftovers;
 mod mounts;
@@ -136,6 +137,20 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(if found.clean { DONE } else { 1 })
         }
         Cmd::Mountinfo { id } => mountinfo(&id),
+        Cmd::LeakedMounts { json } => {
+            let leaks = leaks::find();
+            if json {
+                print_json(&leaks);
+            } else {
+                print_text(
+                    &leaks
+                        .iter()
+                        .map(|l| format!("{}\n", l.line))
+                        .collect::<String>(),
+                );
+            }
+            Ok(DONE)
+        }
         Cmd::Holders { path, runtime_pid } => holders(&path, runtime_pid),
         Cmd::Ps => {
             print_text(&ps::render());

@@ -68,8 +68,11 @@ const GREP_KNOWN_GAPS: [(&str, &str, &str); 11] = [
 /// from `ci/matrix --capture`), the same on each cell: the cluster tier runs crowded, so
 /// the shared worker's journal holds the neighbours' immutable files, and the dedicated
 /// worker's journal holds the disk-full trials' "no space left on device" lines; grep
-/// cannot tell which pod a line is about (the built-in's link.rs does).
-const GREP_CELL_GAPS: [(&str, &str, &str); 9] = [
+/// cannot tell which pod a line is about (the built-in's link.rs does). A leaked mount
+/// (`mount-held-bind`) has no error line at all: only a mountinfo line of the holder's
+/// namespace shows it, which grep does not read.
+const GREP_CELL_GAPS: [(&str, &str, &str); 10] = [
+    ("mount-held-bind", "mount-held", "none"),
     (
         "daemonset-hash-churn",
         "daemonset-hash-churn",

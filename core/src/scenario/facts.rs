@@ -49,17 +49,20 @@ pub fn warnings(s: &Scenario, source: &str) -> Vec<ScenarioError> {
                 &["observe", "pod"],
                 "`hold-mount` with `via: bind` cannot keep the pod Terminating on kernel >= 3.18: \
                  the bind in the holder's namespace leaks instead of blocking the unmount, and the pod \
-                 goes away; use `via: cwd` (or `via: fd`) for a pod that stays, or restrict \
+                 goes away; write `observe.pod: goes-away` with `observe.node: left-unclean` for the \
+                 leak, use `via: cwd` (or `via: fd`) for a pod that stays, or restrict \
                  `requires.kernel` to \"<3.18\""
                     .into(),
             );
         }
-        (FaultSpec::HoldMount { via: Via::Bind }, PodOutcome::GoesAway) => {
+        (FaultSpec::HoldMount { via: Via::Bind }, PodOutcome::GoesAway)
+            if !s.observe.node_left_unclean && admits_since(kernel, &MOUNT_LEAKS_SINCE) =>
+        {
             warn(
-                &["fault", "params", "via"],
-                "the mount a `via: bind` holder leaks exists only in the holder's mount namespace: \
-                 containerd reports nothing, so terminus cannot observe or verify this outcome yet; \
-                 use `via: cwd` or `via: fd` with `observe.pod: stays-terminating`"
+                &["observe", "pod"],
+                "the pod of a `via: bind` holder goes away but its layer stays mounted in the \
+                 holder's namespace: the node is not clean until the remedy; add \
+                 `node: left-unclean` under `observe`"
                     .into(),
             );
         }
@@ -133,16 +136,19 @@ mod tests {
     }
 
     #[test]
-    fn a_bind_holder_whose_pod_goes_away_is_warned_about_too() {
-        let source = shipped("mount-held.yaml")
+    fn a_bind_holder_whose_pod_goes_away_must_expect_the_leak() {
+        let leak = shipped("mount-held.yaml")
             .replace("via: cwd", "via: bind")
             .replace(
                 "pod: stays-terminating",
                 "pod: goes-away\n  node: left-unclean",
             );
-        let found = warnings_of(&source);
+        assert!(warnings_of(&leak).is_empty());
+        let clean = leak.replace("\n  node: left-unclean", "");
+        let found = warnings_of(&clean);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].field, "fault.params.via");
+        assert_eq!(found[0].field, "observe.pod");
+        assert!(found[0].message.contains("left-unclean"), "{}", found[0]);
     }
 
     #[test]

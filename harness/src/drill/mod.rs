@@ -417,13 +417,14 @@ async fn induce(
     let applied = stage::induce(&stage, &running)
         .await
         .map_err(|e| e.to_string())?;
+    let debris = applied.debris();
     // The record goes to the state file at once: any later process undoes exactly it.
     state.applied = Some(applied);
     save(&state)?;
     state.deleted_at = Some(chrono::Utc::now());
     save(&state)?;
     let state = state.without_record();
-    stage::observe(&stage, running)
+    stage::observe(&stage, running, &debris)
         .await
         .map_err(|e| e.to_string())?;
     Ok(state)

@@ -1,5 +1,7 @@
 //! The hold-mount fault: a process inside the node holds the container's rootfs mount
-//! (its cwd, an open fd, or a bind mount), so the runtime cannot unmount it.
+//! (its cwd, an open fd, or a bind mount), so the runtime cannot unmount it — or, for a
+//! bind on Linux >= 3.18, unmounts it in its own namespace and leaks the layer in the
+//! holder's.
 //!
 //! Architecture invariant: the agent ledgers the holder before it starts it; recover
 //! (the ledger's, [`super::node_ledger::recover`]) ends it.
@@ -9,12 +11,18 @@ use std::time::Duration;
 use crate::scenario::HoldVia;
 
 use super::node_ledger;
-use super::{Applied, FaultContext, FaultError};
+use super::{layer, Applied, FaultContext, FaultError};
 
 pub(super) async fn apply(cx: &FaultContext<'_>, via: HoldVia) -> Result<Applied, FaultError> {
     cx.node.install_agent().await?;
     let id = cx.container_id("no container id to hold the rootfs of")?;
     let rootfs = rootfs_of(id);
+    // A bind outlives the runtime's unmount (the leak): its layer is the debris the
+    // node-clean check looks for in every mount namespace.
+    let debris = match via {
+        HoldVia::Bind => vec![layer::snapshot_dir(&layer::upper_dir(cx).await?)],
+        HoldVia::Cwd | HoldVia::Fd => Vec::new(),
+    };
     let via = via.as_str();
     let out = node_ledger::agent_ledgered(
         cx,
@@ -22,9 +30,10 @@ pub(super) async fn apply(cx: &FaultContext<'_>, via: HoldVia) -> Result<Applied
         Duration::from_secs(60),
     )
     .await?;
-    Ok(node_ledger::applied(
+    Ok(node_ledger::record(
         cx,
         format!("mount holder ({via}) of {rootfs}: {}", out.trim()),
+        debris,
     ))
 }
 

@@ -11,7 +11,7 @@ use crate::node::Node;
 use crate::scenario::ImmutableLocation;
 
 use super::node_ledger::{self, AGENT_STEP};
-use super::{Applied, FaultContext, FaultError};
+use super::{layer, Applied, FaultContext, FaultError};
 
 pub(super) async fn apply(
     cx: &FaultContext<'_>,
@@ -28,7 +28,7 @@ pub(super) async fn apply(
                 .ok_or(FaultError::TargetIncomplete("the pod has no uid yet"))?;
             volume_file(uid, path)
         }
-        ImmutableLocation::Rootfs => format!("{}/{path}", upper_dir(cx).await?),
+        ImmutableLocation::Rootfs => format!("{}/{path}", layer::upper_dir(cx).await?),
     };
     wait_for_file(cx.node, &file, cx.deadline).await?;
     node_ledger::agent_ledgered(cx, &["immutable", "set", &file], AGENT_STEP).await?;
@@ -49,33 +49,8 @@ fn volume_file(uid: &str, path: &str) -> String {
 fn debris_of(location: ImmutableLocation, file: &str) -> Vec<String> {
     match location {
         ImmutableLocation::Volume => vec![file.to_owned()],
-        ImmutableLocation::Rootfs => vec![file
-            .rsplit_once("/fs/")
-            .map(|(dir, _)| dir.to_owned())
-            .unwrap_or_else(|| file.to_owned())],
+        ImmutableLocation::Rootfs => vec![layer::snapshot_dir(file)],
     }
-}
-
-/// The overlay upper dir of the pod's container, from the node's mount table.
-async fn upper_dir(cx: &FaultContext<'_>) -> Result<String, FaultError> {
-    let id = cx.container_id("no container id")?;
-    let mountinfo = cx.node.agent(&["mountinfo", id], AGENT_STEP).await?;
-    upperdir_in(&mountinfo, id).ok_or_else(|| FaultError::NoUpperDir {
-        container: id.to_owned(),
-    })
-}
-
-/// The `upperdir=` option of container `id`'s rootfs mount in a mountinfo listing.
-fn upperdir_in(mountinfo: &str, id: &str) -> Option<String> {
-    let rootfs = format!("{id}/rootfs");
-    mountinfo
-        .lines()
-        .filter(|l| l.contains(&rootfs))
-        .find_map(|l| {
-            l.split(',')
-                .find_map(|opt| opt.strip_prefix("upperdir="))
-                .map(str::to_owned)
-        })
 }
 
 async fn wait_for_file(node: &Node, path: &str, deadline: Duration) -> Result<(), FaultError> {
@@ -128,14 +103,5 @@ mod tests {
             volume_file("u-1", "a/b"),
             "/var/lib/kubelet/pods/u-1/volumes/kubernetes.io~empty-dir/data/a/b"
         );
-    }
-
-    #[test]
-    fn finds_the_upperdir_of_the_containers_rootfs_only() {
-        let mountinfo = "\
-1 0 0:1 / /run/other/rootfs rw - overlay overlay rw,lowerdir=/l,upperdir=/wrong,workdir=/w
-2 0 0:2 / /run/k8s.io/abc/rootfs rw - overlay overlay rw,lowerdir=/l,upperdir=/snap/7/fs,workdir=/w";
-        assert_eq!(upperdir_in(mountinfo, "abc"), Some("/snap/7/fs".to_owned()));
-        assert_eq!(upperdir_in(mountinfo, "zzz"), None);
     }
 }

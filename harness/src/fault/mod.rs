@@ -35,6 +35,7 @@ mod finalizer;
 mod freeze_runtime;
 mod hold_mount;
 mod immutable_file;
+mod layer;
 mod node_ledger;
 mod stop_kubelet;
 

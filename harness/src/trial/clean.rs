@@ -83,6 +83,12 @@ fn probes(target: &Target, debris: &[String]) -> Vec<Probe> {
             "debris of the fault",
             format!("test -e '{path}' && echo '{path}' || true"),
         ));
+        // Still mounted in any mount namespace (a bind holder's leaked layer shows only
+        // in the holder's mountinfo); the trailing slash keeps `…/7` from matching `…/70`.
+        probes.push(run(
+            "mounts of the fault's debris in any mount namespace",
+            [crate::node::AGENT_PATH, "mountinfo", &format!("{path}/")],
+        ));
     }
     // Snapshot directories containerd lost track of (the immutable-rootfs leak): a
     // directory under snapshots/ that no snapshot in containerd's metadata names.

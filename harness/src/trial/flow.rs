@@ -337,7 +337,7 @@ async fn phases(
     // Recorded at once: recover finds it whatever happens next.
     *cx.applied.lock().await = Some(fault);
     kill::reached(KillPoint::AfterFault, &s.id, timeline);
-    let observed = stage::observe(&cx.stage, running).await?;
+    let observed = stage::observe(&cx.stage, running, &debris).await?;
     cx.record.time_to_stuck = Some(observed.time_to_stuck.as_secs_f64());
     pass_gate(&cx, Gate::Stuck).await?;
     let target = observed.target;

@@ -18,7 +18,7 @@ use super::run::Timeline;
 use crate::fault::{self, Applied, FaultContext};
 use crate::node::Node;
 use crate::probe::Target;
-use crate::scenario::{PodOutcome, Scenario, WorkloadKind};
+use crate::scenario::{FaultSpec, HoldVia, PodOutcome, Scenario, WorkloadKind};
 use crate::wait::wait_for;
 use crate::workload;
 
@@ -226,7 +226,7 @@ pub async fn induce(st: &Stage<'_>, running: &Target) -> Result<Applied, Stop> {
 
 /// Observe: delete the pod and see the scenario's outcome (stays Terminating, goes away
 /// leaving debris, or DaemonSet churn).
-pub async fn observe(st: &Stage<'_>, running: Target) -> Result<Observed, Stop> {
+pub async fn observe(st: &Stage<'_>, running: Target, debris: &[String]) -> Result<Observed, Stop> {
     let s = st.s;
     let deleted_at = st.timeline.elapsed();
     let target = match s.workload.kind {
@@ -260,9 +260,12 @@ pub async fn observe(st: &Stage<'_>, running: Target) -> Result<Observed, Stop> 
     .format("%Y-%m-%d %H:%M:%S UTC")
     .to_string();
     if s.observe.pod == PodOutcome::GoesAway && s.observe.node_left_unclean {
-        let line = wait_debris_reported(st, &since)
-            .await
-            .map_err(Stop::not_reproduced)?;
+        let seen = match s.fault {
+            // containerd's unmount succeeded: the leak is only in the holder's namespace.
+            FaultSpec::HoldMount { via: HoldVia::Bind } => wait_leak_seen(st, debris).await,
+            _ => wait_debris_reported(st, &since).await,
+        };
+        let line = seen.map_err(Stop::not_reproduced)?;
         st.timeline.note("unclean", line);
     }
     Ok(Observed {
@@ -287,6 +290,30 @@ async fn wait_debris_reported(st: &Stage<'_>, since: &str) -> Result<String, Str
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok((!out.trim().is_empty()).then(|| out.trim().to_owned()))
+            }
+        },
+    )
+    .await
+}
+
+/// The pod is gone; its layer (the fault's debris) is still mounted in the bind
+/// holder's mount namespace, and only there.
+async fn wait_leak_seen(st: &Stage<'_>, debris: &[String]) -> Result<String, String> {
+    let Some(layer) = debris.first() else {
+        return Err("the bind holder's fault recorded no layer to look for".into());
+    };
+    let needle = format!("{layer}/");
+    wait_for(
+        &format!("{layer} to stay mounted in another mount namespace after the pod went away"),
+        st.s.deadlines.stuck,
+        || {
+            let (node, needle) = (st.node.clone(), needle.clone());
+            async move {
+                let out = node
+                    .agent(&["mountinfo", &needle], Duration::from_secs(20))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(out.lines().next().map(str::to_owned))
             }
         },
     )

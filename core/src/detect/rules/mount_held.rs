@@ -39,6 +39,10 @@ pub(super) fn mount_held(cx: &Cx) -> Option<Diagnosis> {
                 .or_insert((r.target.clone(), ps, r.quote.clone()));
         }
     }
+    let leaks = leaked_layers(cx);
+    if busy.is_empty() && holders.is_empty() && !leaks.is_empty() {
+        return leak_diagnosis(&leaks);
+    }
     // A mount seen in two namespaces is normal (propagation); without a busy error it
     // is a cause only when the process list shows who holds it.
     if busy.is_empty() && (holders.is_empty() || ev.ps.is_empty()) {
@@ -97,6 +101,133 @@ pub(super) fn mount_held(cx: &Cx) -> Option<Diagnosis> {
         (None, None) => "a container mount is busy: device or resource busy".into(),
     };
     diagnosis(CauseId::MountHeld, confidence, summary, evidence, remedy)
+}
+
+/// Where the runtimes this tool knows keep containers' writable layers.
+const LAYER_ROOTS: [&str; 2] = [
+    "/io.containerd.snapshotter.v1.overlayfs/snapshots/",
+    "/docker/overlay2/",
+];
+
+/// A container's writable layer mounted in a namespace other than the runtime's, at a
+/// place that is not a container's rootfs: the runtime's unmount succeeded (Linux ≥ 3.18
+/// lets it), the container is gone, and the layer lives on in the holder's namespace.
+struct Leak<'a> {
+    entry: &'a crate::evidence::MountinfoEntry,
+    ps: Option<&'a PsEntry>,
+    layer: String,
+}
+
+/// The snapshot directory of an overlay `upperdir` (`.../snapshots/N/fs` → `.../snapshots/N`).
+fn layer_dir(upper: &str) -> String {
+    upper
+        .strip_suffix("/fs")
+        .or_else(|| upper.strip_suffix("/diff"))
+        .unwrap_or(upper)
+        .to_owned()
+}
+
+fn leaked_layers<'a>(cx: &Cx<'a>) -> Vec<Leak<'a>> {
+    let ev = cx.ev;
+    let runtime_pids: BTreeSet<u32> = ev
+        .ps
+        .iter()
+        .filter(|p| is_runtime(p) || matches!(p.program(), "kubelet" | "systemd" | "init"))
+        .map(|p| p.pid)
+        .collect();
+    let runtime_mounts: BTreeSet<u64> = ev
+        .mountinfo
+        .iter()
+        .filter(|m| m.pid.is_some_and(|p| runtime_pids.contains(&p)))
+        .map(|m| m.mount_id)
+        .collect();
+    let at_container_path = |m: &crate::evidence::MountinfoEntry| {
+        m.mount_point == "/"
+            || m.mount_point.contains("/rootfs")
+            || m.mount_point.contains("/merged")
+    };
+    // A layer some line shows at a container's root is a live container's (a container
+    // process's own sub-mounts of it, a propagated copy): not a leak.
+    let live: BTreeSet<&str> = ev
+        .mountinfo
+        .iter()
+        .filter(|m| at_container_path(m))
+        .filter_map(|m| m.upperdir())
+        .collect();
+    // Without the process list nothing tells the runtime's namespace from another.
+    if ev.ps.is_empty() {
+        return Vec::new();
+    }
+    ev.mountinfo
+        .iter()
+        .filter_map(|m| {
+            let pid = m.pid?;
+            let upper = m.upperdir()?;
+            let leaked = m.fs_type == "overlay"
+                && LAYER_ROOTS.iter().any(|r| upper.contains(r))
+                && !at_container_path(m)
+                && !live.contains(upper)
+                && !runtime_pids.contains(&pid)
+                && !runtime_mounts.contains(&m.mount_id);
+            // With the pod known, only its own containers' layers count.
+            (leaked && (!cx.link.known || cx.link.path(upper).is_some())).then(|| Leak {
+                entry: m,
+                ps: ev.ps.iter().find(|p| p.pid == pid),
+                layer: layer_dir(upper),
+            })
+        })
+        .collect()
+}
+
+/// No busy error and no holder of a live container: the layers leaked after the runtime
+/// removed their containers. A node diagnosis (the pod is usually gone by then).
+fn leak_diagnosis(leaks: &[Leak]) -> Option<Diagnosis> {
+    let mut evidence = Vec::new();
+    let mut remedy = Vec::new();
+    let mut stopped = BTreeSet::new();
+    for leak in leaks {
+        let pid = leak.entry.pid.unwrap_or(0);
+        let what = Tie::Holder(format!(
+            "{} mounted at {}",
+            leak.layer, leak.entry.mount_point
+        ));
+        evidence.push(Proof::new(&leak.entry.quote, &what));
+        evidence.extend(leak.ps.iter().map(|p| Proof::new(&p.quote, &what)));
+        if !stopped.insert(pid) {
+            continue;
+        }
+        remedy.push(Step::look(
+            format!(
+                "pid {pid}{} still has the layer {} mounted at {} in its own mount namespace; see what it is",
+                leak.ps.map(|p| format!(" ({})", p.program())).unwrap_or_default(),
+                leak.layer,
+                leak.entry.mount_point
+            ),
+            format!("ps -f {pid}"),
+        ));
+        remedy.push(Step::act_on_node(
+            "stop it (or unmount its copy with `nsenter -t PID -m umount MOUNTPOINT`): the mount goes with the last process of that namespace",
+            ["kill".to_owned(), pid.to_string()],
+        ));
+    }
+    let layers: BTreeSet<&str> = leaks.iter().map(|l| l.layer.as_str()).collect();
+    for layer in &layers {
+        remedy.push(Step::look(
+            format!("the runtime removed {layer} with the container, but its files (and their disk space) live on until the last mount of it goes; once the holder is gone, check that the directory is gone too (if it is not, the runtime no longer knows it: remove it)"),
+            format!("ls -d {layer}"),
+        ));
+    }
+    remedy.push(Step::say("root fix: processes that enter or copy the host's mount namespace (agents, `unshare -m`, privileged pods with `mountPropagation: Bidirectional`) must not bind container rootfs paths"));
+    let first = &leaks[0];
+    let summary = format!(
+        "pid {} still has the container layer {} mounted at {} in another mount namespace: the container was removed, its mount leaked",
+        first.entry.pid.unwrap_or(0),
+        first.layer,
+        first.entry.mount_point
+    );
+    // Proof of the leak is the mount itself, in a namespace the process list shows is
+    // not the runtime's.
+    diagnosis(CauseId::MountHeld, 0.9, summary, evidence, remedy)
 }
 
 /// The container (or layer) id in a runtime path: a 64-hex component, or the task
@@ -230,6 +361,27 @@ mod tests {
                 assert_eq!(argv[0], "kill", "{bundle}: {argv:?}");
             }
         }
+    }
+
+    #[test]
+    fn names_the_layer_a_departed_pod_leaked_and_stops_its_holder() {
+        let ev = fixture("cells/k1.37-cd2.1/mount-held-bind");
+        assert!(ev.pod.is_none(), "a departed pod's bundle has no pod.yaml");
+        let d = run(mount_held, &ev).expect("the leak is named");
+        assert_eq!(d.cause, CauseId::MountHeld);
+        assert!(d.summary.contains("snapshots/7"), "{}", d.summary);
+        assert!(d.summary.contains("leaked"), "{}", d.summary);
+        let acts: Vec<_> = d.remedy.iter().filter_map(|s| s.action()).collect();
+        assert_eq!(acts.len(), 1, "{acts:?}");
+        assert_eq!(acts[0].1, ["kill", "646"]);
+    }
+
+    #[test]
+    fn a_leak_needs_the_process_list() {
+        // Without ps.txt nothing tells the runtime's namespace from the holder's.
+        let mut ev = fixture("cells/k1.37-cd2.1/mount-held-bind");
+        ev.ps.clear();
+        assert!(run(mount_held, &ev).is_none());
     }
 
     #[test]
