@@ -1,7 +1,8 @@
 //! `leftovers`: what of terminus (or of a fault it applied) is still on this node. The
 //! check `terminus gc` ends with and the kill tier asserts on: a node is clean when its
 //! kubelet and containerd are active, no process is stopped, and no ledger, daemon,
-//! mount, immutable flag or directory of terminus's remains.
+//! mount (in any mount namespace: a container layer leaked by a bind holder counts),
+//! immutable flag or directory of terminus's remains.
 //!
 //! Architecture invariant: read-only; it looks at the whole node, not one run's ledger,
 //! because a leftover is exactly what a lost ledger would not name.
@@ -59,6 +60,16 @@ pub fn check(store: &Store) -> Leftovers {
         }
     }
     items.extend(terminus_mounts(&mounts::read_own()));
+    // A bind holder's layer outlives the holder's ledger only in another namespace.
+    items.extend(crate::leaks::find().into_iter().map(|l| {
+        item(
+            LeftoverKind::Mount,
+            format!(
+                "container layer {} still mounted at {} in the mount namespace of pid {} ({})",
+                l.upperdir, l.mount_point, l.pid, l.comm
+            ),
+        )
+    }));
     items.extend(run_dirs(Path::new("/run")));
     items.extend(fill_dirs(Path::new(CRI_STATE_DIR)));
     for root in FLAG_ROOTS {

@@ -10,8 +10,9 @@
 //! at a time: gc sweeps the whole cluster.
 //!
 //! Selection: by default one case per fault kind (stop-kubelet twice: `how: freeze` and
-//! `how: stop` clean up differently), each at a phase picked from `TERMINUS_KILL_SEED` (printed; default:
-//! the clock), so a failure replays with the same seed. `TERMINUS_KILL_ALL=1`: every
+//! `how: stop` clean up differently; hold-mount twice: `via: bind` leaks), each at a
+//! phase picked from `TERMINUS_KILL_SEED` (printed; default: the clock), so a failure
+//! replays with the same seed. `TERMINUS_KILL_ALL=1`: every
 //! scenario at every phase (docs/scenarios.md, "The kill tier").
 
 use std::collections::BTreeSet;
@@ -21,7 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use terminus::scenario::{self, FaultSpec, KubeletStop, Scenario};
+use terminus::scenario::{self, FaultSpec, HoldVia, KubeletStop, Scenario};
 use terminus::trial::kill::{KillPoint, KILL_AT_ENV, KILL_SCENARIO_ENV};
 
 const CLUSTER: &str = "terminus-kill";
@@ -94,12 +95,14 @@ fn main() -> ExitCode {
 
 /// Which cases the default selection keeps one of: a fault kind, split where its
 /// cleanup differs (stop-kubelet's `how: stop` is a systemd unit to start again, not a
-/// process to thaw).
+/// process to thaw; a bind holder leaves a bind target and, once the pod is gone, a
+/// layer leaked into its namespace).
 fn cleanup_class(s: &Scenario) -> String {
     match s.fault {
         FaultSpec::StopKubelet {
             how: KubeletStop::Stop,
         } => format!("{}/stop", s.fault.kind()),
+        FaultSpec::HoldMount { via: HoldVia::Bind } => format!("{}/bind", s.fault.kind()),
         _ => s.fault.kind().to_owned(),
     }
 }

@@ -118,6 +118,24 @@ struct Leak<'a> {
     layer: String,
 }
 
+/// The runtime's side of the node: the pids of the runtime, kubelet and init (they share
+/// the host's mount namespace), and the ids of the mounts their lines show.
+fn runtime_view(ev: &Evidence) -> (BTreeSet<u32>, BTreeSet<u64>) {
+    let pids: BTreeSet<u32> = ev
+        .ps
+        .iter()
+        .filter(|p| is_runtime(p) || matches!(p.program(), "kubelet" | "systemd" | "init"))
+        .map(|p| p.pid)
+        .collect();
+    let mounts = ev
+        .mountinfo
+        .iter()
+        .filter(|m| m.pid.is_some_and(|p| pids.contains(&p)))
+        .map(|m| m.mount_id)
+        .collect();
+    (pids, mounts)
+}
+
 /// The snapshot directory of an overlay `upperdir` (`.../snapshots/N/fs` → `.../snapshots/N`).
 fn layer_dir(upper: &str) -> String {
     upper
@@ -129,18 +147,7 @@ fn layer_dir(upper: &str) -> String {
 
 fn leaked_layers<'a>(cx: &Cx<'a>) -> Vec<Leak<'a>> {
     let ev = cx.ev;
-    let runtime_pids: BTreeSet<u32> = ev
-        .ps
-        .iter()
-        .filter(|p| is_runtime(p) || matches!(p.program(), "kubelet" | "systemd" | "init"))
-        .map(|p| p.pid)
-        .collect();
-    let runtime_mounts: BTreeSet<u64> = ev
-        .mountinfo
-        .iter()
-        .filter(|m| m.pid.is_some_and(|p| runtime_pids.contains(&p)))
-        .map(|m| m.mount_id)
-        .collect();
+    let (runtime_pids, runtime_mounts) = runtime_view(ev);
     let at_container_path = |m: &crate::evidence::MountinfoEntry| {
         m.mount_point == "/"
             || m.mount_point.contains("/rootfs")
@@ -292,18 +299,7 @@ fn mount_holders<'a>(
             .or_insert((m.mount_point.clone(), ps, m.quote.clone()));
     };
     if !ev.ps.is_empty() {
-        let runtime_pids: BTreeSet<u32> = ev
-            .ps
-            .iter()
-            .filter(|p| is_runtime(p) || matches!(p.program(), "kubelet" | "systemd" | "init"))
-            .map(|p| p.pid)
-            .collect();
-        let host_ids: BTreeSet<u64> = ev
-            .mountinfo
-            .iter()
-            .filter(|m| m.pid.is_some_and(|p| runtime_pids.contains(&p)))
-            .map(|m| m.mount_id)
-            .collect();
+        let (runtime_pids, host_ids) = runtime_view(ev);
         for m in groups.values().flatten() {
             if !host_ids.contains(&m.mount_id) && !m.pid.is_some_and(|p| runtime_pids.contains(&p))
             {
