@@ -636,7 +636,7 @@ async fn trials(files: Vec<PathBuf>, cluster: String) -> Printed {
             }
         }
     }
-    let mut suite = match terminus::suite::Suite::setup_on(&cluster, true).await {
+    let mut suite = match terminus::suite::Suite::setup_on(&cluster, true, 1).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot set up cluster {cluster}: {e}");

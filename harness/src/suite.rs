@@ -24,7 +24,7 @@ use crate::cluster::{self, Cluster, UpOptions};
 use crate::detectors::Detector;
 use crate::scenario::{NodeFacts, Scenario};
 use crate::scorecard::{Case, Scorecard};
-use crate::trial::{run_crowd_trial, run_trial, Crowd, Run, TrialEnv, TrialRecord};
+use crate::trial::{run_crowd_trial, run_trial, Crowd, Run, TrialEnv, TrialRecord, WorkerPool};
 
 /// Environment variables a suite run reads.
 pub const CLUSTER_ENV: &str = "TERMINUS_CLUSTER";
@@ -35,6 +35,23 @@ pub const DETECTORS_ENV: &str = "TERMINUS_DETECTORS";
 pub const PER_TRIAL_ENV: &str = "TERMINUS_CLUSTER_PER_TRIAL";
 /// `1`: a quiet run: every shared-node trial on its own, as before crowding.
 pub const QUIET_ENV: &str = "TERMINUS_QUIET";
+/// At most this many dedicated workers (default [`MAX_DEDICATED_WORKERS`]): on a small
+/// machine, fewer node-disrupting trials at once.
+pub const DEDICATED_WORKERS_ENV: &str = "TERMINUS_DEDICATED_WORKERS";
+/// The default cap on dedicated workers: a kind node costs about 300 MiB here, and the
+/// suite's eight node-disrupting scenarios then run at once.
+pub const MAX_DEDICATED_WORKERS: usize = 8;
+
+/// How many dedicated workers a run of `wanted` node-disrupting trials gets: one each,
+/// at least one, at most `TERMINUS_DEDICATED_WORKERS` (else [`MAX_DEDICATED_WORKERS`]).
+pub fn dedicated_workers(wanted: usize) -> usize {
+    let cap = std::env::var(DEDICATED_WORKERS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(MAX_DEDICATED_WORKERS);
+    wanted.clamp(1, cap)
+}
 
 /// How the shared-node trials of a run meet each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,13 +116,15 @@ pub fn cluster_name() -> String {
 }
 
 impl Suite {
-    /// Brings the cluster up (or reuses it), picks the nodes, parses the detectors.
-    pub async fn setup(echo: bool) -> Result<Suite, SuiteError> {
-        Suite::setup_on(&cluster_name(), echo).await
+    /// Brings the cluster up (or reuses it) with one shared worker and `dedicated`
+    /// workers for node-disrupting trials, picks the nodes, parses the detectors.
+    pub async fn setup(echo: bool, dedicated: usize) -> Result<Suite, SuiteError> {
+        Suite::setup_on(&cluster_name(), echo, dedicated).await
     }
 
-    /// Like [`Suite::setup`], on the cluster `name`.
-    pub async fn setup_on(name: &str, echo: bool) -> Result<Suite, SuiteError> {
+    /// Like [`Suite::setup`], on the cluster `name`. A reused cluster keeps the workers
+    /// it has (at least two): its dedicated pool is every worker but the shared one.
+    pub async fn setup_on(name: &str, echo: bool, dedicated: usize) -> Result<Suite, SuiteError> {
         let started = Instant::now();
         let detectors = std::env::var(DETECTORS_ENV)
             .unwrap_or_else(|_| "builtin".into())
@@ -117,7 +136,7 @@ impl Suite {
             .collect::<Result<Vec<_>, _>>()?;
         let opts = UpOptions {
             name: name.to_owned(),
-            workers: 2,
+            workers: 1 + dedicated.max(1) as u32,
             ..UpOptions::default()
         };
         let cluster = cluster::up(&opts).await?;
@@ -158,11 +177,11 @@ impl Suite {
         }
         let run = Arc::new(Run::new(&artefacts_root())?);
         tracing::info!(
-            "run {} on cluster {} ({} + {}), artefacts in {}",
+            "run {} on cluster {} (shared {}, dedicated {}), artefacts in {}",
             run.id,
             cluster.name,
             workers[0],
-            workers[1],
+            workers[1..].join(" "),
             run.dir.display()
         );
         for worker in &workers[..2] {
@@ -180,8 +199,7 @@ impl Suite {
             client,
             kubeconfig: cluster.kubeconfig.clone(),
             shared_node: workers[0].clone(),
-            dedicated_node: workers[1].clone(),
-            dedicated_lock: tokio::sync::Mutex::new(()),
+            dedicated: WorkerPool::new(workers[1..].to_vec()),
             control_plane,
             detectors,
             echo,
@@ -275,6 +293,16 @@ impl Suite {
             std::fs::write(dir.join("crowd.json"), crowd_json(&self.env, &members))?;
         }
         std::fs::write(dir.join("summary.txt"), &summary)?;
+        std::fs::write(
+            dir.join("summary.json"),
+            summary_json(
+                &self.env.run.id,
+                self.mode,
+                records,
+                self.started.elapsed(),
+                self.cluster_time,
+            ),
+        )?;
         std::fs::write(dir.join("junit.xml"), junit(&self.env.run.id, records))?;
         let mut card = Scorecard::new();
         for r in records {
@@ -345,6 +373,45 @@ pub fn summary_table(records: &[TrialRecord], total: Duration, cluster: Duration
         total.as_secs_f64()
     ));
     out
+}
+
+/// The run's figures for tools (`ci/bench`): schema `terminus/run-summary/v1`, times in
+/// seconds; a phase a trial did not reach is null.
+pub fn summary_json(
+    run: &str,
+    mode: Mode,
+    records: &[TrialRecord],
+    total: Duration,
+    cluster: Duration,
+) -> String {
+    let trials: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "scenario": r.scenario,
+                "expected": r.expected,
+                "detected": r.reported.first().map(|(_, c)| c.as_str()),
+                "result": match (r.result.skipped(), r.failure()) {
+                    (Some(_), _) => "skipped",
+                    (None, None) => "pass",
+                    (None, Some(_)) => "fail",
+                },
+                "stuck": r.time_to_stuck,
+                "detect": r.time_to_detect,
+                "clear": r.time_to_clear,
+                "total": r.total,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "schema": "terminus/run-summary/v1",
+        "run": run,
+        "mode": mode.name(),
+        "cluster_ready": cluster.as_secs_f64(),
+        "wall": total.as_secs_f64(),
+        "trials": trials,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
 /// The crowd members' built-in diagnoses: precision is the share of the reported causes

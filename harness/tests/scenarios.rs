@@ -6,7 +6,7 @@
 //! all stuck on the shared worker at the same time (docs/scenarios.md, "Crowded and
 //! quiet runs"). The first crowd trial libtest invokes starts the whole crowd on the
 //! runtime; every crowd trial then waits for its own record. Dedicated-node trials run
-//! beside it as before.
+//! beside it, each on a worker of its own.
 //!
 //! A trial whose node does not meet its scenario's `requires` (checked once the cluster
 //! is up, against the facts its nodes report) is reported by libtest as `ignored
@@ -17,7 +17,13 @@
 //! TERMINUS_KEEP_CLUSTER=1 (keep it for the next run), TERMINUS_DETECTORS (comma-
 //! separated, default `builtin`), TERMINUS_NODE_IMAGE (see cluster.rs),
 //! TERMINUS_QUIET=1 (quiet run: no crowd, each trial alone on its node),
-//! TERMINUS_CLUSTER_PER_TRIAL=1 (a cluster per trial; quiet).
+//! TERMINUS_CLUSTER_PER_TRIAL=1 (a cluster per trial; quiet),
+//! TERMINUS_DEDICATED_WORKERS (at most this many dedicated workers; default 8).
+//!
+//! Overlap: the cluster gets one shared worker and a dedicated worker per selected
+//! `requires.node: dedicated` scenario (capped), each trial leasing one of its own
+//! (`terminus::trial::WorkerPool`), and libtest as many threads as that needs (one for
+//! the crowd, one per dedicated worker; `--test-threads 1` keeps a serial run).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +41,9 @@ static RECORDS: Mutex<Vec<TrialRecord>> = Mutex::new(Vec::new());
 static CROWD_MEMBERS: OnceLock<Vec<Scenario>> = OnceLock::new();
 /// The running crowd, started by the first crowd trial libtest invokes.
 static CROWD: OnceLock<CrowdRun> = OnceLock::new();
+/// How many dedicated workers the suite's cluster gets: one per selected
+/// node-disrupting scenario, capped (`terminus::suite::dedicated_workers`).
+static DEDICATED: OnceLock<usize> = OnceLock::new();
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     RUNTIME.get_or_init(|| {
@@ -51,7 +60,7 @@ fn suite() -> Result<&'static Suite, Failed> {
         // Before setup: Ctrl-C while the cluster is made still removes it.
         install_interrupt_handler();
         runtime()
-            .block_on(Suite::setup(true))
+            .block_on(Suite::setup(true, DEDICATED.get().copied().unwrap_or(1)))
             .map_err(|e| e.to_string())
     });
     suite
@@ -157,7 +166,7 @@ fn own_cluster_trial(scenario: &Scenario) -> Result<Completion, Failed> {
         .take(40)
         .collect();
     let mut suite = runtime()
-        .block_on(Suite::setup_on(&name, true))
+        .block_on(Suite::setup_on(&name, true, 1))
         .map_err(|e| Failed::from(format!("cannot set up cluster {name}: {e}")))?;
     // Alone on its cluster: nothing to crowd it.
     suite.mode = Mode::Quiet;
@@ -184,7 +193,7 @@ fn main() -> ExitCode {
     // The harness reports progress (run, timelines) through tracing: show it on stderr
     // as the CLI does. RUST_LOG overrides.
     terminus::logging::init("terminus=info,warn");
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
     let dir = std::env::var_os("TERMINUS_SCENARIOS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios"));
@@ -209,10 +218,15 @@ fn main() -> ExitCode {
     let crowding = Mode::from_env() == Mode::Crowded && !per_trial();
     let (mut crowd, mut others) = (Vec::new(), Vec::new());
     let mut members = Vec::new();
+    let mut dedicated = 0;
     for s in scenarios {
         let shared = crowding && s.requires.node == NodeUse::Shared;
         let trial = scenario_trial(s.file.clone(), s.clone(), shared);
-        if shared && !args.is_filtered_out(&trial) {
+        let selected = !args.is_filtered_out(&trial);
+        if selected && s.requires.node == NodeUse::Dedicated {
+            dedicated += 1;
+        }
+        if shared && selected {
             members.push(s);
             crowd.push(trial);
         } else {
@@ -220,6 +234,15 @@ fn main() -> ExitCode {
         }
     }
     let _ = CROWD_MEMBERS.set(members);
+    let pool = terminus::suite::dedicated_workers(dedicated);
+    let _ = DEDICATED.set(pool);
+    // Trials wait on the cluster, not the CPU: one thread for the crowd and one per
+    // dedicated worker, so no node-disrupting trial waits for a thread either. An
+    // explicit `--test-threads 1` still runs them one by one.
+    // Not with a cluster per trial: there each thread makes a cluster of its own.
+    if args.test_threads != Some(1) && !per_trial() {
+        args.test_threads = Some(args.test_threads.unwrap_or(1).max(1 + pool));
+    }
     // The first crowd trial starts the crowd and holds a test thread until its own
     // record; the dedicated-node trials come next so the other threads run them beside
     // the crowd, and the remaining crowd trials, whose records are ready by then, last.

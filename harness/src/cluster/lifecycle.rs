@@ -87,7 +87,18 @@ async fn reuse(kind: &Path, opts: &UpOptions) -> Result<Option<Cluster>> {
             Ok(None)
         }
         Ownership::Ours => {
-            info!("reusing cluster {name}");
+            // A kept cluster keeps its workers: fewer than asked for means fewer trials
+            // at once, not a new cluster (delete it to get more).
+            let workers = kept_workers(name).unwrap_or(opts.workers);
+            if workers < opts.workers {
+                info!(
+                    "reusing cluster {name}: it has {workers} worker(s), {} wanted \
+                     (`terminus cluster down --name {name}` to get them)",
+                    opts.workers
+                );
+            } else {
+                info!("reusing cluster {name}");
+            }
             let kubeconfig = write_kubeconfig(kind, name, &record_dir(name))?;
             let cluster = Cluster {
                 name: name.into(),
@@ -100,7 +111,9 @@ async fn reuse(kind: &Path, opts: &UpOptions) -> Result<Option<Cluster>> {
             // give it a short deadline, then start over.
             let quick = opts.timeout.min(Duration::from_secs(60));
             let ready = match cluster.client().await {
-                Ok(client) => wait_ready(&client, opts.workers as usize + 1, quick).await,
+                Ok(client) => {
+                    wait_ready(&client, workers.min(opts.workers) as usize + 1, quick).await
+                }
                 Err(e) => Err(e),
             };
             match ready {
@@ -118,6 +131,12 @@ async fn reuse(kind: &Path, opts: &UpOptions) -> Result<Option<Cluster>> {
         }),
         Ownership::Gone => Ok(None),
     }
+}
+
+/// The workers a cluster terminus created was made with, from its record.
+fn kept_workers(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(record_dir(name).join("record.json")).ok()?;
+    Record::parse(&text).ok().map(|r| r.workers)
 }
 
 /// Writes the record and config, runs `kind create cluster`, waits for Ready.

@@ -26,6 +26,7 @@ use super::clean;
 use super::crowd::{self, Gate, Member, Neighbour};
 use super::kill::{self, KillPoint};
 use super::outcome::{HarnessError, Outcome, Stop, TrialResult};
+use super::pool::WorkerPool;
 use super::remedy;
 use super::run::{Run, Timeline};
 use super::stage::{self, Stage, StagePlace};
@@ -43,9 +44,9 @@ pub struct TrialEnv {
     pub kubeconfig: PathBuf,
     /// Worker for trials that share a node.
     pub shared_node: String,
-    /// Worker for trials that disrupt a whole node; they take `dedicated_lock` first.
-    pub dedicated_node: String,
-    pub dedicated_lock: tokio::sync::Mutex<()>,
+    /// Workers for trials that disrupt a whole node: each such trial leases one of its
+    /// own.
+    pub dedicated: WorkerPool,
     /// The control-plane node: kubectl with admin credentials runs there.
     pub control_plane: String,
     pub detectors: Vec<Detector>,
@@ -56,10 +57,11 @@ pub struct TrialEnv {
 }
 
 impl TrialEnv {
-    /// The node a trial of this scenario runs on.
+    /// The node whose facts a trial of this scenario is checked against: the shared
+    /// worker, or the dedicated pool's first (its workers share one image).
     pub fn node_for(&self, s: &Scenario) -> &str {
         match s.requires.node {
-            NodeUse::Dedicated => &self.dedicated_node,
+            NodeUse::Dedicated => self.dedicated.first().unwrap_or(&self.shared_node),
             NodeUse::Shared => &self.shared_node,
         }
     }
@@ -174,11 +176,14 @@ async fn run(env: &TrialEnv, s: &Scenario, member: Option<&Member>) -> TrialReco
     }
     let mut record = TrialRecord::new(s, dir.clone());
     record.neighbours = member.map(Member::neighbours);
-    let _dedicated = match s.requires.node {
-        NodeUse::Dedicated => Some(env.dedicated_lock.lock().await),
+    let lease = match s.requires.node {
+        NodeUse::Dedicated => env.dedicated.lease().await,
         NodeUse::Shared => None,
     };
-    let node_name = env.node_for(s).to_owned();
+    let node_name = match &lease {
+        Some(lease) => lease.node().to_owned(),
+        None => env.shared_node.clone(),
+    };
     // Namespaces are unique per run: a stuck namespace of a killed run never blocks a new one.
     let ns = format!("{}-{}", s.id, env.run.id);
     let ns = ns[..ns.len().min(63)].trim_end_matches('-').to_owned();
