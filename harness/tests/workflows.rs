@@ -1,5 +1,5 @@
 //! The unit tier's checks of what CI itself runs: the GitHub workflows pass actionlint
-//! (installed by ci/bootstrap), and the shell's reading of ci/cells (ci/lib/cells.sh,
+//! (installed by ci/bootstrap --tests), and the shell's reading of ci/cells (ci/lib/cells.sh,
 //! used by ci/matrix, ci/bootstrap and images/kind-node/build) agrees with the harness's
 //! (harness/src/cell.rs).
 
@@ -18,7 +18,7 @@ fn actionlint() -> PathBuf {
     });
     on_path
         .or_else(|| Some(PathBuf::from("/usr/local/bin/actionlint")).filter(|p| p.is_file()))
-        .unwrap_or_else(|| panic!("actionlint is not installed: run ci/bootstrap"))
+        .unwrap_or_else(|| panic!("actionlint is not installed: run ci/bootstrap --tests"))
 }
 
 #[test]
