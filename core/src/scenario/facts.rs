@@ -40,6 +40,24 @@ pub fn warnings(s: &Scenario, source: &str) -> Vec<ScenarioError> {
             message,
         });
     };
+    // The detector calls a pod stuck only `min_stuck` past its grace period; a trial
+    // that collects sooner gets "too early" instead of a cause.
+    let min_stuck = crate::detect::Options::default().min_stuck;
+    if s.observe.pod == PodOutcome::StaysTerminating
+        && s.observe.hold < s.workload.grace_period + min_stuck
+    {
+        warn(
+            &["observe", "for"],
+            format!(
+                "the evidence is collected {}s after the delete, but the detector answers TOO EARLY \
+                 for a pod less than {}s past its grace period ({}s): write `for:` of at least {}s",
+                s.observe.hold.as_secs(),
+                min_stuck.as_secs(),
+                s.workload.grace_period.as_secs(),
+                (s.workload.grace_period + min_stuck).as_secs() + 1
+            ),
+        );
+    }
     let kernel = s.requires.kernel.as_ref();
     match (&s.fault, s.observe.pod) {
         (FaultSpec::HoldMount { via: Via::Bind }, PodOutcome::StaysTerminating)
@@ -116,6 +134,18 @@ mod tests {
             let found = warnings_of(&shipped(&name));
             assert!(found.is_empty(), "{name}: {found:?}");
         }
+    }
+
+    #[test]
+    fn an_observation_shorter_than_the_detectors_patience_is_warned_about() {
+        // grace 2 s + the detector's 15 s: 15 s of observation gets "too early" (seen
+        // on kind: "left its grace period only 14s before capture").
+        let source = shipped("runtime-desync.yaml").replace("for: 20s", "for: 15s");
+        let found = warnings_of(&source);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "observe.for");
+        assert!(found[0].message.contains("at least 18s"), "{}", found[0]);
+        assert!(warnings_of(&source.replace("for: 15s", "for: 18s")).is_empty());
     }
 
     #[test]

@@ -16,11 +16,14 @@ use crate::scenario::{DesyncHow, FillMode};
 use super::cri_state;
 use super::{Applied, FaultContext, FaultError};
 
-/// containerd 1.6's CRI retries a container exit it failed to record on a doubling
-/// backoff (1 s, 2 s, ... at most 5 min). After this many failed retries the next one is
-/// about two minutes away: that is how long the CRI keeps its stale view once the
-/// disk has space again.
-const LOST_EXIT_FAILED_RETRIES: usize = 7;
+/// containerd's CRI (1.6, 1.7 and 2.1 alike) retries a container exit it failed to
+/// record on a doubling backoff (1 s, 2 s, ... at most 5 min): the n-th retry comes
+/// 2^n - 1 s after the exit. After 6 failed retries (63 s) the next one is 64 s away:
+/// that is how long the CRI keeps its stale view once the disk has space again, and it
+/// must cover the trial's delete, its 20 s of observing the pod stuck, the bundle and
+/// the remedy (about 20 s measured under a crowd; 7 retries would double the window and
+/// add 64 s to the suite's longest trial).
+const LOST_EXIT_FAILED_RETRIES: usize = 6;
 
 /// The size of the tmpfs the exit is lost on: room for the state, none to spare once
 /// filled.
