@@ -214,7 +214,9 @@ impl Node {
             .map_err(|e| NodeError::AgentMissing(format!("{}: {e}", local.display())))?;
         let want = format!("{}", bytes.len());
         let have = self
-            .exec_raw(&["stat", "-c", "%s", AGENT_PATH], Duration::from_secs(10))
+            // Generous: with a dozen trials starting at once on two cores, a docker
+            // exec has been seen to take over 10 s.
+            .exec_raw(&["stat", "-c", "%s", AGENT_PATH], Duration::from_secs(30))
             .await?;
         if have.code == 0 && have.stdout.trim() == want {
             return Ok(());

@@ -175,6 +175,17 @@ impl Suite {
         if workers.len() < 2 {
             return Err(SuiteError::Workers(workers.len()));
         }
+        // The agent goes into every worker before any trial starts: otherwise every
+        // trial of a crowd installs it on the shared worker at the same moment.
+        for worker in &workers {
+            let installed = match crate::node::Node::connect(worker).await {
+                Ok(node) => node.install_agent().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = installed {
+                tracing::warn!("installing the node agent on {worker}: {e} (trials retry)");
+            }
+        }
         let run = Arc::new(Run::new(&artefacts_root())?);
         tracing::info!(
             "run {} on cluster {} (shared {}, dedicated {}), artefacts in {}",

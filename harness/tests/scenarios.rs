@@ -234,7 +234,13 @@ fn main() -> ExitCode {
         }
     }
     let _ = CROWD_MEMBERS.set(members);
-    let pool = terminus::suite::dedicated_workers(dedicated);
+    // With a cluster per trial only the smoke trial uses the suite's cluster: one
+    // dedicated worker is enough there.
+    let pool = if per_trial() {
+        1
+    } else {
+        terminus::suite::dedicated_workers(dedicated)
+    };
     let _ = DEDICATED.set(pool);
     // Trials wait on the cluster, not the CPU: one thread for the crowd and one per
     // dedicated worker, so no node-disrupting trial waits for a thread either. An
