@@ -177,7 +177,7 @@ impl Suite {
         }
         // The agent goes into every worker before any trial starts: otherwise every
         // trial of a crowd installs it on the shared worker at the same moment.
-        for worker in &workers {
+        let installs = workers.iter().map(|worker| async move {
             let installed = match crate::node::Node::connect(worker).await {
                 Ok(node) => node.install_agent().await,
                 Err(e) => Err(e),
@@ -185,7 +185,8 @@ impl Suite {
             if let Err(e) = installed {
                 tracing::warn!("installing the node agent on {worker}: {e} (trials retry)");
             }
-        }
+        });
+        futures::future::join_all(installs).await;
         let run = Arc::new(Run::new(&artefacts_root())?);
         tracing::info!(
             "run {} on cluster {} (shared {}, dedicated {}), artefacts in {}",

@@ -135,8 +135,7 @@ async fn reuse(kind: &Path, opts: &UpOptions) -> Result<Option<Cluster>> {
 
 /// The workers a cluster terminus created was made with, from its record.
 fn kept_workers(name: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(record_dir(name).join("record.json")).ok()?;
-    Record::parse(&text).ok().map(|r| r.workers)
+    Record::read(&record_dir(name)).map(|r| r.workers)
 }
 
 /// Writes the record and config, runs `kind create cluster`, waits for Ready.

@@ -172,6 +172,12 @@ impl Record {
         serde_json::from_str(text)
     }
 
+    /// Reads `record.json` from `dir`; None when it is missing or unreadable.
+    pub fn read(dir: &Path) -> Option<Record> {
+        let text = std::fs::read_to_string(dir.join("record.json")).ok()?;
+        Record::parse(&text).ok()
+    }
+
     /// Writes `record.json` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join("record.json");

@@ -33,11 +33,6 @@ impl WorkerPool {
         }
     }
 
-    /// The workers, in name order.
-    pub fn nodes(&self) -> &[String] {
-        &self.nodes
-    }
-
     /// The worker whose facts stand for the pool's; None for an empty pool.
     pub fn first(&self) -> Option<&str> {
         self.nodes.first().map(String::as_str)
