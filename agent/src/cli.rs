@@ -51,6 +51,14 @@ pub enum Cmd {
     HoldMount(HoldMountArgs),
     /// Kill the mount holders of a run.
     Release(ReleaseArgs),
+    /// Rename a file aside in its own directory (recorded first; gc puts it back), so
+    /// whatever looks it up by name fails: a CNI plugin in /opt/cni/bin.
+    MoveAside {
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long, env = "TERMINUS_RUN")]
+        run: String,
+    },
     /// Stop kubelet or containerd with systemd (recorded first; gc starts it again).
     StopUnit {
         #[arg(long, value_parser = ["kubelet", "containerd"])]

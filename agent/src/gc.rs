@@ -1,5 +1,6 @@
 //! `gc`: undo everything a run's ledger records (thawing processes, starting stopped
-//! units, killing holders and fillers, restoring a tmpfs'd directory, clearing flags),
+//! units, killing holders and fillers, restoring a tmpfs'd directory, clearing flags,
+//! putting files moved aside back),
 //! plus any resident daemon of the run found in /proc. Idempotent: what is already undone is skipped; what fails stays in
 //! the ledger for the next attempt.
 //!
@@ -16,6 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use terminus_core::ledger::{Entry, GcReport, RunGc};
 
+use crate::aside;
 use crate::attrs;
 use crate::daemon;
 use crate::error::Result;
@@ -51,6 +53,7 @@ fn undo(run: &str, e: &Entry) -> std::result::Result<String, String> {
         } => stop_holder(path, pid.zip(*start_ticks), bind_target.as_deref()),
         Entry::Stopped { unit, .. } => unit::start(unit),
         Entry::Tmpfs { dir, source, .. } => tmpfs::restore_entry(run, dir, source),
+        Entry::Aside { path, aside, .. } => aside::put_back(path, aside),
     }
 }
 
@@ -150,6 +153,7 @@ fn priority(e: &Entry) -> u8 {
         Entry::Fill { .. } => 3,
         Entry::Tmpfs { .. } => 4,
         Entry::Immutable { .. } => 5,
+        Entry::Aside { .. } => 6,
     }
 }
 

@@ -27,6 +27,8 @@ const FLAG_ROOTS: [&str; 2] = ["/var/lib/kubelet", "/var/lib/containerd"];
 const MAX_SCANNED: usize = 2_000_000;
 /// The directory the CRI-state faults fill.
 const CRI_STATE_DIR: &str = "/var/lib/containerd/io.containerd.grpc.v1.cri";
+/// Where CNI plugins live: the network-teardown fault moves one aside there.
+const CNI_BIN_DIRS: [&str; 2] = ["/opt/cni/bin", "/usr/lib/cni"];
 /// terminus's run directories (staging and underneath mounts, bind targets) start so.
 const RUN_DIR_PREFIX: &str = "terminus-";
 
@@ -72,6 +74,9 @@ pub fn check(store: &Store) -> Leftovers {
     }));
     items.extend(run_dirs(Path::new("/run")));
     items.extend(fill_dirs(Path::new(CRI_STATE_DIR)));
+    for dir in CNI_BIN_DIRS {
+        items.extend(aside_files(Path::new(dir)));
+    }
     for root in FLAG_ROOTS {
         items.extend(flagged(Path::new(root)));
     }
@@ -147,6 +152,14 @@ fn fill_dirs(dir: &Path) -> Vec<Leftover> {
     named(dir, FILL_DIR_PREFIX)
         .into_iter()
         .map(|p| item(LeftoverKind::Path, p.display().to_string()))
+        .collect()
+}
+
+/// Files a run moved aside and nobody put back: their users still cannot find them.
+fn aside_files(dir: &Path) -> Vec<Leftover> {
+    named(dir, crate::aside::ASIDE_PREFIX)
+        .into_iter()
+        .map(|p| item(LeftoverKind::Path, format!("{} (moved aside)", p.display())))
         .collect()
 }
 

@@ -16,6 +16,7 @@
 //! Architecture invariant: every fault-applying command validates its run id before it
 //! touches anything; the run id names the ledger the fault is written to first.
 
+mod aside;
 mod attrs;
 mod cli;
 mod collect;
@@ -100,6 +101,13 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Thaw(a) => thaw(&store, &a),
         Cmd::HoldMount(a) => hold_mount(&store, &a),
         Cmd::Release(a) => release(&store, &a),
+        Cmd::MoveAside { path, run } => {
+            validate_run(&run)?;
+            let v = aside::move_aside(&store, &run, &path)?;
+            eprintln!("moved {} aside to {}", path.display(), v["aside"]);
+            print_json(&v);
+            Ok(DONE)
+        }
         Cmd::StopUnit { unit, run } => {
             validate_run(&run)?;
             print_json(&unit::stop(&store, &run, &unit)?);

@@ -19,10 +19,12 @@ pub enum CauseId {
     RuntimeDesync,
     DaemonsetHashChurn,
     MountHeld,
+    VolumeTeardown,
+    NetworkTeardown,
 }
 
 impl CauseId {
-    pub const ALL: [CauseId; 8] = [
+    pub const ALL: [CauseId; 10] = [
         CauseId::DiskFull,
         CauseId::ImmutableFile,
         CauseId::RuntimeHang,
@@ -31,6 +33,8 @@ impl CauseId {
         CauseId::RuntimeDesync,
         CauseId::DaemonsetHashChurn,
         CauseId::MountHeld,
+        CauseId::VolumeTeardown,
+        CauseId::NetworkTeardown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +47,8 @@ impl CauseId {
             CauseId::RuntimeDesync => "runtime-desync",
             CauseId::DaemonsetHashChurn => "daemonset-hash-churn",
             CauseId::MountHeld => "mount-held",
+            CauseId::VolumeTeardown => "volume-teardown",
+            CauseId::NetworkTeardown => "network-teardown",
         }
     }
 
@@ -61,6 +67,12 @@ impl CauseId {
                 "a DaemonSet's pods are endlessly replaced (revision hash churn)"
             }
             CauseId::MountHeld => "another process holds the container's rootfs mount",
+            CauseId::VolumeTeardown => {
+                "one of the pod's volumes cannot be unmounted (busy, or its driver fails)"
+            }
+            CauseId::NetworkTeardown => {
+                "the CNI plugin fails to delete the pod's network, so its sandbox cannot stop"
+            }
         }
     }
 }
@@ -71,9 +83,22 @@ impl fmt::Display for CauseId {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("unknown cause id `{0}`; known ids: disk-full, immutable-file, runtime-hang, finalizer, kubelet-missed-delete, runtime-desync, daemonset-hash-churn, mount-held")]
+#[derive(Debug)]
 pub struct UnknownCause(pub String);
+
+impl fmt::Display for UnknownCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let known: Vec<&str> = CauseId::ALL.iter().map(|c| c.as_str()).collect();
+        write!(
+            f,
+            "unknown cause id `{}`; known ids: {}",
+            self.0,
+            known.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownCause {}
 
 impl FromStr for CauseId {
     type Err = UnknownCause;

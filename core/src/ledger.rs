@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The ledger format version written into every ledger. 2 added [`Entry::Stopped`] and
-/// [`Entry::Tmpfs`]; a version-1 ledger reads as it is.
-pub const VERSION: u32 = 2;
+/// [`Entry::Tmpfs`], 3 [`Entry::Aside`]; older ledgers read as they are.
+pub const VERSION: u32 = 3;
 
 /// What a filler takes until none is left: blocks or inodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +121,13 @@ pub enum Entry {
     Tmpfs {
         dir: PathBuf,
         source: String,
+        at: i64,
+    },
+    /// A file renamed to `aside` in its own directory (a CNI plugin its users can no
+    /// longer find). Undone by renaming it back.
+    Aside {
+        path: PathBuf,
+        aside: PathBuf,
         at: i64,
     },
 }
@@ -302,6 +309,11 @@ mod tests {
                     source: "terminus-cri-r-1".into(),
                     at: 6,
                 },
+                Entry::Aside {
+                    path: "/opt/cni/bin/ptp".into(),
+                    aside: "/opt/cni/bin/.terminus-aside-r-1-ptp".into(),
+                    at: 7,
+                },
             ],
         }
     }
@@ -325,6 +337,11 @@ mod tests {
         assert_eq!(v["entries"][4]["unit"], "kubelet");
         assert_eq!(v["entries"][5]["kind"], "tmpfs");
         assert_eq!(v["entries"][5]["source"], "terminus-cri-r-1");
+        assert_eq!(v["entries"][6]["kind"], "aside");
+        assert_eq!(
+            v["entries"][6]["aside"],
+            "/opt/cni/bin/.terminus-aside-r-1-ptp"
+        );
     }
 
     #[test]

@@ -209,21 +209,30 @@ pub async fn node_evidence(
     node.exec(&["rm", "-rf", &out], Duration::from_secs(30))
         .await?;
     // Holders in the runtime's own mount namespace show in no mount table: only their
-    // working directory, root or open files point into the container.
-    if !target.container_ids.is_empty() {
-        let patterns: String = target
-            .container_ids
-            .iter()
-            .map(|id| format!(" -e {id}"))
-            .collect();
+    // working directory, root or open files point into the container (its id) or into
+    // the pod's volumes (its uid).
+    let patterns = proc_ref_patterns(target);
+    if !patterns.is_empty() {
         let script = format!("ls -l /proc/[0-9]*/cwd /proc/[0-9]*/root /proc/[0-9]*/fd/* 2>/dev/null | grep -F{patterns} || true");
-        progress.step("looking in /proc for processes holding the container");
+        progress.step("looking in /proc for processes holding the container or its volumes");
         let refs = node
             .exec(&["sh", "-c", &script], Duration::from_secs(60))
             .await?;
         write(dir, "proc-refs.txt", &refs)?;
     }
     Ok(())
+}
+
+/// ` -e ID` for each container id and the pod uid, for `grep -F` in a shell script: only
+/// values of ids' and uids' alphabet (hex digits, `-`) go in, whatever the API said.
+fn proc_ref_patterns(target: &Target) -> String {
+    target
+        .container_ids
+        .iter()
+        .chain(target.uid.iter())
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+        .map(|id| format!(" -e {id}"))
+        .collect()
 }
 
 /// Writes a whole bundle: `captured-at` first (the detector's clock), then both halves;
@@ -259,7 +268,19 @@ pub async fn collect(
 
 #[cfg(test)]
 mod tests {
-    use super::Progress;
+    use super::{proc_ref_patterns, Progress, Target};
+
+    #[test]
+    fn proc_ref_patterns_take_only_id_shaped_values() {
+        let target = Target {
+            namespace: "ns".into(),
+            pod: "p".into(),
+            uid: Some("0a1b-2c".into()),
+            node: None,
+            container_ids: vec!["abc123".into(), "x; rm -rf /".into()],
+        };
+        assert_eq!(proc_ref_patterns(&target), " -e abc123 -e 0a1b-2c");
+    }
 
     #[test]
     fn progress_names_the_step_under_way() {

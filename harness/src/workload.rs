@@ -21,6 +21,14 @@ pub const MANAGED_VALUE: &str = "terminus";
 /// the node-clean check's owner.
 pub const HOST_PATH_ROOT: &str = "/var/lib/terminus-hostpath";
 
+/// The name of a scenario's volume in the pod spec (faults find its directory by it).
+pub const VOLUME_NAME: &str = "data";
+
+/// Where kubelet puts the scenario's emptyDir volume (memory-backed or not) of pod `uid`.
+pub fn empty_dir_on_node(uid: &str) -> String {
+    format!("/var/lib/kubelet/pods/{uid}/volumes/kubernetes.io~empty-dir/{VOLUME_NAME}")
+}
+
 pub fn labels(run_id: &str, scenario: &str) -> Value {
     json!({ RUN_LABEL: run_id, SCENARIO_LABEL: scenario, MANAGED_LABEL: MANAGED_VALUE })
 }
@@ -49,11 +57,16 @@ fn pod_spec(s: &Scenario, ns: &str, node: Option<&str>) -> Value {
         "tolerations": [{ "operator": "Exists" }],
     });
     if let Some((kind, mount_path)) = &w.volume {
-        container["volumeMounts"] = json!([{ "name": "data", "mountPath": mount_path }]);
+        container["volumeMounts"] = json!([{ "name": VOLUME_NAME, "mountPath": mount_path }]);
         spec["volumes"] = match kind {
-            Volume::EmptyDir => json!([{ "name": "data", "emptyDir": {} }]),
+            Volume::EmptyDir => json!([{ "name": VOLUME_NAME, "emptyDir": {} }]),
+            // A tmpfs kubelet mounts and must unmount: the volume-teardown fault's target.
+            Volume::Memory => json!([{
+                "name": VOLUME_NAME,
+                "emptyDir": { "medium": "Memory", "sizeLimit": "16Mi" }
+            }]),
             Volume::HostPath => json!([{
-                "name": "data",
+                "name": VOLUME_NAME,
                 "hostPath": { "path": format!("{HOST_PATH_ROOT}/{ns}"), "type": "DirectoryOrCreate" }
             }]),
         };

@@ -29,7 +29,9 @@ pub fn hold(cause: CauseId) -> Hold {
         | CauseId::RuntimeHang
         | CauseId::KubeletMissedDelete
         | CauseId::RuntimeDesync
-        | CauseId::MountHeld => Hold::Node,
+        | CauseId::MountHeld
+        | CauseId::VolumeTeardown
+        | CauseId::NetworkTeardown => Hold::Node,
     }
 }
 

@@ -161,6 +161,16 @@ pub const LOG_WORDS: &[&str] = &[
     "Space left",
     // "device or resource busy" (mount-held)
     "resource busy",
+    // "UnmountVolume.TearDown failed", "Unmounter.TearDownAt failed" (volume-teardown)
+    "TearDown",
+    // "umount: PATH: target is busy" (volume-teardown, when not on the TearDown line)
+    "target is busy",
+    // "Orphaned pod ... but volume paths are still present on disk" (volume-teardown)
+    "volume paths are still present",
+    // network-teardown
+    "destroy network",
+    "plugin not initialized",
+    "failed to teardown pod",
     // runtime-desync
     "successful KillPod",
     // runtime-hang

@@ -92,6 +92,9 @@ pub enum WorkloadKind {
 pub enum Volume {
     EmptyDir,
     HostPath,
+    /// An emptyDir with `medium: Memory`: a tmpfs kubelet mounts, and must unmount
+    /// before the pod can go.
+    Memory,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +173,16 @@ pub enum FaultSpec {
     HoldMount {
         via: HoldVia,
     },
+    /// A process in the node's own mount namespace (kubelet's) keeps the pod's
+    /// memory-backed volume busy, so kubelet's unmount fails.
+    HoldVolume {
+        via: HoldVia,
+    },
+    /// The node's CNI plugin `plugin` is moved aside in /opt/cni/bin, so the runtime's
+    /// CNI DEL fails when it stops the pod's sandbox.
+    BreakCni {
+        plugin: String,
+    },
 }
 
 impl FaultSpec {
@@ -183,6 +196,8 @@ impl FaultSpec {
             FaultSpec::DesyncRuntime { .. } => "desync-runtime",
             FaultSpec::AffinityChurn { .. } => "affinity-churn",
             FaultSpec::HoldMount { .. } => "hold-mount",
+            FaultSpec::HoldVolume { .. } => "hold-volume",
+            FaultSpec::BreakCni { .. } => "break-cni",
         }
     }
 
@@ -197,6 +212,8 @@ impl FaultSpec {
             FaultSpec::DesyncRuntime { .. } => CauseId::RuntimeDesync,
             FaultSpec::AffinityChurn { .. } => CauseId::DaemonsetHashChurn,
             FaultSpec::HoldMount { .. } => CauseId::MountHeld,
+            FaultSpec::HoldVolume { .. } => CauseId::VolumeTeardown,
+            FaultSpec::BreakCni { .. } => CauseId::NetworkTeardown,
         }
     }
 }
@@ -227,10 +244,12 @@ pub enum Remedy {
     RestartRuntime,
     UseNodeSelector,
     KillMountHolder,
+    KillVolumeHolder,
+    RestoreCniPlugin,
 }
 
 impl Remedy {
-    const ALL: [(&'static str, Remedy, CauseId); 8] = [
+    const ALL: [(&'static str, Remedy, CauseId); 10] = [
         ("free-disk", Remedy::FreeDisk, CauseId::DiskFull),
         (
             "clear-immutable-flag",
@@ -262,6 +281,16 @@ impl Remedy {
             "kill-mount-holder",
             Remedy::KillMountHolder,
             CauseId::MountHeld,
+        ),
+        (
+            "kill-volume-holder",
+            Remedy::KillVolumeHolder,
+            CauseId::VolumeTeardown,
+        ),
+        (
+            "restore-cni-plugin",
+            Remedy::RestoreCniPlugin,
+            CauseId::NetworkTeardown,
         ),
     ];
 
@@ -689,6 +718,7 @@ impl Validator<'_> {
             &[
                 ("empty-dir", Volume::EmptyDir),
                 ("host-path", Volume::HostPath),
+                ("memory", Volume::Memory),
             ],
         )?;
         if !v.mount_path.starts_with('/') {
@@ -842,6 +872,11 @@ impl Validator<'_> {
         struct Hold {
             via: HoldVia,
         }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        struct BreakCni {
+            plugin: String,
+        }
 
         Ok(match &*fault.kind {
             "fill-disk" => {
@@ -878,10 +913,32 @@ impl Validator<'_> {
                 FaultSpec::AffinityChurn { interval: self.duration("fault.params.interval", &p.interval)? }
             }
             "hold-mount" => FaultSpec::HoldMount { via: self.params::<Hold>(fault)?.via },
+            "hold-volume" => {
+                let via = self.params::<Hold>(fault)?.via;
+                if !matches!(workload.volume, Some((Volume::Memory, _))) {
+                    return Err(self.err("fault.params", "`hold-volume` needs a `workload.volume` of kind `memory`: only a mounted volume has an unmount to fail"));
+                }
+                if via == HoldVia::Bind {
+                    return Err(self.err("fault.params.via", "`bind` cannot hold a volume: a second mount in the same namespace leaves the first free to unmount; use `cwd` or `fd`"));
+                }
+                FaultSpec::HoldVolume { via }
+            }
+            "break-cni" => {
+                let p: BreakCni = self.params(fault)?;
+                // It becomes a file name in /opt/cni/bin: a plain name, no path.
+                let plain = !p.plugin.is_empty()
+                    && p.plugin.len() <= 64
+                    && !p.plugin.starts_with('.')
+                    && p.plugin.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+                if !plain {
+                    return Err(self.err("fault.params.plugin", format!("`{}` is not a CNI plugin name (a file name in /opt/cni/bin, e.g. `ptp`)", excerpt(&p.plugin))));
+                }
+                FaultSpec::BreakCni { plugin: p.plugin }
+            }
             other => {
                 return Err(self.err(
                     "fault.kind",
-                    format!("`{}` is not one of: fill-disk, immutable-file, freeze-runtime, finalizer, stop-kubelet, desync-runtime, affinity-churn, hold-mount", excerpt(other)),
+                    format!("`{}` is not one of: fill-disk, immutable-file, freeze-runtime, finalizer, stop-kubelet, desync-runtime, affinity-churn, hold-mount, hold-volume, break-cni", excerpt(other)),
                 ))
             }
         })

@@ -200,6 +200,8 @@ pub fn drillable(s: &Scenario) -> bool {
                 | FaultSpec::ImmutableFile { .. }
                 | FaultSpec::FreezeRuntime { .. }
                 | FaultSpec::HoldMount { .. }
+                | FaultSpec::HoldVolume { .. }
+                | FaultSpec::BreakCni { .. }
                 | FaultSpec::StopKubelet { .. }
         )
 }
@@ -615,6 +617,8 @@ mod tests {
                     | FaultSpec::ImmutableFile { .. }
                     | FaultSpec::FreezeRuntime { .. }
                     | FaultSpec::HoldMount { .. }
+                    | FaultSpec::HoldVolume { .. }
+                    | FaultSpec::BreakCni { .. }
                     | FaultSpec::StopKubelet { .. }
             );
             assert_eq!(

@@ -39,9 +39,9 @@ pub(super) async fn apply(
     ))
 }
 
-/// Where a file at `path` in the pod's `data` emptyDir volume lives on the node.
+/// Where a file at `path` in the pod's emptyDir volume lives on the node.
 fn volume_file(uid: &str, path: &str) -> String {
-    format!("/var/lib/kubelet/pods/{uid}/volumes/kubernetes.io~empty-dir/data/{path}")
+    format!("{}/{path}", crate::workload::empty_dir_on_node(uid))
 }
 
 /// The flagged file must go; in the rootfs case, with the whole snapshot directory

@@ -5,7 +5,8 @@
 //! recover it later instead of rebuilding it.
 //!
 //! Kinds that leave the same kind of trace share its recover: the agent-ledger faults
-//! (immutable-file, freeze-runtime, stop-kubelet, hold-mount) recover through
+//! (immutable-file, freeze-runtime, stop-kubelet, hold-mount, hold-volume, break-cni)
+//! recover through
 //! [`node_ledger`], the CRI-state faults (fill-disk, desync-runtime) through
 //! [`cri_state`]; what a kind adds on top (resyncing the CRI) lives in the kind's own
 //! module.
@@ -27,6 +28,7 @@
 //! not serialised.
 
 mod affinity_churn;
+mod break_cni;
 mod cri_state;
 mod desync_runtime;
 mod error;
@@ -34,6 +36,7 @@ mod fill_disk;
 mod finalizer;
 mod freeze_runtime;
 mod hold_mount;
+mod hold_volume;
 mod immutable_file;
 mod layer;
 mod node_ledger;
@@ -149,6 +152,8 @@ pub async fn apply(spec: &FaultSpec, cx: &FaultContext<'_>) -> Result<Applied, F
         FaultSpec::FreezeRuntime { target } => freeze_runtime::apply(cx, *target).await,
         FaultSpec::StopKubelet { how } => stop_kubelet::apply(cx, *how).await,
         FaultSpec::HoldMount { via } => hold_mount::apply(cx, *via).await,
+        FaultSpec::HoldVolume { via } => hold_volume::apply(cx, *via).await,
+        FaultSpec::BreakCni { plugin } => break_cni::apply(cx, plugin).await,
         FaultSpec::AffinityChurn { interval } => Ok(affinity_churn::apply(cx, *interval)),
         FaultSpec::FillDisk { size_bytes, mode } => fill_disk::apply(cx, *size_bytes, *mode).await,
         FaultSpec::DesyncRuntime { how } => desync_runtime::apply(cx, *how).await,

@@ -1,9 +1,10 @@
 //! Applying the remedy. terminus runs the commands its own diagnosis printed — the
 //! real `chattr -i PATH`, `kill -CONT PID`, `kubectl patch ...` — so a trial proves the
 //! remedy text an on-call engineer would copy is right. Diagnostic steps (du, ps, grep,
-//! watches) are skipped. Two remedies have no single command in the handbook and are
-//! carried out by the harness: freeing the disk (removing the filler) and rewriting a
-//! DaemonSet from nodeAffinity to nodeSelector.
+//! watches) are skipped. Three remedies have no single command the diagnosis can fill in and are
+//! carried out by the harness: freeing the disk (removing the filler), rewriting a
+//! DaemonSet from nodeAffinity to nodeSelector, and reinstalling a CNI plugin (putting
+//! back the binary the fault moved aside).
 
 use std::time::Duration;
 
@@ -45,6 +46,17 @@ pub async fn apply(
                 .await
                 .map_err(|e| format!("freeing the disk: {e}"))?;
             timeline.note("remedy", format!("removed the filler: {}", out.trim()));
+            kill::reached(KillPoint::DuringRemedy, &s.id, timeline);
+            return Ok(());
+        }
+        Remedy::RestoreCniPlugin => {
+            // What an SRE does is reinstall the plugin; the harness puts its own copy
+            // back (the ledger's undo), and kubelet's retry must then clear the pod.
+            let out = node
+                .agent(&["gc", "--run", places.ledger], Duration::from_secs(60))
+                .await
+                .map_err(|e| format!("restoring the CNI plugin: {e}"))?;
+            timeline.note("remedy", format!("put the CNI plugin back: {}", out.trim()));
             kill::reached(KillPoint::DuringRemedy, &s.id, timeline);
             return Ok(());
         }

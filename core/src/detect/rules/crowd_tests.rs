@@ -59,6 +59,8 @@ fn rule_of(cause: CauseId) -> fn(&Cx) -> Option<Diagnosis> {
         CauseId::RuntimeDesync => runtime_desync,
         CauseId::DaemonsetHashChurn => daemonset_hash_churn,
         CauseId::MountHeld => mount_held,
+        CauseId::VolumeTeardown => volume_teardown,
+        CauseId::NetworkTeardown => network_teardown,
     }
 }
 
@@ -180,6 +182,7 @@ fn the_same_text_about_another_pod_is_no_evidence() {
         for cause in [
             CauseId::ImmutableFile,
             CauseId::MountHeld,
+            CauseId::VolumeTeardown,
             CauseId::RuntimeHang,
             CauseId::DiskFull,
             CauseId::RuntimeDesync,

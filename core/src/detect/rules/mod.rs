@@ -5,7 +5,7 @@
 //!
 //! Rules run in two tiers. The first holds the causes that hold a pod by themselves (a
 //! full disk, an immutable file, a held mount, a finalizer, a missed delete, a churning
-//! DaemonSet). A full disk, an immutable file and a held mount make the runtime's kill
+//! DaemonSet, a volume kubelet cannot tear down). A full disk, an immutable file and a held mount make the runtime's kill
 //! and cleanup fail, so kubelet's calls time out and the CRI keeps a container "Running"
 //! whose task has exited: those symptoms are [`Cx::explained`] when one of them is
 //! found, and the second tier (runtime-hang, runtime-desync) then counts only evidence
@@ -17,8 +17,10 @@ mod finalizer;
 mod immutable_file;
 mod kubelet_missed_delete;
 mod mount_held;
+mod network_teardown;
 mod runtime_desync;
 mod runtime_hang;
+mod volume_teardown;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
@@ -36,8 +38,10 @@ use finalizer::finalizer;
 use immutable_file::immutable_file;
 use kubelet_missed_delete::kubelet_missed_delete;
 use mount_held::mount_held;
+use network_teardown::network_teardown;
 use runtime_desync::runtime_desync;
 use runtime_hang::runtime_hang;
+use volume_teardown::volume_teardown;
 
 /// Below this a diagnosis is noise and is not reported.
 pub const THRESHOLD: f64 = 0.3;
@@ -111,6 +115,8 @@ pub fn all(ev: &Evidence) -> (Vec<Diagnosis>, Vec<String>) {
         kubelet_missed_delete,
         daemonset_hash_churn,
         mount_held,
+        volume_teardown,
+        network_teardown,
     ]
     .iter()
     .filter_map(|rule| rule(&cx))
