@@ -194,6 +194,23 @@ fn is_runtime(p: &PsEntry) -> bool {
     RUNTIME_PROGRAMS.contains(&p.program()) || p.program().starts_with("containerd-shim")
 }
 
+/// The two steps for a process holding something of the pod: see what it is (`ps -f`),
+/// then stop it (`kill PID`, an act the guard vets by the pid's start time). `holds`
+/// finishes "pid N (prog) ..."; `stop` describes the act.
+fn holder_steps(pid: u32, ps: Option<&PsEntry>, holds: &str, stop: &str) -> [Step; 2] {
+    [
+        Step::look(
+            format!(
+                "pid {pid}{} {holds}; see what it is",
+                ps.map(|p| format!(" ({})", p.program()))
+                    .unwrap_or_default()
+            ),
+            format!("ps -f {pid}"),
+        ),
+        Step::act_on_node(stop, ["kill".to_owned(), pid.to_string()]),
+    ]
+}
+
 /// A fixture bundle of `core/tests/fixtures` (captured from real output), for the rules'
 /// unit tests.
 #[cfg(test)]

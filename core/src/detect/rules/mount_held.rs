@@ -62,17 +62,11 @@ pub(super) fn mount_held(cx: &Cx) -> Option<Diagnosis> {
         };
         evidence.push(Proof::new(quote, &what));
         evidence.extend(ps.iter().map(|p| Proof::new(&p.quote, &what)));
-        remedy.push(Step::look(
-            format!(
-                "pid {pid}{} holds {mount}; see what it is",
-                ps.map(|p| format!(" ({})", p.program()))
-                    .unwrap_or_default()
-            ),
-            format!("ps -f {pid}"),
-        ));
-        remedy.push(Step::act_on_node(
+        remedy.extend(holder_steps(
+            *pid,
+            *ps,
+            &format!("holds {mount}"),
             "stop it (or make it let go: leave the directory, close the file, unmount its copy); the runtime retries the removal",
-            ["kill".to_owned(), pid.to_string()],
         ));
     }
     if holders.is_empty() {

@@ -105,17 +105,11 @@ pub(super) fn volume_teardown(cx: &Cx) -> Option<Diagnosis> {
         let tie = Tie::Holder(path.clone());
         evidence.push(Proof::new(quote, &tie));
         evidence.extend(ps.iter().map(|p| Proof::new(&p.quote, &tie)));
-        remedy.push(Step::look(
-            format!(
-                "pid {pid}{} keeps {path} busy; see what it is",
-                ps.map(|p| format!(" ({})", p.program()))
-                    .unwrap_or_default()
-            ),
-            format!("ps -f {pid}"),
-        ));
-        remedy.push(Step::act_on_node(
+        remedy.extend(holder_steps(
+            *pid,
+            *ps,
+            &format!("keeps {path} busy"),
             "stop it (or make it leave the directory, close the file); kubelet retries the unmount by itself",
-            ["kill".to_owned(), pid.to_string()],
         ));
     }
     if holders.is_empty() {
