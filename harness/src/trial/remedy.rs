@@ -41,23 +41,23 @@ pub async fn apply(
 ) -> Result<(), String> {
     match s.remedy {
         Remedy::FreeDisk => {
-            let out = node
-                .agent(&["unfill", "--run", places.ledger], Duration::from_secs(60))
-                .await
-                .map_err(|e| format!("freeing the disk: {e}"))?;
-            timeline.note("remedy", format!("removed the filler: {}", out.trim()));
-            kill::reached(KillPoint::DuringRemedy, &s.id, timeline);
+            let args = ["unfill", "--run", places.ledger];
+            agent_remedy(
+                node,
+                &args,
+                ("freeing the disk", "removed the filler"),
+                s,
+                timeline,
+            )
+            .await?;
             return Ok(());
         }
         Remedy::RestoreCniPlugin => {
             // What an SRE does is reinstall the plugin; the harness puts its own copy
             // back (the ledger's undo), and kubelet's retry must then clear the pod.
-            let out = node
-                .agent(&["gc", "--run", places.ledger], Duration::from_secs(60))
-                .await
-                .map_err(|e| format!("restoring the CNI plugin: {e}"))?;
-            timeline.note("remedy", format!("put the CNI plugin back: {}", out.trim()));
-            kill::reached(KillPoint::DuringRemedy, &s.id, timeline);
+            let args = ["gc", "--run", places.ledger];
+            let what = ("restoring the CNI plugin", "put the CNI plugin back");
+            agent_remedy(node, &args, what, s, timeline).await?;
             return Ok(());
         }
         Remedy::UseNodeSelector => {
@@ -76,6 +76,24 @@ pub async fn apply(
         kill::reached(KillPoint::DuringRemedy, &s.id, timeline);
     })
     .await
+}
+
+/// A remedy the harness carries out with one agent command on the node; `what` is
+/// (the error's context, the timeline's words for what was done).
+async fn agent_remedy(
+    node: &Node,
+    args: &[&str],
+    what: (&str, &str),
+    s: &Scenario,
+    timeline: &Timeline,
+) -> Result<(), String> {
+    let out = node
+        .agent(args, Duration::from_secs(60))
+        .await
+        .map_err(|e| format!("{}: {e}", what.0))?;
+    timeline.note("remedy", format!("{}: {}", what.1, out.trim()));
+    kill::reached(KillPoint::DuringRemedy, &s.id, timeline);
+    Ok(())
 }
 
 /// The handbook's work-around: nodeSelector instead of nodeAffinity.
