@@ -59,6 +59,28 @@ pub enum Cmd {
         #[arg(long, env = "TERMINUS_RUN")]
         run: String,
     },
+    /// Start a stray process in a child cgroup of pod UID's cgroup and freeze it there
+    /// (recorded first; gc thaws, kills and removes it), so kubelet cannot remove the
+    /// pod's cgroup.
+    BusyCgroup {
+        #[arg(long)]
+        pod_uid: String,
+        #[arg(long, env = "TERMINUS_RUN")]
+        run: String,
+    },
+    /// Drop the node's TCP packets to the API server (every address its name in kubelet's
+    /// kubeconfig resolves to: iptables/ip6tables OUTPUT rules with the comment
+    /// `terminus-RUN`, recorded first; gc deletes them).
+    BlockApi {
+        /// The kubeconfig whose `server:` names the API server.
+        #[arg(long, default_value = "/etc/kubernetes/kubelet.conf")]
+        kubeconfig: PathBuf,
+        #[arg(long, env = "TERMINUS_RUN")]
+        run: String,
+    },
+    /// Thaw a frozen cgroup: write THAWED to DIR/freezer.state (v1) or 0 to
+    /// DIR/cgroup.freeze (v2). DIR must lie under /sys/fs/cgroup.
+    ThawCgroup { dir: PathBuf },
     /// Stop kubelet or containerd with systemd (recorded first; gc starts it again).
     StopUnit {
         #[arg(long, value_parser = ["kubelet", "containerd"])]
@@ -113,6 +135,8 @@ pub enum Cmd {
     FillDaemon(FillDaemonArgs),
     #[command(name = "__hold", hide = true)]
     HoldDaemon(HoldDaemonArgs),
+    #[command(name = "__stray", hide = true)]
+    StrayDaemon,
 }
 
 #[derive(Subcommand, Debug)]

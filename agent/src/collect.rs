@@ -226,6 +226,10 @@ pub fn collect(a: &CollectArgs) -> Result<Collected> {
         write_file(a.out, "ps.txt", &ps::render()),
         write_file(a.out, "mountinfo.txt", &mountinfo(a.container_ids)),
     ];
+    if let Some(uid) = a.pod_uid {
+        let cgroups = crate::stray::pod_cgroup_lines(Path::new(crate::stray::CGROUP_ROOT), uid);
+        files.push(write_file(a.out, "pod-cgroups.txt", &cgroups));
+    }
     let lsattr = lsattr(a);
     files.push(write_file(a.out, "lsattr.txt", &lsattr.text));
     files.extend(tools.into_iter().map(|t| t.join(a.out)));

@@ -1,7 +1,7 @@
-//! Resident helper processes (fillers, mount holders).
+//! Resident helper processes (fillers, mount holders, strays in a pod's cgroup).
 //!
 //! The agent re-executes itself (`/proc/self/exe`) with a hidden `__fill`/`__hold`
-//! subcommand, argv[0] `terminus-agent` and env `TERMINUS_RUN=<run>`, so leftovers of a
+//! subcommand (`__stray` too), argv[0] `terminus-agent` and env `TERMINUS_RUN=<run>`, so leftovers of a
 //! killed run can always be found in /proc by `gc`. The child calls setsid() and, once
 //! its fault is in place, prints one readiness line on stdout (`ok {json}` or
 //! `err message`); the parent waits for that line under a deadline and then exits, so
@@ -28,7 +28,7 @@ pub const ARGV0: &str = "terminus-agent";
 pub const RUN_ENV: &str = "TERMINUS_RUN";
 pub const STATE_ENV: &str = "TERMINUS_AGENT_STATE_DIR";
 pub const CGROUP_ENV: &str = "TERMINUS_AGENT_DAEMON_CGROUP";
-pub const DAEMON_SUBCOMMANDS: [&str; 2] = ["__fill", "__hold"];
+pub const DAEMON_SUBCOMMANDS: [&str; 3] = ["__fill", "__hold", "__stray"];
 
 /// A started daemon: its pid, start time and the JSON it reported.
 #[derive(Debug)]

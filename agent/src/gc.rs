@@ -1,6 +1,7 @@
 //! `gc`: undo everything a run's ledger records (thawing processes, starting stopped
 //! units, killing holders and fillers, restoring a tmpfs'd directory, clearing flags,
-//! putting files moved aside back),
+//! putting files moved aside back, thawing and killing strays in pod cgroups, deleting
+//! the iptables rule of a partition),
 //! plus any resident daemon of the run found in /proc. Idempotent: what is already undone is skipped; what fails stays in
 //! the ledger for the next attempt.
 //!
@@ -19,12 +20,14 @@ use terminus_core::ledger::{Entry, GcReport, RunGc};
 
 use crate::aside;
 use crate::attrs;
+use crate::block;
 use crate::daemon;
 use crate::error::Result;
 use crate::fill;
 use crate::hold;
 use crate::ledger::Store;
 use crate::procfs;
+use crate::stray;
 use crate::tmpfs;
 use crate::unit;
 
@@ -54,6 +57,19 @@ fn undo(run: &str, e: &Entry) -> std::result::Result<String, String> {
         Entry::Stopped { unit, .. } => unit::start(unit),
         Entry::Tmpfs { dir, source, .. } => tmpfs::restore_entry(run, dir, source),
         Entry::Aside { path, aside, .. } => aside::put_back(path, aside),
+        Entry::Stray {
+            dirs,
+            freeze,
+            pid,
+            start_ticks,
+            ..
+        } => stray::undo(dirs, freeze, pid.zip(*start_ticks)),
+        Entry::Blocked {
+            dest,
+            port,
+            comment,
+            ..
+        } => block::unblock(dest, *port, comment),
     }
 }
 
@@ -147,9 +163,10 @@ fn stop_holder(
 /// then holders, fillers, the tmpfs they filled (only once they stopped writing), flags.
 fn priority(e: &Entry) -> u8 {
     match e {
-        Entry::Freeze { .. } => 0,
+        // The node cut off from the API server: first, so everything after it can report.
+        Entry::Freeze { .. } | Entry::Blocked { .. } => 0,
         Entry::Stopped { .. } => 1,
-        Entry::Hold { .. } => 2,
+        Entry::Hold { .. } | Entry::Stray { .. } => 2,
         Entry::Fill { .. } => 3,
         Entry::Tmpfs { .. } => 4,
         Entry::Immutable { .. } => 5,
@@ -163,6 +180,10 @@ fn gc_run(store: &Store, run: &str) -> Result<RunGc> {
     let mut l = store.open(run)?;
     // Daemons first (ledger entries may lack their pid if the agent died mid-spawn).
     for (pid, _, argv) in daemon::find(store, Some(run)) {
+        // A frozen stray receives SIGKILL only once thawed.
+        if argv.get(1).map(String::as_str) == Some("__stray") {
+            actions.extend(stray::thaw_own_cgroups(pid));
+        }
         if daemon::kill_and_wait(pid) {
             actions.push(format!("killed daemon pid {pid} ({})", argv.join(" ")));
             if argv.get(1).map(String::as_str) == Some("__fill") {

@@ -80,6 +80,21 @@ pub fn check(store: &Store) -> Leftovers {
     for root in FLAG_ROOTS {
         items.extend(flagged(Path::new(root)));
     }
+    items.extend(
+        crate::stray::leftover_dirs(Path::new(crate::stray::CGROUP_ROOT))
+            .into_iter()
+            .map(|d| {
+                item(
+                    LeftoverKind::Path,
+                    format!("{} (a stray's cgroup)", d.display()),
+                )
+            }),
+    );
+    items.extend(
+        crate::block::leftover_rules()
+            .into_iter()
+            .map(|r| item(LeftoverKind::NetworkRule, r)),
+    );
     Leftovers::new(items)
 }
 

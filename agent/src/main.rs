@@ -18,6 +18,7 @@
 
 mod aside;
 mod attrs;
+mod block;
 mod cli;
 mod collect;
 mod command;
@@ -35,6 +36,7 @@ mod leftovers;
 mod mounts;
 mod procfs;
 mod ps;
+mod stray;
 mod sys;
 mod timefmt;
 mod tmpfs;
@@ -108,6 +110,22 @@ fn run(cli: Cli) -> Result<i32> {
             print_json(&v);
             Ok(DONE)
         }
+        Cmd::BusyCgroup { pod_uid, run } => {
+            validate_run(&run)?;
+            let v = stray::busy_cgroup(&store, &run, &pod_uid, Duration::from_secs(20))?;
+            eprintln!("stray pid {} frozen in {}", v["pid"], v["frozen"]);
+            print_json(&v);
+            Ok(DONE)
+        }
+        Cmd::BlockApi { kubeconfig, run } => {
+            validate_run(&run)?;
+            print_json(&block::block(&store, &run, &kubeconfig)?);
+            Ok(DONE)
+        }
+        Cmd::ThawCgroup { dir } => {
+            println!("{}", stray::thaw_cgroup(&dir)?);
+            Ok(DONE)
+        }
         Cmd::StopUnit { unit, run } => {
             validate_run(&run)?;
             print_json(&unit::stop(&store, &run, &unit)?);
@@ -175,6 +193,7 @@ fn run(cli: Cli) -> Result<i32> {
             fill::daemon_main(&a.dir, &a.files_dir, a.mode, a.max_size, a.max_inodes)
         }
         Cmd::HoldDaemon(a) => hold::daemon_main(&a.path, a.via, a.ns, a.mount_ns_of, &a.target),
+        Cmd::StrayDaemon => stray::daemon_main(),
     }
 }
 

@@ -21,10 +21,13 @@ pub enum CauseId {
     MountHeld,
     VolumeTeardown,
     NetworkTeardown,
+    CgroupBusy,
+    AdmissionBlocked,
+    NodeLost,
 }
 
 impl CauseId {
-    pub const ALL: [CauseId; 10] = [
+    pub const ALL: [CauseId; 13] = [
         CauseId::DiskFull,
         CauseId::ImmutableFile,
         CauseId::RuntimeHang,
@@ -35,6 +38,9 @@ impl CauseId {
         CauseId::MountHeld,
         CauseId::VolumeTeardown,
         CauseId::NetworkTeardown,
+        CauseId::CgroupBusy,
+        CauseId::AdmissionBlocked,
+        CauseId::NodeLost,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +55,9 @@ impl CauseId {
             CauseId::MountHeld => "mount-held",
             CauseId::VolumeTeardown => "volume-teardown",
             CauseId::NetworkTeardown => "network-teardown",
+            CauseId::CgroupBusy => "cgroup-busy",
+            CauseId::AdmissionBlocked => "admission-blocked",
+            CauseId::NodeLost => "node-lost",
         }
     }
 
@@ -72,6 +81,15 @@ impl CauseId {
             }
             CauseId::NetworkTeardown => {
                 "the CNI plugin fails to delete the pod's network, so its sandbox cannot stop"
+            }
+            CauseId::CgroupBusy => {
+                "a process still lives in the pod's cgroup (frozen or unkillable), so kubelet cannot remove it"
+            }
+            CauseId::AdmissionBlocked => {
+                "admission rejects the controller's removal of its finalizer, so the pod object stays"
+            }
+            CauseId::NodeLost => {
+                "the pod's node stopped posting status (down, partitioned, or its kubelet cut off)"
             }
         }
     }

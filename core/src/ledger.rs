@@ -24,8 +24,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The ledger format version written into every ledger. 2 added [`Entry::Stopped`] and
-/// [`Entry::Tmpfs`], 3 [`Entry::Aside`]; older ledgers read as they are.
-pub const VERSION: u32 = 3;
+/// [`Entry::Tmpfs`], 3 [`Entry::Aside`], 4 [`Entry::Stray`] and [`Entry::Blocked`]; older ledgers read
+/// as they are.
+pub const VERSION: u32 = 4;
 
 /// What a filler takes until none is left: blocks or inodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +131,24 @@ pub enum Entry {
         aside: PathBuf,
         at: i64,
     },
+    /// A stray process (pid and start time, once started) moved into the child cgroups
+    /// `dirs` (`terminus-<run>` under the pod's cgroup, one per hierarchy) and frozen
+    /// by writing its `freeze` control file. Undone by thawing, killing, removing `dirs`.
+    Stray {
+        dirs: Vec<PathBuf>,
+        freeze: PathBuf,
+        pid: Option<i32>,
+        start_ticks: Option<u64>,
+        at: i64,
+    },
+    /// An iptables rule in the node's OUTPUT chain dropping TCP to `dest:port`, marked
+    /// with the comment `comment`. Undone by deleting that rule.
+    Blocked {
+        dest: String,
+        port: u16,
+        comment: String,
+        at: i64,
+    },
 }
 
 /// What `terminus-agent leftovers` found of terminus on a node.
@@ -167,6 +186,8 @@ pub enum LeftoverKind {
     Immutable,
     /// A directory terminus made (`/run/terminus-*`, a filler's `.terminus-fill-*`).
     Path,
+    /// An iptables rule of terminus's (comment `terminus-*`): a partition left in place.
+    NetworkRule,
 }
 
 impl LeftoverKind {
@@ -179,6 +200,7 @@ impl LeftoverKind {
             LeftoverKind::Mount => "mount",
             LeftoverKind::Immutable => "immutable",
             LeftoverKind::Path => "path",
+            LeftoverKind::NetworkRule => "network-rule",
         }
     }
 }

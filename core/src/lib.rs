@@ -27,3 +27,8 @@ pub use cause::CauseId;
 /// `ci/bootstrap` (a `docker import` of Debian's busybox-static) and loaded into kind
 /// nodes; no registry is involved.
 pub const DEFAULT_WORKLOAD_IMAGE: &str = "terminus/busybox:latest";
+
+/// The taint key that tells Kubernetes a node is gone for good (GA in 1.28): its pods
+/// are force-deleted and their volumes detached. node-lost's remedy sets it; the harness
+/// lifts it when the trial's node comes back.
+pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";

@@ -4,10 +4,11 @@
 //! node, namespaces by the `app.kubernetes.io/managed-by=terminus` label, pods by the
 //! namespaces they live in.
 //!
-//! A sweep ([`sweep`]) undoes: every node's ledgered faults (`agent gc`), the finalizers
-//! of terminus's pods (a finalizer fault whose harness died holds its pod, and with it
-//! the namespace, for ever), cluster-scoped objects with terminus's label (admission
-//! policies, webhooks), then terminus's namespaces. A check ([`verify`]) then waits,
+//! A sweep ([`sweep`]) undoes: every node's ledgered faults (`agent gc`), a partitioned
+//! node's out-of-service taint and label, cluster-scoped objects with terminus's label
+//! (admission policies, webhooks: before the next step, which one of them may deny),
+//! the finalizers of terminus's pods (a finalizer fault whose harness died holds its
+//! pod, and with it the namespace, for ever), then terminus's namespaces. A check ([`verify`]) then waits,
 //! with a deadline, until no pod or namespace of terminus's remains and every node's
 //! agent reports nothing left (`agent leftovers`: kubelet and containerd active, no
 //! stopped process, no ledger, filler, holder, tmpfs, immutable flag or run directory).
@@ -92,9 +93,56 @@ pub async fn sweep(
 ) {
     clean_nodes(cluster_name, scope, report).await;
     if let Some(client) = client {
-        release_pods(client, scope, report).await;
+        lift_partitions(client, scope, report).await;
+        // Admission policies first: one of terminus's may deny the very update that
+        // frees a pod of its finalizers (admission-blocked's does).
         clean_cluster_objects(client, scope, report).await;
+        release_pods(client, scope, report).await;
         clean_namespaces(client, scope, report).await;
+    }
+}
+
+/// Lifts what a node-lost trial left on its Node: the out-of-service taint its remedy
+/// set and the partition label (the iptables rule is the agent's, undone by
+/// [`clean_nodes`]). Nodes are found by the label, whose value is the trial's ledger key.
+pub async fn lift_partitions(client: &kube::Client, scope: Scope<'_>, report: &mut GcReport) {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let list = match nodes
+        .list(&ListParams::default().labels(crate::fault::PARTITION_LABEL))
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            return report
+                .errors
+                .push(format!("listing partitioned nodes: {e}"))
+        }
+    };
+    for node in list.items {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let ledger = node
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::fault::PARTITION_LABEL))
+            .cloned()
+            .unwrap_or_default();
+        if scope
+            .ledger_prefix()
+            .is_some_and(|run| !ledger.starts_with(run))
+        {
+            continue;
+        }
+        match crate::fault::lift_node_marks(client, &name).await {
+            Ok(done) => {
+                report.actions.extend(done);
+                report.actions.push(format!(
+                    "removed label {} from node {name}",
+                    crate::fault::PARTITION_LABEL
+                ));
+            }
+            Err(e) => report.errors.push(format!("node {name}: {e}")),
+        }
     }
 }
 
@@ -142,17 +190,35 @@ where
     K::DynamicType: Default,
 {
     let kind = K::kind(&K::DynamicType::default()).into_owned();
-    let api: Api<K> = Api::all(client.clone());
     let names = match labelled::<K>(client, selector).await {
         Ok(n) => n,
         Err(e) => return report.errors.push(e),
     };
     for name in names {
-        match api.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => report.actions.push(format!("deleted {kind} {name}")),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
+        match delete_named::<K>(client, &name).await {
+            Ok(true) => report.actions.push(format!("deleted {kind} {name}")),
+            Ok(false) => {}
             Err(e) => report.errors.push(format!("{kind} {name}: {e}")),
         }
+    }
+}
+
+/// Deletes the cluster-scoped `K` named `name`: Ok(true) when it was there.
+pub(crate) async fn delete_named<K>(client: &kube::Client, name: &str) -> Result<bool, kube::Error>
+where
+    K: kube::Resource<Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match Api::<K>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -271,7 +337,7 @@ pub async fn release_pods(client: &kube::Client, scope: Scope<'_>, report: &mut 
                 continue;
             }
             let patch = Patch::Merge(json!({ "metadata": { "finalizers": null } }));
-            match pods.patch(&name, &PatchParams::default(), &patch).await {
+            match patch_past_deleted_policies(&pods, &name, &patch).await {
                 Ok(_) => report.actions.push(format!(
                     "removed finalizer(s) {} from pod {ns}/{name}",
                     finalizers.join(", ")
@@ -281,6 +347,31 @@ pub async fn release_pods(client: &kube::Client, scope: Scope<'_>, report: &mut 
                     .errors
                     .push(format!("removing the finalizers of pod {ns}/{name}: {e}")),
             }
+        }
+    }
+}
+
+/// How long the API server may go on enforcing an admission policy gc just deleted (its
+/// policy informer catches up within a second or two).
+const POLICY_LINGER: Duration = Duration::from_secs(20);
+
+/// Patches a pod; a denial by admission is retried until [`POLICY_LINGER`] has passed,
+/// because the denying policy may be one of terminus's that was deleted a moment ago.
+async fn patch_past_deleted_policies(
+    pods: &Api<Pod>,
+    name: &str,
+    patch: &Patch<serde_json::Value>,
+) -> Result<Pod, kube::Error> {
+    let until = std::time::Instant::now() + POLICY_LINGER;
+    loop {
+        match pods.patch(name, &PatchParams::default(), patch).await {
+            // A policy's denial comes as 422 (its default reason, Invalid) or 403.
+            Err(kube::Error::Api(e))
+                if e.message.contains("denied") && std::time::Instant::now() < until =>
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other,
         }
     }
 }

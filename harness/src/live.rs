@@ -150,17 +150,6 @@ pub struct Collected {
     pub kind_node: Option<Node>,
 }
 
-/// The pod's identity for the probes: uid, node, container ids.
-pub fn target_of(pod: &Pod, namespace: &str, name: &str) -> Target {
-    Target {
-        namespace: namespace.to_owned(),
-        pod: name.to_owned(),
-        uid: pod.metadata.uid.clone(),
-        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-        container_ids: crate::pods::container_ids(pod),
-    }
-}
-
 /// Gathers a bundle for `namespace/name` into `dir`: API half always, node half by
 /// `access`. A pod that does not exist is bad input.
 pub async fn collect(
@@ -181,7 +170,7 @@ pub async fn collect(
                 "pod {namespace}/{name} not found (is it already gone? check the namespace with -n)"
             ))
         })?;
-    let target = target_of(&pod, namespace, name);
+    let target = Target::of(&pod, namespace);
     std::fs::create_dir_all(dir)
         .map_err(|e| LiveError::Infra(format!("creating {}: {e}", dir.display())))?;
     // The journals since a little before the deletion (or an hour when there is none).
@@ -719,7 +708,7 @@ async fn one_of_all(
 ) -> Result<PodLine, LiveError> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let target = target_of(pod, &namespace, &name);
+    let target = Target::of(pod, &namespace);
     let mut files: Vec<(&str, String)> = vec![
         ("captured-at", format!("{captured}\n")),
         ("pod.yaml", yaml(pod)),
@@ -883,6 +872,7 @@ mod tests {
             uid: Some("u-1".into()),
             node: Some("n1".into()),
             container_ids: vec!["abc".into()],
+            last_seen: None,
         };
         let pod = agent_pod(
             "terminus-agent-x",
@@ -1003,5 +993,52 @@ mod render_tests {
         assert_eq!(v["count"], 2);
         assert_eq!(v["pods"][0]["schema"], "terminus/diagnosis/v1");
         assert_eq!(v["pods"][1]["diagnoses"][0]["cause"], "finalizer");
+    }
+}
+
+#[cfg(test)]
+mod rbac_tests {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+    use serde::Deserialize;
+
+    /// docs/rbac.yaml is what users apply: every document parses as its kind, and the
+    /// rights the probes use are there (the API half, and kube-controller-manager's log).
+    #[test]
+    fn the_documented_rbac_grants_what_the_probes_read() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/rbac.yaml");
+        let text = std::fs::read_to_string(path).expect("docs/rbac.yaml");
+        let mut cluster_roles = Vec::new();
+        let mut roles = Vec::new();
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let v = serde_yaml_ng::Value::deserialize(doc).expect("a YAML document");
+            match v["kind"].as_str() {
+                Some("ClusterRole") => cluster_roles
+                    .push(serde_yaml_ng::from_value::<ClusterRole>(v).expect("a ClusterRole")),
+                Some("Role") => roles.push(serde_yaml_ng::from_value::<Role>(v).expect("a Role")),
+                _ => {}
+            }
+        }
+        let grants =
+            |rules: &[k8s_openapi::api::rbac::v1::PolicyRule], resource: &str, verb: &str| {
+                rules.iter().any(|r| {
+                    r.resources
+                        .as_ref()
+                        .is_some_and(|rs| rs.iter().any(|x| x == resource))
+                        && r.verbs.iter().any(|v| v == verb)
+                })
+            };
+        let cluster = cluster_roles
+            .first()
+            .and_then(|r| r.rules.clone())
+            .unwrap_or_default();
+        for resource in ["pods", "events", "nodes"] {
+            assert!(grants(&cluster, resource, "list"), "{resource}");
+        }
+        let system = roles
+            .iter()
+            .find(|r| r.metadata.namespace.as_deref() == Some("kube-system"))
+            .and_then(|r| r.rules.clone())
+            .unwrap_or_default();
+        assert!(grants(&system, "pods/log", "get"), "kube-system pods/log");
     }
 }

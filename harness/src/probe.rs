@@ -39,6 +39,25 @@ pub struct Target {
     pub uid: Option<String>,
     pub node: Option<String>,
     pub container_ids: Vec<String>,
+    /// The pod object as last read while it existed: written as pod-last-seen.yaml when
+    /// the pod is gone by the time the probe runs, so its node's leftovers can still be
+    /// tied to it (a crowded node holds other pods' leftovers too).
+    pub last_seen: Option<Box<Pod>>,
+}
+
+impl Target {
+    /// The probes' target for `pod` as read now: its identity (uid, node, container ids),
+    /// and the object itself for when it is gone by the time the probe runs.
+    pub fn of(pod: &Pod, namespace: &str) -> Target {
+        Target {
+            namespace: namespace.to_owned(),
+            pod: pod.metadata.name.clone().unwrap_or_default(),
+            uid: pod.metadata.uid.clone(),
+            node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            container_ids: crate::pods::container_ids(pod),
+            last_seen: Some(Box::new(pod.clone())),
+        }
+    }
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<(), ProbeError> {
@@ -74,9 +93,18 @@ pub async fn api_evidence(client: &Client, target: &Target, dir: &Path) -> Resul
             }
             None => {
                 errors.push(format!(
-                    "pod.yaml: pod {}/{} no longer exists",
-                    target.namespace, target.pod
+                    "pod.yaml: pod {}/{} no longer exists{}",
+                    target.namespace,
+                    target.pod,
+                    if target.last_seen.is_some() {
+                        "; pod-last-seen.yaml is the pod as it was read before it went away"
+                    } else {
+                        ""
+                    }
                 ));
+                if let Some(seen) = &target.last_seen {
+                    write(dir, "pod-last-seen.yaml", &yaml(seen))?;
+                }
                 None
             }
         },
@@ -122,10 +150,43 @@ pub async fn api_evidence(client: &Client, target: &Target, dir: &Path) -> Resul
             Err(e) => errors.push(format!("revisions.yaml: {e}")),
         }
     }
+    // A finalizer on a deleted pod: is a controller trying to remove it and refused?
+    let held = pod.as_ref().is_some_and(|p| {
+        p.metadata.deletion_timestamp.is_some()
+            && p.metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| !f.is_empty())
+    });
+    if held {
+        match controller_manager_log(client).await {
+            Ok(Some(text)) => write(dir, "controller-manager.log", &text)?,
+            Ok(None) => {}
+            Err(e) => errors.push(format!("controller-manager.log: {e}")),
+        }
+    }
     if !errors.is_empty() {
         write(dir, "probe-errors.txt", &(errors.join("\n") + "\n"))?;
     }
     Ok(())
+}
+
+/// The last ten minutes of kube-controller-manager's log (at most 8 MiB), from its
+/// static pod in kube-system; None where it runs as no pod (a managed control plane).
+async fn controller_manager_log(client: &Client) -> Result<Option<String>, kube::Error> {
+    let system: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
+    let list = system
+        .list(&ListParams::default().labels("component=kube-controller-manager"))
+        .await?;
+    let Some(name) = list.items.first().and_then(|p| p.metadata.name.clone()) else {
+        return Ok(None);
+    };
+    let params = kube::api::LogParams {
+        since_seconds: Some(600),
+        limit_bytes: Some(8 << 20),
+        ..kube::api::LogParams::default()
+    };
+    system.logs(&name, &params).await.map(Some)
 }
 
 /// The pod a DaemonSet made in place of `target` on the same node (a churning DaemonSet
@@ -278,6 +339,7 @@ mod tests {
             uid: Some("0a1b-2c".into()),
             node: None,
             container_ids: vec!["abc123".into(), "x; rm -rf /".into()],
+            last_seen: None,
         };
         assert_eq!(proc_ref_patterns(&target), " -e abc123 -e 0a1b-2c");
     }

@@ -6,6 +6,7 @@
 //! Architecture invariant: pure: objects are built, never sent; callers create them.
 
 use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde_json::{json, Value};
 
@@ -90,6 +91,24 @@ pub fn pod(s: &Scenario, name: &str, ns: &str, node: &str, run_id: &str) -> Pod 
         "spec": pod_spec(s, ns, Some(node)),
     }))
     .expect("a Pod built from a validated scenario is valid")
+}
+
+/// A Job of one pod on `node` that is never retried (`backoffLimit: 0`): its controller
+/// tracks the pod with the `batch.kubernetes.io/job-tracking` finalizer.
+pub fn job(s: &Scenario, name: &str, ns: &str, node: &str, run_id: &str) -> Job {
+    debug_assert_eq!(s.workload.kind, WorkloadKind::Job);
+    let mut spec = pod_spec(s, ns, Some(node));
+    spec["restartPolicy"] = json!("Never");
+    serde_json::from_value(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": { "name": name, "namespace": ns, "labels": labels(run_id, &s.id) },
+        "spec": {
+            "backoffLimit": 0,
+            "template": { "metadata": { "labels": labels(run_id, &s.id) }, "spec": spec }
+        }
+    }))
+    .expect("a Job built from a validated scenario is valid")
 }
 
 /// A RollingUpdate DaemonSet pinned to `node` by two nodeAffinity terms that both

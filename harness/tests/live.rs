@@ -286,6 +286,28 @@ fn checks(
     assert_eq!(code(&t(&["drill", "stop"])), 0);
     assert!(!drill_state.exists());
     assert_eq!(code(&t(&["drill", "stop"])), 2, "nothing to stop");
+
+    // A Job's pod held by admission: the page names that pod, the answer lifts the
+    // policy, and no policy is left behind.
+    let out = t(&["drill", "--cause", "admission-blocked", "--cluster", &name]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let page = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(page.starts_with("PAGE: pod web-"), "{page}");
+    let out = t(&["drill", "answer", "admission-blocked"]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("RIGHT"));
+    assert!(!drill_state.exists());
+    let policies: Api<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy> =
+        Api::all(client.clone());
+    let left = rt
+        .block_on(policies.list(&kube::api::ListParams::default()))
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .filter(|n| n.starts_with("terminus-drill-"))
+        .collect::<Vec<_>>();
+    assert!(left.is_empty(), "the drill left policies: {left:?}");
 }
 
 /// The kind cluster name from its record directory (`.../clusters/NAME/kubeconfig`).

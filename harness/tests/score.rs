@@ -64,32 +64,37 @@ const GREP_KNOWN_GAPS: [(&str, &str, &str); 11] = [
     ),
 ];
 
-/// The grep detector's gaps on every version cell's capture (`cells/<cell>/<scenario>`,
-/// from `ci/matrix --capture`), the same on each cell: the cluster tier runs crowded, so
-/// the shared worker's journal holds the neighbours' immutable files, and the dedicated
-/// worker's journal holds the disk-full trials' "no space left on device" lines; grep
-/// cannot tell which pod a line is about (the built-in's link.rs does). A leaked mount
-/// (`mount-held-bind`) has no error line at all: only a mountinfo line of the holder's
-/// namespace shows it, which grep does not read.
-const GREP_CELL_GAPS: [(&str, &str, &str); 10] = [
-    ("mount-held-bind", "mount-held", "none"),
-    (
-        "daemonset-hash-churn",
-        "daemonset-hash-churn",
-        "immutable-file",
-    ),
-    ("finalizer", "finalizer", "immutable-file"),
-    ("finalizer-foreign", "finalizer", "immutable-file"),
-    ("kubelet-stopped", "kubelet-missed-delete", "immutable-file"),
-    ("mount-held", "mount-held", "immutable-file"),
-    ("mount-held-fd", "mount-held", "immutable-file"),
-    (
-        "kubelet-missed-delete",
-        "kubelet-missed-delete",
-        "disk-full",
-    ),
-    ("runtime-desync", "runtime-desync", "disk-full"),
-    ("runtime-hang-containerd", "runtime-hang", "disk-full"),
+/// The scenarios whose cell captures (`cells/<cell>/<scenario>`, from `ci/matrix
+/// --capture`) the grep detector may get wrong. The cluster tier runs crowded, so the
+/// shared worker's journal holds the neighbours' immutable files and the dedicated
+/// worker's the disk-full trials' "no space left on device" lines; grep cannot tell which
+/// pod a line is about (the built-in's link.rs does), so what it answers instead depends on
+/// who was stuck beside the pod in that run, and is not pinned here. Each listed scenario
+/// must be missed on at least one cell, so the list does not outlive its reason.
+const GREP_CELL_GAPS: [(&str, &str); 16] = [
+    // A leaked mount has no error line at all: only a mountinfo line of the holder's
+    // namespace shows it, which grep does not read.
+    ("mount-held-bind", "mount-held"),
+    ("daemonset-hash-churn", "daemonset-hash-churn"),
+    ("finalizer", "finalizer"),
+    ("finalizer-foreign", "finalizer"),
+    ("kubelet-stopped", "kubelet-missed-delete"),
+    ("mount-held", "mount-held"),
+    ("mount-held-fd", "mount-held"),
+    ("kubelet-missed-delete", "kubelet-missed-delete"),
+    ("runtime-desync", "runtime-desync"),
+    ("runtime-hang-containerd", "runtime-hang"),
+    // The causes of issue 13 postdate the handbook: grep knows none of their strings, and
+    // an admission-blocked pod's finalizer (or a neighbour's line) is all it sees of that
+    // one.
+    ("volume-teardown", "volume-teardown"),
+    ("volume-teardown-fd", "volume-teardown"),
+    ("network-teardown", "network-teardown"),
+    ("cgroup-busy", "cgroup-busy"),
+    ("admission-blocked", "admission-blocked"),
+    // A lost node's kubelet logs `context deadline exceeded` for its status updates:
+    // grep takes it for a hung runtime.
+    ("node-lost", "node-lost"),
 ];
 
 struct Run {
@@ -260,26 +265,49 @@ fn builtin_passes_every_fixture_and_grep_detector_misses_only_its_known_gaps() {
         .into_iter()
         .filter(|r| r.2 != "PASS")
         .collect();
-    let cells: Vec<String> = std::fs::read_dir(fixtures.join("cells"))
+    // Cell captures: any wrong answer on a listed scenario is a known gap.
+    let (cell_wrong, grep_wrong): (Vec<_>, Vec<_>) = grep_wrong
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-        .collect();
-    let cell_gaps = cells.iter().flat_map(|cell| {
-        GREP_CELL_GAPS
-            .iter()
-            .map(move |(s, e, r)| (format!("cells/{cell}/{s}"), *e, *r))
-    });
-    let expected_gaps: Vec<(String, String, String, String)> = GREP_KNOWN_GAPS
+        .partition(|r| r.0.starts_with("cells/"));
+    let unlisted: Vec<_> = cell_wrong
         .iter()
-        .map(|(id, e, r)| ((*id).to_owned(), *e, *r))
-        .chain(cell_gaps)
+        .filter(|(id, expected, _, _)| {
+            !GREP_CELL_GAPS
+                .iter()
+                .any(|(s, e)| id.rsplit('/').next() == Some(*s) && expected == e)
+        })
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "grep-detector misses cell captures of scenarios not in GREP_CELL_GAPS (add them with \
+         the reason, or teach examples/detectors/grep-detector): {unlisted:?}"
+    );
+    let stale: Vec<_> = GREP_CELL_GAPS
+        .iter()
+        .filter(|(s, _)| {
+            !cell_wrong
+                .iter()
+                .any(|(id, _, _, _)| id.rsplit('/').next() == Some(*s))
+        })
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "GREP_CELL_GAPS lists scenarios grep now gets right on every cell: drop {stale:?}"
+    );
+    let mut expected_gaps: Vec<(String, String, String, String)> = GREP_KNOWN_GAPS
+        .iter()
         .filter(|(id, _, _)| ids.iter().any(|i| i == id))
-        .map(|(id, expected, reported)| (id, expected.into(), "FAIL".into(), reported.into()))
+        .map(|(id, expected, reported)| {
+            (
+                (*id).to_owned(),
+                (*expected).into(),
+                "FAIL".into(),
+                (*reported).into(),
+            )
+        })
         .collect();
     // The gaps are listed by theme; the comparison is by bundle.
-    let (mut grep_wrong, mut expected_gaps) = (grep_wrong, expected_gaps);
+    let mut grep_wrong = grep_wrong;
     grep_wrong.sort();
     expected_gaps.sort();
     assert_eq!(
@@ -288,10 +316,11 @@ fn builtin_passes_every_fixture_and_grep_detector_misses_only_its_known_gaps() {
          wrong, add it to GREP_KNOWN_GAPS in harness/tests/score.rs with the reason (or teach \
          examples/detectors/grep-detector); drop a gap it now passes"
     );
-    assert_eq!(card["failures"], expected_gaps.len());
+    let failures = expected_gaps.len() + cell_wrong.len();
+    assert_eq!(card["failures"], failures);
     assert_eq!(
         run.code,
-        if expected_gaps.is_empty() { 0 } else { 1 },
+        if failures == 0 { 0 } else { 1 },
         "exit code; stderr:\n{}",
         run.stderr
     );

@@ -6,6 +6,16 @@ use crate::evidence::{Evidence, SourceStatus, BUNDLE_FILES};
 
 pub fn before_rules(ev: &Evidence, options: &Options, notes: &mut Vec<String>) -> Option<Verdict> {
     let Some(pod) = &ev.pod else {
+        if let Some(seen) = &ev.last_seen {
+            notes.push(format!(
+                "no pod.yaml: pod {}/{} is gone from the API; lines are tied to it by who it was (pod-last-seen.yaml: uid {}, {} container id(s)), not by its state",
+                seen.namespace,
+                seen.name,
+                seen.uid.as_deref().unwrap_or("unknown"),
+                seen.containers.iter().filter(|c| c.id.as_deref().is_some_and(|i| !i.is_empty())).count()
+            ));
+            return None;
+        }
         notes.push(
             "no pod.yaml: diagnosing from node and runtime evidence alone (no line can be tied to a pod, so every line of the node counts)"
                 .into(),

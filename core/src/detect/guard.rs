@@ -10,9 +10,11 @@
 //! Architecture invariant: every act is refused unless one of the shapes below accepts
 //! it; a new remedy shape needs a new arm here (and a test), never a wildcard.
 
+use super::rules::names_forbidden_pod;
 use super::StepPlace;
 use crate::evidence::Evidence;
 use crate::text::excerpt;
+use crate::OUT_OF_SERVICE_TAINT;
 
 /// Why an act step was not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,7 +23,9 @@ pub enum Refusal {
     UnknownShape(String),
     #[error("path `{0}` is not a plain absolute path (no `..`, `.`, empty or control characters)")]
     UnsafePath(String),
-    #[error("path `{0}` lies outside this pod's kubelet directory and the runtime's state")]
+    #[error(
+        "path `{0}` lies outside this pod's kubelet directory, its cgroup and the runtime's state"
+    )]
     OutsidePod(String),
     #[error("path `{0}` is not recorded in the evidence as {1}")]
     NotInEvidence(String, &'static str),
@@ -107,12 +111,26 @@ pub fn vet(place: StepPlace, argv: &[String], ev: &Evidence) -> Result<Precondit
         (StepPlace::Node, ["systemctl", "restart", unit]) if UNITS.contains(unit) => {
             Ok(Precondition::None)
         }
+        (StepPlace::Node, ["terminus-agent", "thaw-cgroup", dir]) => {
+            frozen_pod_cgroup(dir, ev)?;
+            Ok(Precondition::None)
+        }
         (StepPlace::Node, ["docker", "container", "prune", "-f"]) => Ok(Precondition::None),
         (StepPlace::Node, ["docker", "rm", "-f", id]) => {
             let hex = (12..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit());
             if !hex || !ev.docker_ps.iter().any(|r| r.id == *id) {
                 return Err(Refusal::UnknownContainer(excerpt(id)));
             }
+            Ok(Precondition::None)
+        }
+        (StepPlace::Cluster, ["kubectl", "taint", "node", node, taint])
+            if *taint == format!("{OUT_OF_SERVICE_TAINT}=nodeshutdown:NoExecute") =>
+        {
+            lost_pod_node(node, ev)?;
+            Ok(Precondition::None)
+        }
+        (StepPlace::Cluster, ["kubectl", "delete", "validatingadmissionpolicybinding", name]) => {
+            denying_binding(name, ev)?;
             Ok(Precondition::None)
         }
         (
@@ -160,6 +178,64 @@ fn plain_path(path: &str) -> Result<&str, Refusal> {
     } else {
         Err(Refusal::UnsafePath(excerpt(path)))
     }
+}
+
+/// `dir` must be a plain path under /sys/fs/cgroup inside this pod's cgroup, shown
+/// frozen in pod-cgroups.txt.
+fn frozen_pod_cgroup(dir: &str, ev: &Evidence) -> Result<(), Refusal> {
+    let dir = plain_path(dir)?;
+    let uid = ev.pod.as_ref().and_then(|p| p.uid.as_deref()).unwrap_or("");
+    if !dir.starts_with("/sys/fs/cgroup/") || !crate::evidence::pod_cgroup_dir(dir, uid) {
+        return Err(Refusal::OutsidePod(excerpt(dir)));
+    }
+    if !ev.pod_cgroups.iter().any(|l| l.dir == dir && l.frozen()) {
+        return Err(Refusal::NotInEvidence(
+            dir.to_owned(),
+            "a frozen cgroup of the pod (pod-cgroups.txt)",
+        ));
+    }
+    Ok(())
+}
+
+/// `node` must be the pod's own node, and node.yaml must show it not Ready: the
+/// out-of-service taint force-deletes every pod on it.
+fn lost_pod_node(node: &str, ev: &Evidence) -> Result<(), Refusal> {
+    let facts = ev.node.as_ref();
+    let is_pods_node = facts.is_some_and(|n| n.name == node)
+        && ev.pod.as_ref().and_then(|p| p.node.as_deref()) == Some(node);
+    let not_ready = facts
+        .and_then(|n| n.ready.as_ref())
+        .is_some_and(|(status, _, _)| status != "True");
+    if !is_pods_node || !not_ready {
+        return Err(Refusal::NotInEvidence(
+            excerpt(node),
+            "the pod's node, not Ready in node.yaml",
+        ));
+    }
+    Ok(())
+}
+
+/// `name` must be a DNS subdomain that a controller-manager.log denial of an update to
+/// this pod names as its binding.
+fn denying_binding(name: &str, ev: &Evidence) -> Result<(), Refusal> {
+    let subdomain = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    let named = format!("with binding '{name}' denied request");
+    let pod_name = ev.pod.as_ref().map(|p| p.name.as_str()).unwrap_or("");
+    let denied_here = ev
+        .controller_manager_log
+        .iter()
+        .any(|q| q.text.contains(&named) && names_forbidden_pod(&q.text, pod_name));
+    if !subdomain || !denied_here {
+        return Err(Refusal::NotInEvidence(
+            excerpt(name),
+            "a policy binding that denied an update to this pod (controller-manager.log)",
+        ));
+    }
+    Ok(())
 }
 
 /// The finalizer patch must be exactly test+remove of one finalizer present on this pod
@@ -291,6 +367,42 @@ mod tests {
             }
         }
         assert!(checked >= 8, "only {checked} acts on the fixtures");
+    }
+
+    #[test]
+    fn only_a_frozen_cgroup_of_this_pod_is_thawed() {
+        let uid = "22241d77-3d04-4630-b433-31e2c9fb8cc3";
+        let pod = "/sys/fs/cgroup/freezer/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod22241d77_3d04_4630_b433_31e2c9fb8cc3.slice";
+        let mut ev = Evidence::default();
+        ev.ingest(
+            "pod.yaml",
+            &format!("metadata:\n  name: v\n  namespace: ns\n  uid: {uid}\n"),
+        );
+        ev.ingest(
+            "pod-cgroups.txt",
+            &format!("{pod}/freezer.state:THAWED\n{pod}/x/freezer.state:FROZEN\n/sys/fs/cgroup/freezer/other/freezer.state:FROZEN\n"),
+        );
+        let thaw = |dir: &str| {
+            vet(
+                StepPlace::Node,
+                &args(&["terminus-agent", "thaw-cgroup", dir]),
+                &ev,
+            )
+        };
+        assert_eq!(thaw(&format!("{pod}/x")), Ok(Precondition::None));
+        assert!(matches!(thaw(pod), Err(Refusal::NotInEvidence(..))));
+        assert!(matches!(
+            thaw("/sys/fs/cgroup/freezer/other"),
+            Err(Refusal::OutsidePod(_))
+        ));
+        assert!(matches!(
+            thaw(&format!("{pod}/../x")),
+            Err(Refusal::UnsafePath(_))
+        ));
+        assert!(matches!(
+            thaw("/etc/kubepods-besteffort-pod22241d77_3d04_4630_b433_31e2c9fb8cc3.slice"),
+            Err(Refusal::OutsidePod(_))
+        ));
     }
 
     #[test]

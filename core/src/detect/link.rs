@@ -9,7 +9,9 @@
 //! counts only through what ties it to the pod: the filesystem that holds the pod's
 //! state, the runtime or shim that runs its containers.
 //!
-//! Without pod.yaml there is nothing to tie to: every fact counts, marked [`Tie::Untied`].
+//! Without pod.yaml, the pod as it was last seen (pod-last-seen.yaml: a pod whose object
+//! is gone while its node still holds its state) gives the identity to tie by. Without
+//! either there is nothing to tie to: every fact counts, marked [`Tie::Untied`].
 //!
 //! Architecture invariant: rules take facts through [`Link`] only, and each quoted line
 //! carries the [`Tie`] that admitted it.
@@ -51,6 +53,8 @@ pub enum Runtime {
 pub enum Tie {
     /// No pod.yaml: the fact is taken as it is.
     Untied,
+    /// A departed pod's evidence: the line names no pod, so nothing says it is another's.
+    Unnamed,
     /// The pod object itself (pod.yaml).
     PodObject,
     PodUid,
@@ -82,12 +86,18 @@ pub enum Tie {
     Owner(String),
     /// The pod's node.
     Node(String),
+    /// A process or control file in the pod's cgroup (pod-cgroups.txt, or ps.txt for
+    /// a pid listed there).
+    PodCgroup,
 }
 
 impl fmt::Display for Tie {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Tie::Untied => f.write_str("not tied to a pod (no pod.yaml)"),
+            Tie::Untied => f.write_str("not tied to a pod (no pod.yaml, no pod-last-seen.yaml)"),
+            Tie::Unnamed => f.write_str(
+                "names no pod; this pod's object is gone, so a line about no other pod counts",
+            ),
             Tie::PodObject => f.write_str("the pod object"),
             Tie::PodUid => f.write_str("names the pod's uid"),
             Tie::PodName(p) => write!(f, "names pod {p}"),
@@ -105,6 +115,7 @@ impl fmt::Display for Tie {
             Tie::Holder(what) => write!(f, "holds {what}"),
             Tie::Owner(o) => write!(f, "the pod's controller {o}"),
             Tie::Node(n) => write!(f, "the pod's node {n}"),
+            Tie::PodCgroup => f.write_str("in the pod's cgroup"),
         }
     }
 }
@@ -134,8 +145,10 @@ impl std::ops::Deref for Proof {
     }
 }
 
+/// A pod uid, also as the systemd cgroup driver spells it in slice names (`_` for `-`).
 static UUID: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").expect("regex")
+    Regex::new(r"[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}")
+        .expect("regex")
 });
 static SANDBOX_RETURNED: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"returns sandbox id \\?"([0-9a-f]{64})"#).expect("regex"));
@@ -160,9 +173,16 @@ static KLOG_TIME: LazyLock<Regex> = LazyLock::new(|| {
 /// Everything that identifies the pod, gathered once from the evidence.
 #[derive(Debug, Clone, Default)]
 pub struct Link {
-    /// pod.yaml was read: facts must be tied to the pod to count.
+    /// pod.yaml (or pod-last-seen.yaml) was read: facts must be tied to the pod to count.
     pub known: bool,
+    /// Only pod-last-seen.yaml was read: the pod's object is gone, and so, often, is what
+    /// tied its node state to it (the mount of its rootfs that named its container). A
+    /// log line or path that names no pod at all then counts ([`Tie::Unnamed`]); one
+    /// naming another pod's uid or id does not.
+    departed: bool,
     uid: Option<String>,
+    /// The uid as the systemd cgroup driver writes it in slice names (`_` for `-`).
+    uid_in_slices: Option<String>,
     /// `namespace/name`.
     pod_ref: Option<String>,
     /// (container name, full id) of every container of the pod, init and ephemeral too.
@@ -201,11 +221,15 @@ impl Link {
             ..Link::default()
         };
         link.node_offset = node_offset(ev);
-        let Some(pod) = &ev.pod else {
+        // A departed pod's last-seen object ties lines by who it was; it has no deletion
+        // time, so nothing is stale by it.
+        let Some(pod) = ev.identity() else {
             return link;
         };
         link.known = true;
+        link.departed = ev.pod.is_none();
         link.uid = pod.uid.clone().filter(|u| !u.is_empty());
+        link.uid_in_slices = link.uid.as_ref().map(|u| u.replace('-', "_"));
         link.pod_ref = Some(format!("{}/{}", pod.namespace, pod.name));
         link.containers = pod
             .containers
@@ -260,16 +284,19 @@ impl Link {
             return None;
         }
         self.text_tie(&q.text)
+            .or_else(|| (self.departed && !names_a_pod(&q.text)).then_some(Tie::Unnamed))
     }
 
     /// What in `text` names the pod (ignoring time): its uid, one of its containers or
     /// sandboxes, its writable layers, or its `namespace/name` — unless the line names
     /// another pod's uid (the previous pod of the same name).
     pub fn text_tie(&self, text: &str) -> Option<Tie> {
-        if let Some(uid) = &self.uid {
-            if text.contains(uid.as_str()) {
-                return Some(Tie::PodUid);
-            }
+        if [&self.uid, &self.uid_in_slices]
+            .into_iter()
+            .flatten()
+            .any(|uid| text.contains(uid.as_str()))
+        {
+            return Some(Tie::PodUid);
         }
         if UUID.is_match(text) && self.uid.is_some() {
             return None;
@@ -327,11 +354,13 @@ impl Link {
         if path.contains("/var/lib/kubelet/pods/") {
             return None;
         }
-        self.layer_in(path).or_else(|| {
-            path.split('/')
-                .filter(|c| c.len() >= ID_PREFIX && c.bytes().all(|b| b.is_ascii_hexdigit()))
-                .find_map(|c| self.any_id(c))
-        })
+        self.layer_in(path)
+            .or_else(|| {
+                path.split('/')
+                    .filter(|c| c.len() >= ID_PREFIX && c.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .find_map(|c| self.any_id(c))
+            })
+            .or_else(|| (self.departed && !names_a_pod(path)).then_some(Tie::Unnamed))
     }
 
     /// An event about the pod: by involvedObject uid when both have one, else by
@@ -601,6 +630,14 @@ fn sandboxes(ev: &Evidence, link: &Link) -> BTreeSet<String> {
     full
 }
 
+static FULL_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b[0-9a-f]{64}\b").expect("regex"));
+
+/// Whether `text` names some pod: a uid, or a full container or sandbox id. (Called
+/// only after it was found not to name this one.)
+fn names_a_pod(text: &str) -> bool {
+    UUID.is_match(text) || FULL_ID.is_match(text)
+}
+
 /// The writable layers of the pod's containers: the parent of the `upperdir` of each
 /// overlay mount whose mount point names one of them.
 fn layers(ev: &Evidence, link: &Link) -> Vec<(String, String)> {
@@ -814,5 +851,58 @@ mod tests {
         assert!(same_id("08e6bc10c07c9", full));
         assert!(!same_id(full, "08e6bc"));
         assert!(!same_id(full, ""));
+    }
+
+    /// A departed pod (pod-last-seen.yaml only), captured on a crowded node: a line
+    /// naming it or naming no pod counts; a line naming another pod's uid or container
+    /// does not.
+    #[test]
+    fn a_departed_pod_is_tied_by_its_last_seen_identity() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/cells/k1.37-cd2.1/immutable-file-rootfs");
+        let ev = Evidence::load(&dir);
+        assert!(ev.pod.is_none() && ev.last_seen.is_some());
+        let link = Link::new(&ev);
+        let quote = |text: &str| Quote {
+            source: "kubelet.log".into(),
+            line: 1,
+            text: text.into(),
+        };
+        let uid = ev
+            .last_seen
+            .as_ref()
+            .and_then(|p| p.uid.clone())
+            .expect("uid");
+        assert_eq!(
+            link.line(&quote(&format!("podUID=\"{uid}\""))),
+            Some(Tie::PodUid)
+        );
+        assert_eq!(
+            link.line(&quote(
+                r#"msg="failed to remove directory" path=/var/lib/containerd/x"#
+            )),
+            Some(Tie::Unnamed)
+        );
+        assert_eq!(
+            link.line(&quote("pod \"6fc00f0a-a7b7-4ae4-8f7b-0df2c276ea78\" busy")),
+            None
+        );
+        assert_eq!(
+            link.path("/var/lib/kubelet/pods/6fc00f0a-a7b7-4ae4-8f7b-0df2c276ea78/volumes/x"),
+            None
+        );
+        assert_eq!(
+            link.path(&format!(
+                "/run/containerd/io.containerd.runtime.v2.task/k8s.io/{}/rootfs",
+                "ab".repeat(32)
+            )),
+            None
+        );
+        assert_eq!(
+            link.path(
+                "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/30/fs/locked"
+            ),
+            Some(Tie::Unnamed)
+        );
     }
 }

@@ -176,6 +176,10 @@ pub struct Report {
     pub problems: Vec<crate::evidence::InputProblem>,
 }
 
+/// The default of [`Options::min_stuck`]; also how long past its grace period a kubelet
+/// that got a deletion has surely acted on it.
+pub const DEFAULT_MIN_STUCK: Duration = Duration::from_secs(15);
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// How long past its grace period a pod must be before terminus calls it stuck:
@@ -186,7 +190,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            min_stuck: Duration::from_secs(15),
+            min_stuck: DEFAULT_MIN_STUCK,
         }
     }
 }

@@ -22,7 +22,7 @@ pub enum Hold {
 
 pub fn hold(cause: CauseId) -> Hold {
     match cause {
-        CauseId::Finalizer => Hold::Api,
+        CauseId::Finalizer | CauseId::AdmissionBlocked => Hold::Api,
         CauseId::DaemonsetHashChurn => Hold::Controller,
         CauseId::DiskFull
         | CauseId::ImmutableFile
@@ -31,7 +31,9 @@ pub fn hold(cause: CauseId) -> Hold {
         | CauseId::RuntimeDesync
         | CauseId::MountHeld
         | CauseId::VolumeTeardown
-        | CauseId::NetworkTeardown => Hold::Node,
+        | CauseId::NetworkTeardown
+        | CauseId::CgroupBusy
+        | CauseId::NodeLost => Hold::Node,
     }
 }
 

@@ -8,12 +8,14 @@ use super::parse::{self, *};
 use super::read::{self, ReadRefusal};
 
 /// The files a bundle may hold, with the command that produces each. All optional.
-pub const BUNDLE_FILES: [(&str, &str); 17] = [
+pub const BUNDLE_FILES: [(&str, &str); 20] = [
     ("pod.yaml", "kubectl get pod NAME -n NS -o yaml"),
+    ("pod-last-seen.yaml", "kubectl get pod NAME -n NS -o yaml, saved while the pod still existed (extra, for a pod whose object is gone: only its identity is read)"),
     ("events.yaml", "kubectl get events -n NS --field-selector involvedObject.name=NAME -o yaml"),
     ("node.yaml", "kubectl get node NODE -o yaml"),
     ("kubelet.log", "journalctl -u kubelet --no-pager"),
     ("runtime.log", "journalctl -u containerd --no-pager (or -u docker)"),
+    ("controller-manager.log", "kubectl logs -n kube-system -l component=kube-controller-manager --tail=-1 (extra, for controllers whose updates admission rejects)"),
     ("df.txt", "df -P"),
     ("df-inodes.txt", "df -P -i"),
     ("lsattr.txt", "lsattr on the suspect paths"),
@@ -25,6 +27,7 @@ pub const BUNDLE_FILES: [(&str, &str); 17] = [
     ("owner.yaml", "kubectl get OWNER-KIND OWNER -n NS -o yaml (extra, for DaemonSet pods)"),
     ("revisions.yaml", "kubectl get controllerrevisions -n NS -o yaml (extra, for DaemonSet pods)"),
     ("proc-refs.txt", "ls -l /proc/*/cwd /proc/*/root /proc/*/fd/* 2>/dev/null | grep ID (extra, for mount holders)"),
+    ("pod-cgroups.txt", "find /sys/fs/cgroup -path '*podUID*' \\( -name cgroup.procs -o -name freezer.state -o -name cgroup.freeze \\) -exec grep -H . {} + (UID also with _ for -; extra, for busy pod cgroups)"),
     ("captured-at", "date -u +%Y-%m-%dT%H:%M:%SZ at capture; also plain `date` or `date +%s` (extra; else pod.yaml's mtime)"),
 ];
 
@@ -70,7 +73,7 @@ enum Shape {
 
 fn shape(name: &str) -> Shape {
     match name {
-        "kubelet.log" | "runtime.log" => Shape::Log,
+        "kubelet.log" | "runtime.log" | "controller-manager.log" => Shape::Log,
         "pod.yaml" | "events.yaml" | "node.yaml" | "owner.yaml" | "revisions.yaml" => {
             Shape::Whole(read::STRUCTURED_CAP)
         }
@@ -88,10 +91,16 @@ pub struct Evidence {
     /// When the evidence was captured: decides whether a pod is still in its grace period.
     pub captured_at: Option<DateTime<Utc>>,
     pub pod: Option<PodFacts>,
+    /// The pod as it was before its object went away (pod-last-seen.yaml): read for its
+    /// identity only (uid, name, container ids), never for its state, and only when
+    /// pod.yaml is absent.
+    pub last_seen: Option<PodFacts>,
     pub events: Vec<EventFact>,
     pub node: Option<NodeFacts>,
     pub kubelet_log: Vec<Quote>,
     pub runtime_log: Vec<Quote>,
+    /// kube-controller-manager's log: the controllers' failed API calls.
+    pub controller_manager_log: Vec<Quote>,
     pub df: Vec<DfRow>,
     pub df_inodes: Vec<DfRow>,
     pub lsattr: Vec<LsattrEntry>,
@@ -103,6 +112,8 @@ pub struct Evidence {
     pub owner: Option<OwnerFacts>,
     pub revisions: Vec<RevisionFact>,
     pub proc_refs: Vec<ProcRef>,
+    /// The pod's cgroup directories: who is in them and which are frozen.
+    pub pod_cgroups: Vec<CgroupLine>,
     /// Files read only in part (their tail; some usable log lines dropped), and why.
     pub partial: BTreeMap<String, String>,
 }
@@ -169,11 +180,17 @@ impl Evidence {
         Ok(())
     }
 
+    /// Who the evidence is about: the pod object, or, when it is gone, the pod as it was
+    /// last seen. For tying lines to the pod, never for its state.
+    pub fn identity(&self) -> Option<&PodFacts> {
+        self.pod.as_ref().or(self.last_seen.as_ref())
+    }
+
     /// Strings that tie a log line to this pod: its uid (pod.yaml is read first). Not
     /// its name: a short, common name would keep half of a busy node's log.
     fn pod_identity(&self) -> Vec<String> {
-        self.pod
-            .iter()
+        self.identity()
+            .into_iter()
             .filter_map(|p| p.uid.clone())
             .filter(|uid| uid.len() >= 8)
             .collect()
@@ -200,6 +217,7 @@ impl Evidence {
         }
         match name {
             "kubelet.log" => self.kubelet_log = lines.quotes,
+            "controller-manager.log" => self.controller_manager_log = lines.quotes,
             _ => self.runtime_log = lines.quotes,
         }
         self.sources.insert(name.to_owned(), SourceStatus::Present);
@@ -258,9 +276,10 @@ impl Evidence {
     fn parse_source(&mut self, name: &str, text: &str) -> Result<(), ParseError> {
         match name {
             "pod.yaml" => self.pod = Some(parse::pod(text)?),
+            "pod-last-seen.yaml" => self.last_seen = Some(parse::pod(text)?),
             "events.yaml" => self.events = parse::events(text)?,
             "node.yaml" => self.node = Some(parse::node(text)?),
-            "kubelet.log" | "runtime.log" => {
+            "kubelet.log" | "runtime.log" | "controller-manager.log" => {
                 let lines = read::log_lines(name, text.as_bytes(), &self.pod_identity());
                 self.keep_log(name, lines, text.len() as u64);
             }
@@ -275,6 +294,7 @@ impl Evidence {
             "owner.yaml" => self.owner = Some(parse::owner(text)?),
             "revisions.yaml" => self.revisions = parse::revisions(text)?,
             "proc-refs.txt" => self.proc_refs = parse::proc_refs(text)?,
+            "pod-cgroups.txt" => self.pod_cgroups = parse::pod_cgroups(text)?,
             "captured-at" => self.captured_at = Some(parse::captured_at(text)?),
             _ => {}
         }

@@ -11,7 +11,7 @@ pub mod read;
 
 pub use bundle::{Evidence, InputProblem, SourceStatus, BUNDLE_FILES};
 pub use parse::{
-    ContainerFacts, ContainerRole, ContainerState, CrictlRow, CtrTask, DfRow, DockerPsRow,
-    EventFact, LsattrEntry, MountinfoEntry, NodeFacts, ObjectRef, OwnerFacts, ParseError, PodFacts,
-    ProcRef, PsEntry, Quote, RevisionFact,
+    pod_cgroup_dir, pod_cgroups, CgroupFile, CgroupLine, ContainerFacts, ContainerRole,
+    ContainerState, CrictlRow, CtrTask, DfRow, DockerPsRow, EventFact, LsattrEntry, MountinfoEntry,
+    NodeFacts, ObjectRef, OwnerFacts, ParseError, PodFacts, ProcRef, PsEntry, Quote, RevisionFact,
 };

@@ -975,6 +975,101 @@ pub fn proc_refs(text: &str) -> Result<Vec<ProcRef>, ParseError> {
     Ok(out)
 }
 
+/// A cgroup control file of the pod's, as `grep -H . FILE` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CgroupFile {
+    /// `cgroup.procs`: one pid per line.
+    Procs,
+    /// cgroup v1's `freezer.state`: THAWED, FREEZING or FROZEN.
+    FreezerState,
+    /// cgroup v2's `cgroup.freeze`: 0 or 1.
+    Freeze,
+}
+
+impl CgroupFile {
+    const ALL: [(CgroupFile, &'static str); 3] = [
+        (CgroupFile::Procs, "cgroup.procs"),
+        (CgroupFile::FreezerState, "freezer.state"),
+        (CgroupFile::Freeze, "cgroup.freeze"),
+    ];
+}
+
+/// One `DIR/FILE:VALUE` line of `pod-cgroups.txt`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CgroupLine {
+    /// The cgroup directory (`/sys/fs/cgroup/freezer/kubepods/besteffort/podUID/x`).
+    pub dir: String,
+    pub file: CgroupFile,
+    pub value: String,
+    pub quote: Quote,
+}
+
+impl CgroupLine {
+    /// A freezer file that says the cgroup is (being) frozen.
+    pub fn frozen(&self) -> bool {
+        match self.file {
+            CgroupFile::FreezerState => matches!(self.value.as_str(), "FROZEN" | "FREEZING"),
+            CgroupFile::Freeze => self.value == "1",
+            CgroupFile::Procs => false,
+        }
+    }
+
+    /// The directory lies in the cgroup of the pod with `uid`: one of its components is
+    /// the pod's (`pod<uid>` with the cgroupfs driver, `...-pod<uid with _>.slice` with
+    /// systemd's).
+    pub fn of_pod(&self, uid: &str) -> bool {
+        pod_cgroup_dir(&self.dir, uid)
+    }
+
+    /// The pid of a `cgroup.procs` line.
+    pub fn pid(&self) -> Option<u32> {
+        (self.file == CgroupFile::Procs)
+            .then(|| self.value.parse().ok())
+            .flatten()
+    }
+}
+
+/// `dir` lies in the cgroup of the pod with `uid` (see [`CgroupLine::of_pod`]).
+pub fn pod_cgroup_dir(dir: &str, uid: &str) -> bool {
+    if uid.is_empty() {
+        return false;
+    }
+    let systemd = format!("pod{}.slice", uid.replace('-', "_"));
+    let cgroupfs = format!("pod{uid}");
+    dir.split('/')
+        .any(|c| c == cgroupfs || (c.ends_with(&systemd) && c.starts_with("kube")))
+}
+
+/// `grep -H . DIR/cgroup.procs DIR/freezer.state ...` output. The value is what follows
+/// the file name's `:`, so a directory holding `:` still parses; lines for other files
+/// are skipped.
+pub fn pod_cgroups(text: &str) -> Result<Vec<CgroupLine>, ParseError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let found = CgroupFile::ALL.iter().find_map(|(file, name)| {
+            let at = line.find(&format!("/{name}:"))?;
+            Some((*file, &line[..at], &line[at + name.len() + 2..]))
+        });
+        let Some((file, dir, value)) = found else {
+            continue;
+        };
+        if !dir.starts_with('/') {
+            continue;
+        }
+        out.push(CgroupLine {
+            dir: dir.to_owned(),
+            file,
+            value: value.trim().to_owned(),
+            quote: Quote::new("pod-cgroups.txt", i, line),
+        });
+    }
+    if out.is_empty() && !text.trim().is_empty() {
+        return Err("no `DIR/cgroup.procs:PID` or `DIR/freezer.state:STATE` lines found".into());
+    }
+    Ok(out)
+}
+
 /// The capture time: RFC 3339 (`date -u +%Y-%m-%dT%H:%M:%SZ`, offsets allowed), RFC 2822
 /// (`date -R`), plain
 /// `date` output in UTC/GMT or with a numeric offset (`Wed Dec  2 01:09:01 UTC 2026`), or

@@ -171,6 +171,20 @@ pub const LOG_WORDS: &[&str] = &[
     "destroy network",
     "plugin not initialized",
     "failed to teardown pod",
+    // "Failed to delete cgroup paths", "failed to delete cgroup paths for [...]",
+    // "Failed to destroy orphaned pod cgroup", "Failed to kill all the processes attached
+    // to cgroup", "pod cgroup sandbox has not been cleaned up" (cgroup-busy)
+    "cgroup paths",
+    "pod cgroup",
+    "attached to cgroup",
+    "attached to the",
+    // "admission webhook \"x\" denied the request", "ValidatingAdmissionPolicy 'x' with
+    // binding 'y' denied request" (admission-blocked, in the controller-manager's log)
+    "denied the request",
+    "denied request",
+    // "Error updating node status, will retry", "Unable to update node status" (node-lost:
+    // kubelet cut off from the API server)
+    "node status",
     // runtime-desync
     "successful KillPod",
     // runtime-hang

@@ -16,9 +16,10 @@ mod requires;
 
 pub use error::{ScenarioError, EXCERPT_CHARS};
 pub use plan::{
-    check_file, load_dir, load_file, parse, Deadlines, DesyncHow, FaultSpec, Fidelity,
+    check_file, load_dir, load_file, parse, CgroupHold, Deadlines, DesyncHow, FaultSpec, Fidelity,
     FidelityLevel, FillMode, FreezeTarget, HoldVia, ImmutableLocation, KubeletStop, NodeUse,
-    Observe, PodOutcome, Remedy, Requirements, Runtime, Scenario, Volume, Workload, WorkloadKind,
+    Observe, PartitionFrom, PodOutcome, Remedy, Requirements, Runtime, Scenario, Volume, Workload,
+    WorkloadKind,
 };
 pub use read::MAX_FILE_BYTES;
 pub use requires::{lenient_version, Found, NodeFacts, Requirement, Unmet};

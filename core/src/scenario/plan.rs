@@ -86,6 +86,10 @@ pub struct Requirements {
 pub enum WorkloadKind {
     Pod,
     DaemonSet,
+    /// A Job of one pod (`backoffLimit: 0`): its controller puts the
+    /// `batch.kubernetes.io/job-tracking` finalizer on the pod and removes it once the pod
+    /// is counted.
+    Job,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +145,14 @@ pub enum DesyncHow {
     DeleteTask,
 }
 
+/// How the stray process in the pod's cgroup resists kubelet's removal of the cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CgroupHold {
+    /// In a frozen child cgroup (the freezer): kubelet's SIGKILL waits for a thaw.
+    Frozen,
+}
+
 // The agent's own enums: a scenario's `via` and `mode` are what the agent is told.
 pub use crate::ledger::{FillMode, Via as HoldVia};
 
@@ -183,7 +195,50 @@ pub enum FaultSpec {
     BreakCni {
         plugin: String,
     },
+    /// A process of terminus's lives in a child cgroup of the pod's cgroup and resists
+    /// kubelet (`how`), so kubelet cannot remove the pod's cgroup.
+    BusyCgroup {
+        how: CgroupHold,
+    },
+    /// A ValidatingAdmissionPolicy (and its binding) in the trial's namespace that denies
+    /// any pod update removing `finalizer`, so the controller that owns it cannot.
+    DenyFinalizerRemoval {
+        finalizer: String,
+    },
+    /// The node's packets to the API server are dropped (iptables in the node), so its
+    /// kubelet stops posting status and never hears of the deletion.
+    PartitionNode {
+        from: PartitionFrom,
+    },
 }
+
+/// What a partitioned node is cut off from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionFrom {
+    /// The API server's address and port (the control plane's InternalIP, 6443).
+    ApiServer,
+}
+
+/// The Job controller's finalizer on the pods it tracks.
+pub const JOB_TRACKING: &str = "batch.kubernetes.io/job-tracking";
+
+/// Every `fault.kind` a scenario may name, for the error that lists them.
+pub const FAULT_KINDS: [&str; 13] = [
+    "fill-disk",
+    "immutable-file",
+    "freeze-runtime",
+    "finalizer",
+    "stop-kubelet",
+    "desync-runtime",
+    "affinity-churn",
+    "hold-mount",
+    "hold-volume",
+    "break-cni",
+    "busy-cgroup",
+    "deny-finalizer-removal",
+    "partition-node",
+];
 
 impl FaultSpec {
     pub fn kind(&self) -> &'static str {
@@ -198,6 +253,9 @@ impl FaultSpec {
             FaultSpec::HoldMount { .. } => "hold-mount",
             FaultSpec::HoldVolume { .. } => "hold-volume",
             FaultSpec::BreakCni { .. } => "break-cni",
+            FaultSpec::BusyCgroup { .. } => "busy-cgroup",
+            FaultSpec::DenyFinalizerRemoval { .. } => "deny-finalizer-removal",
+            FaultSpec::PartitionNode { .. } => "partition-node",
         }
     }
 
@@ -214,6 +272,9 @@ impl FaultSpec {
             FaultSpec::HoldMount { .. } => CauseId::MountHeld,
             FaultSpec::HoldVolume { .. } => CauseId::VolumeTeardown,
             FaultSpec::BreakCni { .. } => CauseId::NetworkTeardown,
+            FaultSpec::BusyCgroup { .. } => CauseId::CgroupBusy,
+            FaultSpec::DenyFinalizerRemoval { .. } => CauseId::AdmissionBlocked,
+            FaultSpec::PartitionNode { .. } => CauseId::NodeLost,
         }
     }
 }
@@ -246,10 +307,13 @@ pub enum Remedy {
     KillMountHolder,
     KillVolumeHolder,
     RestoreCniPlugin,
+    ThawCgroup,
+    UnblockAdmission,
+    MarkOutOfService,
 }
 
 impl Remedy {
-    const ALL: [(&'static str, Remedy, CauseId); 10] = [
+    const ALL: [(&'static str, Remedy, CauseId); 13] = [
         ("free-disk", Remedy::FreeDisk, CauseId::DiskFull),
         (
             "clear-immutable-flag",
@@ -291,6 +355,17 @@ impl Remedy {
             "restore-cni-plugin",
             Remedy::RestoreCniPlugin,
             CauseId::NetworkTeardown,
+        ),
+        ("thaw-cgroup", Remedy::ThawCgroup, CauseId::CgroupBusy),
+        (
+            "unblock-admission",
+            Remedy::UnblockAdmission,
+            CauseId::AdmissionBlocked,
+        ),
+        (
+            "mark-out-of-service",
+            Remedy::MarkOutOfService,
+            CauseId::NodeLost,
         ),
     ];
 
@@ -689,6 +764,7 @@ impl Validator<'_> {
                 &[
                     ("pod", WorkloadKind::Pod),
                     ("daemonset", WorkloadKind::DaemonSet),
+                    ("job", WorkloadKind::Job),
                 ],
             )?,
             image: w
@@ -830,60 +906,20 @@ impl Validator<'_> {
     }
 
     fn fault(&self, fault: &RawFault, workload: &Workload) -> Result<FaultSpec, ScenarioError> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-        struct FillDisk {
-            size: String,
-            mode: Option<FillMode>,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-        struct Immutable {
-            location: ImmutableLocation,
-            path: String,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-        struct Freeze {
-            target: FreezeTarget,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-        struct Finalizer {
-            name: String,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-        struct Kubelet {
-            how: KubeletStop,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-        struct Desync {
-            how: DesyncHow,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-        struct Churn {
-            interval: String,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-        struct Hold {
-            via: HoldVia,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-        struct BreakCni {
-            plugin: String,
-        }
+        use fault_params::*;
 
         Ok(match &*fault.kind {
             "fill-disk" => {
                 let p: FillDisk = self.params(fault)?;
                 FaultSpec::FillDisk {
                     size_bytes: parse_size(&p.size).ok_or_else(|| {
-                        self.err("fault.params.size", format!("`{}` is not a size; write e.g. `64Mi` or `1Gi`", excerpt(&p.size)))
+                        self.err(
+                            "fault.params.size",
+                            format!(
+                                "`{}` is not a size; write e.g. `64Mi` or `1Gi`",
+                                excerpt(&p.size)
+                            ),
+                        )
                     })?,
                     mode: p.mode.unwrap_or(FillMode::Bytes),
                 }
@@ -891,57 +927,211 @@ impl Validator<'_> {
             "immutable-file" => {
                 let p: Immutable = self.params(fault)?;
                 if p.location == ImmutableLocation::Volume && workload.volume.is_none() {
-                    return Err(self.err("fault.params.location", "`volume` needs a `workload.volume`"));
+                    return Err(self.err(
+                        "fault.params.location",
+                        "`volume` needs a `workload.volume`",
+                    ));
                 }
-                if p.path.is_empty() || p.path.starts_with('/') || p.path.split('/').any(|c| c == "..") {
-                    return Err(self.err("fault.params.path", "must be a relative path inside the volume or rootfs"));
+                if p.path.is_empty()
+                    || p.path.starts_with('/')
+                    || p.path.split('/').any(|c| c == "..")
+                {
+                    return Err(self.err(
+                        "fault.params.path",
+                        "must be a relative path inside the volume or rootfs",
+                    ));
                 }
-                FaultSpec::ImmutableFile { location: p.location, path: p.path }
+                FaultSpec::ImmutableFile {
+                    location: p.location,
+                    path: p.path,
+                }
             }
-            "freeze-runtime" => FaultSpec::FreezeRuntime { target: self.params::<Freeze>(fault)?.target },
+            "freeze-runtime" => FaultSpec::FreezeRuntime {
+                target: self.params::<Freeze>(fault)?.target,
+            },
             "finalizer" => {
                 let p: Finalizer = self.params(fault)?;
                 if !p.name.contains('/') {
-                    return Err(self.err("fault.params.name", "a finalizer name must be domain-qualified, e.g. `terminus.dev/hold`"));
+                    return Err(self.err(
+                        "fault.params.name",
+                        "a finalizer name must be domain-qualified, e.g. `terminus.dev/hold`",
+                    ));
                 }
                 FaultSpec::Finalizer { name: p.name }
             }
-            "stop-kubelet" => FaultSpec::StopKubelet { how: self.params::<Kubelet>(fault)?.how },
-            "desync-runtime" => FaultSpec::DesyncRuntime { how: self.params::<Desync>(fault)?.how },
+            "stop-kubelet" => FaultSpec::StopKubelet {
+                how: self.params::<Kubelet>(fault)?.how,
+            },
+            "desync-runtime" => FaultSpec::DesyncRuntime {
+                how: self.params::<Desync>(fault)?.how,
+            },
             "affinity-churn" => {
                 let p: Churn = self.params(fault)?;
-                FaultSpec::AffinityChurn { interval: self.duration("fault.params.interval", &p.interval)? }
-            }
-            "hold-mount" => FaultSpec::HoldMount { via: self.params::<Hold>(fault)?.via },
-            "hold-volume" => {
-                let via = self.params::<Hold>(fault)?.via;
-                if !matches!(workload.volume, Some((Volume::Memory, _))) {
-                    return Err(self.err("fault.params", "`hold-volume` needs a `workload.volume` of kind `memory`: only a mounted volume has an unmount to fail"));
+                FaultSpec::AffinityChurn {
+                    interval: self.duration("fault.params.interval", &p.interval)?,
                 }
-                if via == HoldVia::Bind {
-                    return Err(self.err("fault.params.via", "`bind` cannot hold a volume: a second mount in the same namespace leaves the first free to unmount; use `cwd` or `fd`"));
-                }
-                FaultSpec::HoldVolume { via }
             }
-            "break-cni" => {
-                let p: BreakCni = self.params(fault)?;
-                // It becomes a file name in /opt/cni/bin: a plain name, no path.
-                let plain = !p.plugin.is_empty()
-                    && p.plugin.len() <= 64
-                    && !p.plugin.starts_with('.')
-                    && p.plugin.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-                if !plain {
-                    return Err(self.err("fault.params.plugin", format!("`{}` is not a CNI plugin name (a file name in /opt/cni/bin, e.g. `ptp`)", excerpt(&p.plugin))));
-                }
-                FaultSpec::BreakCni { plugin: p.plugin }
-            }
+            "hold-mount" => FaultSpec::HoldMount {
+                via: self.params::<Hold>(fault)?.via,
+            },
+            "hold-volume" => self.hold_volume(fault, workload)?,
+            "break-cni" => self.break_cni(fault)?,
+            "busy-cgroup" => FaultSpec::BusyCgroup {
+                how: self.params::<BusyCgroup>(fault)?.how,
+            },
+            "deny-finalizer-removal" => self.deny_finalizer_removal(fault, workload)?,
+            "partition-node" => FaultSpec::PartitionNode {
+                from: self.params::<Partition>(fault)?.from,
+            },
             other => {
                 return Err(self.err(
                     "fault.kind",
-                    format!("`{}` is not one of: fill-disk, immutable-file, freeze-runtime, finalizer, stop-kubelet, desync-runtime, affinity-churn, hold-mount, hold-volume, break-cni", excerpt(other)),
+                    format!(
+                        "`{}` is not one of: {}",
+                        excerpt(other),
+                        FAULT_KINDS.join(", ")
+                    ),
                 ))
             }
         })
+    }
+    /// `hold-volume`: a memory volume to hold, and not by a bind mount.
+    fn hold_volume(
+        &self,
+        fault: &RawFault,
+        workload: &Workload,
+    ) -> Result<FaultSpec, ScenarioError> {
+        use fault_params::Hold;
+        let via = self.params::<Hold>(fault)?.via;
+        if !matches!(workload.volume, Some((Volume::Memory, _))) {
+            return Err(self.err("fault.params", "`hold-volume` needs a `workload.volume` of kind `memory`: only a mounted volume has an unmount to fail"));
+        }
+        if via == HoldVia::Bind {
+            return Err(self.err("fault.params.via", "`bind` cannot hold a volume: a second mount in the same namespace leaves the first free to unmount; use `cwd` or `fd`"));
+        }
+        Ok(FaultSpec::HoldVolume { via })
+    }
+
+    /// `break-cni`: the plugin is a plain file name.
+    fn break_cni(&self, fault: &RawFault) -> Result<FaultSpec, ScenarioError> {
+        use fault_params::BreakCni;
+        let p: BreakCni = self.params(fault)?;
+        // It becomes a file name in /opt/cni/bin: a plain name, no path.
+        let plain = !p.plugin.is_empty()
+            && p.plugin.len() <= 64
+            && !p.plugin.starts_with('.')
+            && p.plugin
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !plain {
+            return Err(self.err(
+                "fault.params.plugin",
+                format!(
+                    "`{}` is not a CNI plugin name (a file name in /opt/cni/bin, e.g. `ptp`)",
+                    excerpt(&p.plugin)
+                ),
+            ));
+        }
+        Ok(FaultSpec::BreakCni { plugin: p.plugin })
+    }
+
+    /// `deny-finalizer-removal`: the Job controller's finalizer, on a Job's pod.
+    fn deny_finalizer_removal(
+        &self,
+        fault: &RawFault,
+        workload: &Workload,
+    ) -> Result<FaultSpec, ScenarioError> {
+        use fault_params::DenyFinalizerRemoval;
+        let p: DenyFinalizerRemoval = self.params(fault)?;
+        if p.finalizer != JOB_TRACKING {
+            return Err(self.err(
+                "fault.params.finalizer",
+                format!("`{}`: only `{JOB_TRACKING}` has a live controller to remove it here (the Job controller)", excerpt(&p.finalizer)),
+            ));
+        }
+        if workload.kind != WorkloadKind::Job {
+            return Err(self.err(
+                "fault.params",
+                "`deny-finalizer-removal` needs `workload.kind: job`: the Job controller is the one whose removal is denied",
+            ));
+        }
+        Ok(FaultSpec::DenyFinalizerRemoval {
+            finalizer: p.finalizer,
+        })
+    }
+}
+
+/// The `fault.params` shape of each fault kind: stage two of parsing a fault, with
+/// unknown parameters refused.
+mod fault_params {
+    use serde::Deserialize;
+
+    use super::{
+        CgroupHold, DesyncHow, FillMode, FreezeTarget, HoldVia, ImmutableLocation, KubeletStop,
+        PartitionFrom,
+    };
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub(super) struct FillDisk {
+        pub(super) size: String,
+        pub(super) mode: Option<FillMode>,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub(super) struct Immutable {
+        pub(super) location: ImmutableLocation,
+        pub(super) path: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub(super) struct Freeze {
+        pub(super) target: FreezeTarget,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub(super) struct Finalizer {
+        pub(super) name: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub(super) struct Kubelet {
+        pub(super) how: KubeletStop,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub(super) struct Desync {
+        pub(super) how: DesyncHow,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub(super) struct Churn {
+        pub(super) interval: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub(super) struct Hold {
+        pub(super) via: HoldVia,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub(super) struct BreakCni {
+        pub(super) plugin: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub(super) struct BusyCgroup {
+        pub(super) how: CgroupHold,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub(super) struct DenyFinalizerRemoval {
+        pub(super) finalizer: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub(super) struct Partition {
+        pub(super) from: PartitionFrom,
     }
 }
 

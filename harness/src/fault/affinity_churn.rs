@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::NodeSelectorTerm;
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
+use kube::api::{Api, PostParams};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -69,25 +68,42 @@ pub(super) async fn recover(daemonset: &str, writer: Option<ChurnWriter>) -> Str
 
 /// Reverses the order of the DaemonSet's nodeSelectorTerms; a no-op (false) with fewer
 /// than two terms.
+///
+/// A replace of the object read, as the old controller wrote it: the resourceVersion makes
+/// it a compare-and-swap, so a write racing the nodeSelector remedy is refused (409) instead
+/// of putting the affinity back, and the next round finds nothing to re-sort. (An apply
+/// patch carried no precondition and did put it back: CI, stop 24.)
 async fn resort_affinity(daemonsets: &Api<DaemonSet>, name: &str) -> Result<bool, kube::Error> {
-    let ds = daemonsets.get(name).await?;
-    let terms = ds
+    let mut ds = daemonsets.get(name).await?;
+    let Some(terms) = ds
         .spec
         .template
         .spec
-        .and_then(|s| s.affinity)
-        .and_then(|a| a.node_affinity)
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution)
-        .map(|r| r.node_selector_terms)
-        .unwrap_or_default();
-    let Some(reversed) = resorted(terms) else {
+        .as_mut()
+        .and_then(|s| s.affinity.as_mut())
+        .and_then(|a| a.node_affinity.as_mut())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_mut()
+        })
+        .map(|r| &mut r.node_selector_terms)
+    else {
         return Ok(false);
     };
+    let Some(reversed) = resorted(std::mem::take(terms)) else {
+        return Ok(false);
+    };
+    *terms = reversed;
     daemonsets
-        .patch(
+        // Its own field manager, so the DaemonSet's managedFields name the writer (what
+        // an on-call engineer follows to find it).
+        .replace(
             name,
-            &PatchParams::apply("terminus-affinity-writer").force(),
-            &Patch::Apply(affinity_patch(name, &reversed)),
+            &PostParams {
+                field_manager: Some("terminus-affinity-writer".into()),
+                ..PostParams::default()
+            },
+            &ds,
         )
         .await?;
     Ok(true)
@@ -96,16 +112,6 @@ async fn resort_affinity(daemonsets: &Api<DaemonSet>, name: &str) -> Result<bool
 /// The terms in reverse order, or None when there are too few to re-order.
 fn resorted(terms: Vec<NodeSelectorTerm>) -> Option<Vec<NodeSelectorTerm>> {
     (terms.len() >= 2).then(|| terms.into_iter().rev().collect())
-}
-
-/// The server-side-apply body that sets the DaemonSet's required node affinity terms.
-fn affinity_patch(name: &str, terms: &[NodeSelectorTerm]) -> serde_json::Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": { "name": name },
-        "spec": { "template": { "spec": { "affinity": { "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": { "nodeSelectorTerms": terms }
-        } } } } }
-    })
 }
 
 #[cfg(test)]
@@ -132,14 +138,5 @@ mod tests {
         );
         assert_eq!(resorted(vec![term("a")]), None);
         assert_eq!(resorted(Vec::new()), None);
-    }
-
-    #[test]
-    fn the_patch_sets_only_the_required_terms() {
-        let patch = affinity_patch("ds", &[term("a")]);
-        assert_eq!(patch["metadata"]["name"], "ds");
-        let terms = &patch["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
-            ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
-        assert_eq!(terms[0]["matchExpressions"][0]["key"], "a");
     }
 }

@@ -38,6 +38,9 @@ pub enum FaultError {
          deleted task's exit (crictl shows Exited); use `how: lost-exit`"
     )]
     DeleteTaskStaysInSync,
+    /// Apply acted, but the cluster did not reach the state the fault is for in time.
+    #[error("{0}")]
+    NotReached(String),
     /// A step of apply failed and apply undid what it had done.
     #[error("{error} (undone: {undone})")]
     Undone {

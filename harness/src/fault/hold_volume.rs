@@ -16,13 +16,7 @@ use super::{Applied, FaultContext, FaultError};
 
 pub(super) async fn apply(cx: &FaultContext<'_>, via: HoldVia) -> Result<Applied, FaultError> {
     cx.node.install_agent().await?;
-    let uid = cx
-        .target
-        .uid
-        .as_deref()
-        .ok_or(FaultError::TargetIncomplete(
-            "no pod uid to find the volume by",
-        ))?;
+    let uid = cx.pod_uid("no pod uid to find the volume by")?;
     let path = empty_dir_on_node(uid);
     let via = via.as_str();
     // `--ns current`: a holder in a namespace of its own would pin only its copy of the

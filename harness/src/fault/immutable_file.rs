@@ -20,14 +20,7 @@ pub(super) async fn apply(
 ) -> Result<Applied, FaultError> {
     cx.node.install_agent().await?;
     let file = match location {
-        ImmutableLocation::Volume => {
-            let uid = cx
-                .target
-                .uid
-                .as_deref()
-                .ok_or(FaultError::TargetIncomplete("the pod has no uid yet"))?;
-            volume_file(uid, path)
-        }
+        ImmutableLocation::Volume => volume_file(cx.pod_uid("the pod has no uid yet")?, path),
         ImmutableLocation::Rootfs => format!("{}/{path}", layer::upper_dir(cx).await?),
     };
     wait_for_file(cx.node, &file, cx.deadline).await?;

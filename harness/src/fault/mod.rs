@@ -5,7 +5,8 @@
 //! recover it later instead of rebuilding it.
 //!
 //! Kinds that leave the same kind of trace share its recover: the agent-ledger faults
-//! (immutable-file, freeze-runtime, stop-kubelet, hold-mount, hold-volume, break-cni)
+//! (immutable-file, freeze-runtime, stop-kubelet, hold-mount, hold-volume, break-cni,
+//! busy-cgroup)
 //! recover through
 //! [`node_ledger`], the CRI-state faults (fill-disk, desync-runtime) through
 //! [`cri_state`]; what a kind adds on top (resyncing the CRI) lives in the kind's own
@@ -17,8 +18,9 @@
 //! Architecture invariant: every node fault goes through the node agent, which writes it
 //! to its ledger inside the node before it acts, so `terminus gc` can undo it after the
 //! harness was killed: immutable flags, frozen processes, a stopped kubelet, fillers,
-//! mount holders and the CRI state dir's tmpfs alike. API faults live in terminus's
-//! labelled namespaces, where gc frees every pod of its finalizers.
+//! mount holders, strays in a pod's cgroup and the CRI state dir's tmpfs alike. API faults live in terminus's
+//! labelled namespaces, where gc frees every pod of its finalizers, or are cluster-scoped
+//! objects carrying the run's labels (an admission policy), which gc deletes by label.
 //! Architecture invariant: ledger keys are per trial: recovering one trial never touches
 //! another trial's faults on a shared node.
 //! Architecture invariant: faults never touch the host: they act through the API or
@@ -29,7 +31,9 @@
 
 mod affinity_churn;
 mod break_cni;
+mod busy_cgroup;
 mod cri_state;
+mod deny_finalizer_removal;
 mod desync_runtime;
 mod error;
 mod fill_disk;
@@ -40,6 +44,7 @@ mod hold_volume;
 mod immutable_file;
 mod layer;
 mod node_ledger;
+mod partition_node;
 mod stop_kubelet;
 
 use std::time::Duration;
@@ -53,6 +58,7 @@ use crate::scenario::FaultSpec;
 
 pub use affinity_churn::ChurnWriter;
 pub use error::FaultError;
+pub use partition_node::{lift_node_marks, OUT_OF_SERVICE, PARTITION_LABEL};
 
 /// Everything a fault needs to know about where it acts.
 pub struct FaultContext<'a> {
@@ -73,6 +79,14 @@ impl FaultContext<'_> {
             .container_ids
             .first()
             .map(String::as_str)
+            .ok_or(FaultError::TargetIncomplete(missing))
+    }
+
+    /// The target pod's uid; `missing` says what it was wanted for.
+    fn pod_uid(&self, missing: &'static str) -> Result<&str, FaultError> {
+        self.target
+            .uid
+            .as_deref()
             .ok_or(FaultError::TargetIncomplete(missing))
     }
 }
@@ -110,6 +124,16 @@ pub enum Applied {
         /// rather than leave the node split until the CRI's next retry.
         lost_exit_of: Option<String>,
     },
+    /// A cluster-scoped ValidatingAdmissionPolicy and its binding (labelled with the run)
+    /// that deny the removal of a controller's finalizer in the trial's namespace.
+    AdmissionPolicy { policy: String, binding: String },
+    /// Node `node` cut off from the API server by a rule the agent ledgered under
+    /// `ledger`, and labelled for gc; a remedy may have tainted it out of service.
+    Partition {
+        node: String,
+        ledger: String,
+        what: String,
+    },
     /// A writer task that keeps re-sorting a DaemonSet's affinity terms.
     Churn {
         namespace: String,
@@ -138,6 +162,10 @@ impl Applied {
             Applied::Churn { daemonset, .. } => {
                 format!("affinity re-sorting writer on daemonset {daemonset}")
             }
+            Applied::AdmissionPolicy { policy, binding } => {
+                format!("ValidatingAdmissionPolicy {policy} with binding {binding}")
+            }
+            Applied::Partition { what, node, .. } => format!("{what} on node {node}"),
         }
     }
 }
@@ -154,6 +182,11 @@ pub async fn apply(spec: &FaultSpec, cx: &FaultContext<'_>) -> Result<Applied, F
         FaultSpec::HoldMount { via } => hold_mount::apply(cx, *via).await,
         FaultSpec::HoldVolume { via } => hold_volume::apply(cx, *via).await,
         FaultSpec::BreakCni { plugin } => break_cni::apply(cx, plugin).await,
+        FaultSpec::BusyCgroup { how } => busy_cgroup::apply(cx, *how).await,
+        FaultSpec::DenyFinalizerRemoval { finalizer } => {
+            deny_finalizer_removal::apply(cx, finalizer).await
+        }
+        FaultSpec::PartitionNode { from: _ } => partition_node::apply(cx).await,
         FaultSpec::AffinityChurn { interval } => Ok(affinity_churn::apply(cx, *interval)),
         FaultSpec::FillDisk { size_bytes, mode } => fill_disk::apply(cx, *size_bytes, *mode).await,
         FaultSpec::DesyncRuntime { how } => desync_runtime::apply(cx, *how).await,
@@ -193,6 +226,12 @@ pub async fn recover(client: &Client, applied: Applied) -> Result<String, FaultE
         Applied::Churn {
             daemonset, writer, ..
         } => Ok(affinity_churn::recover(&daemonset, writer).await),
+        Applied::AdmissionPolicy { policy, binding } => {
+            deny_finalizer_removal::recover(client, &policy, &binding).await
+        }
+        Applied::Partition { node, ledger, .. } => {
+            partition_node::recover(client, &node, &ledger).await
+        }
     }
 }
 
@@ -223,6 +262,10 @@ mod tests {
                 namespace: "ns".into(),
                 daemonset: "victim".into(),
                 writer: None,
+            },
+            Applied::AdmissionPolicy {
+                policy: "terminus-run1-admission".into(),
+                binding: "terminus-run1-admission".into(),
             },
         ]
     }
@@ -266,6 +309,9 @@ mod tests {
     #[test]
     fn only_ledger_records_carry_debris() {
         let debris: Vec<_> = every_record().iter().map(Applied::debris).collect();
-        assert_eq!(debris, vec![vec![], vec!["/x".to_owned()], vec![], vec![]]);
+        assert_eq!(
+            debris,
+            vec![vec![], vec!["/x".to_owned()], vec![], vec![], vec![]]
+        );
     }
 }

@@ -126,6 +126,7 @@ mod tests {
             uid: Some("u-1".into()),
             node: Some("worker".into()),
             container_ids: vec!["c1".into()],
+            last_seen: None,
         };
         let probes = probes(&target, &["/var/lib/x".to_owned()]);
         let whats: Vec<&str> = probes.iter().map(|p| p.what.as_str()).collect();
@@ -164,6 +165,7 @@ mod tests {
             uid: None,
             node: None,
             container_ids: Vec::new(),
+            last_seen: None,
         };
         let whats: Vec<String> = probes(&target, &[]).into_iter().map(|p| p.what).collect();
         assert_eq!(whats.len(), 4, "{whats:?}");

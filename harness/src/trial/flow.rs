@@ -534,7 +534,7 @@ async fn remedy(
     .await
     .map_err(Stop::remedy_failed)?;
     match s.workload.kind {
-        WorkloadKind::Pod => {
+        WorkloadKind::Pod | WorkloadKind::Job => {
             let pod_name = target.pod.clone();
             crate::wait::pod_deleted(&cx.env.client, &cx.stage.ns, &pod_name, s.deadlines.clear)
                 .await

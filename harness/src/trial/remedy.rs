@@ -4,7 +4,9 @@
 //! watches) are skipped. Three remedies have no single command the diagnosis can fill in and are
 //! carried out by the harness: freeing the disk (removing the filler), rewriting a
 //! DaemonSet from nodeAffinity to nodeSelector, and reinstalling a CNI plugin (putting
-//! back the binary the fault moved aside).
+//! back the binary the fault moved aside). A lost node's remedy is the diagnosis' own
+//! out-of-service taint; once the pod is gone the harness brings the node back (the
+//! partition's undo), as an SRE would after replacing or repairing it.
 
 use std::time::Duration;
 
@@ -75,7 +77,30 @@ pub async fn apply(
         // After the first step's line: the remedy is under way, not finished.
         kill::reached(KillPoint::DuringRemedy, &s.id, timeline);
     })
-    .await
+    .await?;
+    if s.remedy == Remedy::MarkOutOfService {
+        // The taint lets Kubernetes force-delete the lost node's pod; only once it has
+        // may the node come back, so what cleared the pod is the taint, not the node.
+        crate::wait::pod_deleted(
+            places.client,
+            &target.namespace,
+            &target.pod,
+            s.deadlines.clear,
+        )
+        .await
+        .map_err(|e| format!("after the out-of-service taint: {e}"))?;
+        timeline.note(
+            "remedy",
+            format!("pod {} force-deleted by the taint", target.pod),
+        );
+        let args = ["gc", "--run", places.ledger];
+        let what = (
+            "bringing the node back",
+            "the node reaches the API server again",
+        );
+        agent_remedy(node, &args, what, s, timeline).await?;
+    }
+    Ok(())
 }
 
 /// A remedy the harness carries out with one agent command on the node; `what` is

@@ -113,6 +113,15 @@ pub async fn deploy(st: &Stage<'_>) -> Result<Target, Stop> {
                 .await
                 .map_err(kube_err("creating the pod"))?;
         }
+        WorkloadKind::Job => {
+            let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), ns);
+            jobs.create(
+                &create_params(),
+                &workload::job(s, name, ns, node_name, &st.run_label),
+            )
+            .await
+            .map_err(kube_err("creating the job"))?;
+        }
         WorkloadKind::DaemonSet => {
             let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
             daemonsets
@@ -126,11 +135,8 @@ pub async fn deploy(st: &Stage<'_>) -> Result<Target, Stop> {
     }
     let running = wait_running(st).await?;
     let target = Target {
-        namespace: ns.to_owned(),
-        pod: running.metadata.name.clone().unwrap_or_default(),
-        uid: running.metadata.uid.clone(),
         node: Some(node_name.to_owned()),
-        container_ids: crate::pods::container_ids(&running),
+        ..Target::of(&running, ns)
     };
     st.timeline.note(
         "ready",
@@ -230,7 +236,8 @@ pub async fn observe(st: &Stage<'_>, running: Target, debris: &[String]) -> Resu
     let s = st.s;
     let deleted_at = st.timeline.elapsed();
     let target = match s.workload.kind {
-        WorkloadKind::Pod => {
+        // A Job's pod is deleted like a bare pod: the Job is what keeps its finalizer.
+        WorkloadKind::Pod | WorkloadKind::Job => {
             st.pods
                 .delete(&running.pod, &DeleteParams::default())
                 .await
@@ -424,13 +431,7 @@ async fn observe_churn(st: &Stage<'_>) -> Result<Target, Stop> {
     let pod = current
         .pop()
         .ok_or_else(|| Stop::not_reproduced("no daemonset pod to gather evidence on"))?;
-    Ok(Target {
-        namespace: st.ns.clone(),
-        pod: pod.metadata.name.clone().unwrap_or_default(),
-        uid: pod.metadata.uid.clone(),
-        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-        container_ids: crate::pods::container_ids(&pod),
-    })
+    Ok(Target::of(&pod, &st.ns))
 }
 
 /// Objects the harness creates carry its name as field manager, so an object's

@@ -10,13 +10,24 @@ use super::*;
 use crate::evidence::BUNDLE_FILES;
 
 /// The kind captures with a pod.yaml, and the cause each proves.
-const CAPTURES: [(&str, CauseId); 6] = [
+const CAPTURES: [(&str, CauseId); 11] = [
     ("kind/finalizer", CauseId::Finalizer),
     ("kind/immutable-file-volume", CauseId::ImmutableFile),
     ("kind/kubelet-missed-delete", CauseId::KubeletMissedDelete),
     ("kind/mount-held", CauseId::MountHeld),
     ("kind/runtime-hang", CauseId::RuntimeHang),
     ("kind/daemonset-hash-churn", CauseId::DaemonsetHashChurn),
+    ("cells/k1.37-cd2.1/volume-teardown", CauseId::VolumeTeardown),
+    (
+        "cells/k1.37-cd2.1/network-teardown",
+        CauseId::NetworkTeardown,
+    ),
+    ("cells/k1.37-cd2.1/cgroup-busy", CauseId::CgroupBusy),
+    (
+        "cells/k1.37-cd2.1/admission-blocked",
+        CauseId::AdmissionBlocked,
+    ),
+    ("cells/k1.37-cd2.1/node-lost", CauseId::NodeLost),
 ];
 
 /// Files about the pod object and its controller, not about the node.
@@ -61,6 +72,9 @@ fn rule_of(cause: CauseId) -> fn(&Cx) -> Option<Diagnosis> {
         CauseId::MountHeld => mount_held,
         CauseId::VolumeTeardown => volume_teardown,
         CauseId::NetworkTeardown => network_teardown,
+        CauseId::CgroupBusy => cgroup_busy,
+        CauseId::AdmissionBlocked => admission_blocked,
+        CauseId::NodeLost => node_lost,
     }
 }
 
@@ -68,7 +82,9 @@ fn rule_of(cause: CauseId) -> fn(&Cx) -> Option<Diagnosis> {
 fn other_ids(text: &str) -> String {
     static HEX: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[0-9a-f]{64}").expect("regex"));
     static UID: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").expect("regex")
+        // Also as the systemd cgroup driver writes it in slice names, with `_`.
+        Regex::new(r"[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}")
+            .expect("regex")
     });
     let flip = |s: &str| -> String {
         s.chars()
@@ -84,7 +100,9 @@ fn other_ids(text: &str) -> String {
     static SHORT: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"\b[0-9a-f]{12,13}\b").expect("regex"));
     let text = SHORT.replace_all(&text, |c: &regex::Captures| flip(&c[0]));
-    text.replace("/victim\"", "/neighbour\"")
+    // A Job's pod (`victim-<suffix>`): the controller-manager names it by name only.
+    text.replace("victim-", "neighbour-")
+        .replace("/victim\"", "/neighbour\"")
         .replace(" victim ", " neighbour ")
         .replace("name: victim", "name: neighbour")
 }
@@ -183,6 +201,9 @@ fn the_same_text_about_another_pod_is_no_evidence() {
             CauseId::ImmutableFile,
             CauseId::MountHeld,
             CauseId::VolumeTeardown,
+            CauseId::NetworkTeardown,
+            CauseId::CgroupBusy,
+            CauseId::AdmissionBlocked,
             CauseId::RuntimeHang,
             CauseId::DiskFull,
             CauseId::RuntimeDesync,

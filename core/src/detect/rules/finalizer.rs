@@ -1,4 +1,6 @@
 //! The `finalizer` rule: what proves this cause, and the remedy filled in from the evidence.
+//! It steps aside when the controller-manager's log shows admission denying an update
+//! to this pod (admission-blocked: a controller is trying).
 
 use super::*;
 
@@ -23,6 +25,10 @@ pub(super) fn finalizer(cx: &Cx) -> Option<Diagnosis> {
     if pod.finalizers.is_empty() {
         return None;
     }
+    // A controller is trying to remove it and admission says no: admission-blocked's.
+    if !super::admission_blocked::denials(cx).is_empty() {
+        return None;
+    }
     let running = pod
         .containers
         .iter()
@@ -31,11 +37,7 @@ pub(super) fn finalizer(cx: &Cx) -> Option<Diagnosis> {
     // finalizer holds it too, and matters once that is solved (the report's plan
     // covers both, node first).
     let confidence = if running { 0.6 } else { 0.92 };
-    let mut evidence: Vec<Proof> = pod
-        .deletion_quote
-        .iter()
-        .map(|q| Proof::new(q, &Tie::PodObject))
-        .collect();
+    let mut evidence: Vec<Proof> = deletion_proof(pod);
     evidence.extend(
         pod.finalizers
             .iter()

@@ -5,12 +5,15 @@
 //!
 //! Rules run in two tiers. The first holds the causes that hold a pod by themselves (a
 //! full disk, an immutable file, a held mount, a finalizer, a missed delete, a churning
-//! DaemonSet, a volume kubelet cannot tear down). A full disk, an immutable file and a held mount make the runtime's kill
+//! DaemonSet, a volume kubelet cannot tear down, a CNI that cannot delete the pod's
+//! network, a pod cgroup kubelet cannot remove). A full disk, an immutable file and a held mount make the runtime's kill
 //! and cleanup fail, so kubelet's calls time out and the CRI keeps a container "Running"
 //! whose task has exited: those symptoms are [`Cx::explained`] when one of them is
 //! found, and the second tier (runtime-hang, runtime-desync) then counts only evidence
 //! of its own (a stopped runtime, an UNKNOWN task, docker and containerd disagreeing).
 
+mod admission_blocked;
+mod cgroup_busy;
 mod daemonset_hash_churn;
 mod disk_full;
 mod finalizer;
@@ -18,6 +21,7 @@ mod immutable_file;
 mod kubelet_missed_delete;
 mod mount_held;
 mod network_teardown;
+mod node_lost;
 mod runtime_desync;
 mod runtime_hang;
 mod volume_teardown;
@@ -32,6 +36,9 @@ use super::{Diagnosis, Step};
 use crate::cause::CauseId;
 use crate::evidence::{ContainerState, Evidence, PsEntry, Quote};
 
+use admission_blocked::admission_blocked;
+pub(super) use admission_blocked::names_forbidden_pod;
+use cgroup_busy::cgroup_busy;
 use daemonset_hash_churn::daemonset_hash_churn;
 use disk_full::disk_full;
 use finalizer::finalizer;
@@ -39,6 +46,7 @@ use immutable_file::immutable_file;
 use kubelet_missed_delete::kubelet_missed_delete;
 use mount_held::mount_held;
 use network_teardown::network_teardown;
+use node_lost::node_lost;
 use runtime_desync::runtime_desync;
 use runtime_hang::runtime_hang;
 use volume_teardown::volume_teardown;
@@ -91,6 +99,15 @@ impl<'e> Cx<'e> {
     ) -> impl Iterator<Item = (&'e Quote, Tie)> + 'a {
         self.lines().filter(move |(q, _)| q.text.contains(needle))
     }
+
+    /// The tied lines holding any of `needles`.
+    pub fn lines_with_any<'a>(
+        &'a self,
+        needles: &'a [&str],
+    ) -> impl Iterator<Item = (&'e Quote, Tie)> + 'a {
+        self.lines()
+            .filter(move |(q, _)| needles.iter().any(|n| q.text.contains(n)))
+    }
 }
 
 /// Causes that make the runtime's kill and cleanup fail: kubelet's kill calls time out
@@ -108,7 +125,7 @@ const EXPLAIN_MIN: f64 = 0.6;
 /// Every rule's diagnosis (unfiltered), and notes on symptoms one cause explained.
 pub fn all(ev: &Evidence) -> (Vec<Diagnosis>, Vec<String>) {
     let mut cx = Cx::new(ev);
-    let first_tier: Vec<Diagnosis> = [
+    let mut first_tier: Vec<Diagnosis> = [
         disk_full,
         immutable_file,
         finalizer,
@@ -117,6 +134,9 @@ pub fn all(ev: &Evidence) -> (Vec<Diagnosis>, Vec<String>) {
         mount_held,
         volume_teardown,
         network_teardown,
+        cgroup_busy,
+        admission_blocked,
+        node_lost,
     ]
     .iter()
     .filter_map(|rule| rule(&cx))
@@ -138,6 +158,23 @@ pub fn all(ev: &Evidence) -> (Vec<Diagnosis>, Vec<String>) {
         .iter()
         .filter_map(|rule| rule(&cx))
         .collect::<Vec<_>>();
+    // A hung runtime explains a running kubelet that logged no kill: its kill waits in a
+    // CRI call that does not return. Only a stopped or absent kubelet is a hold of its own.
+    let hung = second_tier
+        .iter()
+        .any(|d| d.cause == CauseId::RuntimeHang && d.confidence >= EXPLAIN_MIN);
+    if hung
+        && !node_lost::kubelet_down(ev)
+        && first_tier
+            .iter()
+            .any(|d| d.cause == CauseId::KubeletMissedDelete)
+    {
+        first_tier.retain(|d| d.cause != CauseId::KubeletMissedDelete);
+        notes.push(
+            "kubelet logged no kill because its calls to the hung runtime do not return: that is not counted as a missed delete"
+                .into(),
+        );
+    }
     (first_tier.into_iter().chain(second_tier).collect(), notes)
 }
 
@@ -162,6 +199,15 @@ fn pod_ref(ev: &Evidence) -> Option<(String, String)> {
     ev.pod
         .as_ref()
         .map(|p| (p.name.clone(), p.namespace.clone()))
+}
+
+/// The pod object's deletion (its `deletionTimestamp` line), as proof: where every rule
+/// about a deleted pod that nothing acts on starts.
+fn deletion_proof(pod: &crate::evidence::PodFacts) -> Vec<Proof> {
+    pod.deletion_quote
+        .iter()
+        .map(|q| Proof::new(q, &Tie::PodObject))
+        .collect()
 }
 
 /// `kubectl get pod NAME -n NS -w`, to watch the pod go away after a remedy.

@@ -11,7 +11,11 @@ static BUSY_PATH: LazyLock<Regex> = LazyLock::new(|| {
 
 pub(super) fn mount_held(cx: &Cx) -> Option<Diagnosis> {
     let ev = cx.ev;
-    let busy: Vec<(&Quote, Tie)> = cx.lines_with("device or resource busy").collect();
+    // A cgroup directory that will not go is busy with processes, not mounts: cgroup-busy's.
+    let busy: Vec<(&Quote, Tie)> = cx
+        .lines_with("device or resource busy")
+        .filter(|(q, _)| !q.text.contains("/sys/fs/cgroup/"))
+        .collect();
     let busy_paths: BTreeSet<String> = busy
         .iter()
         .filter_map(|(q, _)| BUSY_PATH.captures(&q.text).map(|c| c[1].to_owned()))
@@ -57,7 +61,7 @@ pub(super) fn mount_held(cx: &Cx) -> Option<Diagnosis> {
     let mut remedy = Vec::new();
     for (pid, (mount, ps, quote)) in &holders {
         let what = match cx.link.path(mount) {
-            Some(Tie::Untied) | None => Tie::Holder(mount.clone()),
+            Some(Tie::Untied | Tie::Unnamed) | None => Tie::Holder(mount.clone()),
             Some(tie) => Tie::Holder(format!("{mount}, which {tie}")),
         };
         evidence.push(Proof::new(quote, &what));
@@ -363,7 +367,7 @@ mod tests {
         assert!(d.summary.contains("leaked"), "{}", d.summary);
         let acts: Vec<_> = d.remedy.iter().filter_map(|s| s.action()).collect();
         assert_eq!(acts.len(), 1, "{acts:?}");
-        assert_eq!(acts[0].1, ["kill", "646"]);
+        assert_eq!(acts[0].1, ["kill", "760"]);
     }
 
     #[test]

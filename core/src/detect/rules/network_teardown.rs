@@ -10,9 +10,32 @@ use super::*;
 
 /// `plugin type="calico" failed (delete): REASON` (quotes may come JSON- or klog-escaped).
 static PLUGIN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"plugin type=\\*"([A-Za-z0-9._-]+)\\*" failed \(delete\): ([^"\\]*)"#)
-        .expect("regex")
+    Regex::new(r#"plugin type=\\*"([A-Za-z0-9._-]+)\\*" failed \(delete\): (.*)"#).expect("regex")
 });
+
+/// The directories the runtime searched: `failed to find plugin "ptp" in path [/usr/lib/cni]`.
+/// Only plain absolute paths: they go into a command shown to the reader.
+static SEARCHED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"in path \[((?:/[A-Za-z0-9._/-]*)(?: /[A-Za-z0-9._/-]*)*)\]").expect("regex")
+});
+
+/// The plugin's reason as it reads unescaped: escaped quotes (`\"`, `\\\"`) are part of
+/// it, the first bare quote ends the string the runtime or the event wrapped it in.
+fn unescaped_reason(rest: &str) -> String {
+    let mut out = String::new();
+    let mut escaped = false;
+    for c in rest.chars() {
+        match c {
+            '\\' => escaped = true,
+            '"' if !escaped => break,
+            _ => {
+                out.push(c);
+                escaped = false;
+            }
+        }
+    }
+    out.trim().trim_end_matches('\'').trim().to_owned()
+}
 
 const PHRASES: [&str; 3] = [
     "failed to destroy network for sandbox",
@@ -22,18 +45,19 @@ const PHRASES: [&str; 3] = [
 
 pub(super) fn network_teardown(cx: &Cx) -> Option<Diagnosis> {
     let ev = cx.ev;
-    let failed: Vec<(&Quote, Tie)> = cx
-        .lines()
-        .filter(|(q, _)| PHRASES.iter().any(|p| q.text.contains(p)))
-        .collect();
+    let failed: Vec<(&Quote, Tie)> = cx.lines_with_any(&PHRASES).collect();
     if failed.is_empty() {
         return None;
     }
     let plugin = failed.iter().find_map(|(q, _)| {
         PLUGIN
             .captures(&q.text)
-            .map(|c| (c[1].to_owned(), c[2].trim().to_owned()))
+            .map(|c| (c[1].to_owned(), unescaped_reason(&c[2])))
     });
+    let searched = failed
+        .iter()
+        .find_map(|(q, _)| SEARCHED.captures(&q.text).map(|c| c[1].to_owned()))
+        .unwrap_or_else(|| "/opt/cni/bin".into());
     let evidence: Vec<Proof> = failed
         .iter()
         .rev()
@@ -56,7 +80,7 @@ pub(super) fn network_teardown(cx: &Cx) -> Option<Diagnosis> {
     }
     remedy.push(Step::look(
         "see the plugins the runtime can find",
-        "ls -l /opt/cni/bin /etc/cni/net.d",
+        format!("ls -l {searched} /etc/cni/net.d"),
     ));
     remedy.push(Step::look(
         "see the CNI's pods on this node",
@@ -90,9 +114,37 @@ mod tests {
         ev.ingest("runtime.log", line);
         let d = run(network_teardown, &ev).expect("a diagnosis");
         assert!(
-            d.summary.contains("plugin ptp: failed to find plugin"),
+            d.summary
+                .ends_with(r#"plugin ptp: failed to find plugin "ptp" in path [/opt/cni/bin]"#),
             "{}",
             d.summary
+        );
+    }
+
+    #[test]
+    fn the_reason_reads_the_same_from_an_event_and_from_the_runtime() {
+        let event = r#"error killing pod: failed to "KillPodSandbox" for "u" with KillPodSandboxError: "rpc error: code = Unknown desc = failed to destroy network for sandbox \"abc\": plugin type=\"calico\" failed (delete): error getting ClusterInformation: connection is unauthorized: Unauthorized"'"#;
+        assert_eq!(
+            unescaped_reason(event.split("(delete): ").nth(1).expect("reason")),
+            "error getting ClusterInformation: connection is unauthorized: Unauthorized"
+        );
+        let runtime = r#"failed to find plugin \"ptp\" in path [/usr/lib/cni]" foo="bar""#;
+        assert_eq!(
+            unescaped_reason(runtime),
+            r#"failed to find plugin "ptp" in path [/usr/lib/cni]"#
+        );
+    }
+
+    #[test]
+    fn looks_where_the_runtime_searched() {
+        let line = r#"E1203 w containerd[1]: msg="x" error="failed to destroy network for sandbox \"abc\": plugin type=\"ptp\" failed (delete): failed to find plugin \"ptp\" in path [/usr/lib/cni /opt/cni/bin]""#;
+        let mut ev = Evidence::default();
+        ev.ingest("runtime.log", line);
+        let d = run(network_teardown, &ev).expect("a diagnosis");
+        let text = format!("{:?}", d.remedy);
+        assert!(
+            text.contains("ls -l /usr/lib/cni /opt/cni/bin /etc/cni/net.d"),
+            "{text}"
         );
     }
 

@@ -112,59 +112,23 @@ pub(super) fn volume_teardown(cx: &Cx) -> Option<Diagnosis> {
             "stop it (or make it leave the directory, close the file); kubelet retries the unmount by itself",
         ));
     }
-    if holders.is_empty() {
-        if let Some(path) = busy_paths.iter().next() {
-            remedy.push(Step::look(
-                "find the processes keeping the volume busy",
-                format!("fuser -vm {path}"),
-            ));
-            remedy.push(Step::say(
-                "stop them or make them leave the directory; kubelet retries the unmount by itself",
-            ));
-        }
-    }
-    if let Some(driver) = &driver {
-        remedy.push(Step::look(
-            format!("the CSI driver {driver} failed to unpublish the volume: read its node plugin's log on this node"),
-            format!(
-                "kubectl get pods -A -o wide --field-selector spec.nodeName={} | grep -i csi",
-                node_name(ev)
-            ),
-        ));
-        remedy.push(Step::say(format!(
-            "fix what the driver reports (its backend, credentials, a hung server) or restart its node plugin; kubelet retries the teardown by itself"
-        )));
-    } else if holders.is_empty() && busy_paths.is_empty() {
-        remedy.push(Step::look(
-            "see what still holds the pod's volumes",
-            format!(
-                "grep /var/lib/kubelet/pods/{}/volumes /proc/self/mountinfo",
-                pod_uid(ev)
-            ),
-        ));
-        remedy.push(Step::say("unmount what kubelet could not (after finding why: a hung network filesystem, a busy mount, a failing driver); kubelet then removes the directories"));
-    }
+    remedy.extend(unmount_steps(
+        ev,
+        holders.is_empty(),
+        &busy_paths,
+        driver.as_deref(),
+    ));
     remedy.extend(watch_step(ev));
 
+    let holder = holders
+        .iter()
+        .next()
+        .map(|(pid, (path, _, _))| (*pid, path.as_str()));
     let name = volume
         .as_ref()
         .map(|(name, _)| format!("volume {name}"))
         .unwrap_or_else(|| "a volume".into());
-    let summary = match (holders.iter().next(), &driver, busy) {
-        (Some((pid, (path, _, _))), _, _) => {
-            format!("kubelet cannot unmount {name}: pid {pid} keeps {path} busy")
-        }
-        (None, Some(driver), _) => {
-            format!(
-                "kubelet cannot tear down {name}: the CSI driver {driver} fails to unpublish it"
-            )
-        }
-        (None, None, true) => format!("kubelet cannot unmount {name}: target is busy"),
-        (None, None, false) if failed.is_empty() => {
-            "the pod is gone from kubelet's view but its volume paths are still on disk".into()
-        }
-        (None, None, false) => format!("kubelet's teardown of {name} keeps failing"),
-    };
+    let summary = summary(&name, holder, driver.as_deref(), busy, !failed.is_empty());
     diagnosis(
         CauseId::VolumeTeardown,
         confidence,
@@ -174,9 +138,77 @@ pub(super) fn volume_teardown(cx: &Cx) -> Option<Diagnosis> {
     )
 }
 
+/// What to do when no holder was found or a driver failed: find the busy processes,
+/// read the CSI driver's log, or see what still holds the pod's volumes.
+fn unmount_steps(
+    ev: &Evidence,
+    no_holders: bool,
+    busy_paths: &BTreeSet<String>,
+    driver: Option<&str>,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if no_holders {
+        if let Some(path) = busy_paths.iter().next() {
+            steps.push(Step::look(
+                "find the processes keeping the volume busy",
+                format!("fuser -vm {path}"),
+            ));
+            steps.push(Step::say(
+                "stop them or make them leave the directory; kubelet retries the unmount by itself",
+            ));
+        }
+    }
+    if let Some(driver) = driver {
+        steps.push(Step::look(
+            format!("the CSI driver {driver} failed to unpublish the volume: read its node plugin's log on this node"),
+            format!(
+                "kubectl get pods -A -o wide --field-selector spec.nodeName={} | grep -i csi",
+                node_name(ev)
+            ),
+        ));
+        steps.push(Step::say(
+            "fix what the driver reports (its backend, credentials, a hung server) or restart its node plugin; kubelet retries the teardown by itself",
+        ));
+    } else if no_holders && busy_paths.is_empty() {
+        steps.push(Step::look(
+            "see what still holds the pod's volumes",
+            format!(
+                "grep /var/lib/kubelet/pods/{}/volumes /proc/self/mountinfo",
+                pod_uid(ev)
+            ),
+        ));
+        steps.push(Step::say("unmount what kubelet could not (after finding why: a hung network filesystem, a busy mount, a failing driver); kubelet then removes the directories"));
+    }
+    steps
+}
+
+/// One line: who keeps the volume busy, or which driver fails, or what kubelet says.
+fn summary(
+    name: &str,
+    holder: Option<(u32, &str)>,
+    driver: Option<&str>,
+    busy: bool,
+    teardown_failed: bool,
+) -> String {
+    match (holder, driver, busy) {
+        (Some((pid, path)), _, _) => {
+            format!("kubelet cannot unmount {name}: pid {pid} keeps {path} busy")
+        }
+        (None, Some(driver), _) => {
+            format!(
+                "kubelet cannot tear down {name}: the CSI driver {driver} fails to unpublish it"
+            )
+        }
+        (None, None, true) => format!("kubelet cannot unmount {name}: target is busy"),
+        (None, None, false) if !teardown_failed => {
+            "the pod is gone from kubelet's view but its volume paths are still on disk".into()
+        }
+        (None, None, false) => format!("kubelet's teardown of {name} keeps failing"),
+    }
+}
+
 fn pod_uid(ev: &Evidence) -> String {
-    ev.pod
-        .as_ref()
+    ev.identity()
         .and_then(|p| p.uid.clone())
         .unwrap_or_else(|| "POD_UID".into())
 }
